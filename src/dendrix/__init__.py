@@ -1,0 +1,12 @@
+"""dendrix: spiking neurons beyond LIF — dendritic, resonating and gated neurons for PyTorch.
+
+Time-first tensors ``[T, B, *]`` everywhere. Every neuron has ``forward``, ``init_state``, ``step`` and ``run``.
+"""
+
+from . import surrogate
+from .recording import Recording, record
+from .registry import available, describe, register, spiking_layer
+
+__version__ = "0.1.0"
+
+__all__ = ["available", "describe", "register", "spiking_layer", "record", "Recording", "surrogate", "__version__"]

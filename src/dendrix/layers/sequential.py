@@ -1,0 +1,55 @@
+"""Synaptic wrappers: a weight layer followed by an activation-style neuron, under the neuron contract."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor, nn
+
+from ..neurons.base import Neuron, State
+
+__all__ = ["SpikingLinear", "linear_factory"]
+
+
+class SpikingLinear(Neuron):
+    """``[T, B, in] -> [T, B, out]``: ``Linear`` applied to every step at once (one matmul), then ``neuron``.
+
+    The synaptic current has no memory, so only the neuron carries state.
+    """
+
+    def __init__(self, in_features: int, out_features: int, neuron: Neuron, bias: bool = True):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.neuron = neuron
+        self.in_features, self.out_features = in_features, out_features
+
+    def init_state(self, x_t: Tensor) -> State:
+        return self.neuron.init_state(x_t.new_zeros(*x_t.shape[:-1], self.out_features))
+
+    def run(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        self.check_input(x, self.in_features)
+        return self.neuron.run(self.linear(x), state)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x, self.in_features)
+        return self.neuron(self.linear(x))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+def linear_factory(neuron_cls: Callable[..., Neuron], channels_arg: str | None = None) -> Callable[..., SpikingLinear]:
+    """A registry factory ``(in, out, bias=True, **neuron_kw) -> SpikingLinear``.
+
+    ``channels_arg`` names the neuron's constructor argument that takes the number of channels (e.g.
+    ``"channels"`` for D-RF); None for neurons that are shape-agnostic.
+    """
+
+    def factory(in_features: int, out_features: int, *, bias: bool = True, **neuron_kw) -> SpikingLinear:
+        if channels_arg is not None:
+            neuron_kw[channels_arg] = out_features
+        return SpikingLinear(in_features, out_features, neuron_cls(**neuron_kw), bias=bias)
+
+    factory.__name__ = f"linear_{getattr(neuron_cls, '__name__', 'neuron').lower()}"
+    factory.neuron_cls = neuron_cls  # type: ignore[attr-defined]
+    return factory

@@ -1,0 +1,117 @@
+"""The module contract every dendrix neuron and synaptic neuron layer keeps (DESIGN.md §2).
+
+* ``y = m(x)``: the whole time-first sequence ``[T, B, *]`` from the resting state. Nothing is kept between
+  calls: no ``reset_net``, no state tied to a batch size or a device.
+* ``state = m.init_state(x_t)``: the resting state for inputs shaped like one time step ``[B, *]``.
+* ``y_t, state = m.step(x_t, state)``: one time step (streaming inference).
+* ``y, state = m.run(x, state)``: a chunk continuing from ``state`` (streaming in chunks).
+
+Looping ``step`` or ``run`` over chunks gives exactly the spikes of ``m(x)``. Subclasses implement
+``init_state`` and ``run`` (usually with a fused or parallel whole-sequence kernel); ``forward`` and ``step``
+default to ``run``. A neuron that has a faster stateless path (e.g. a parallel FFT) overrides ``forward``.
+
+Recording: :func:`dendrix.record` attaches a recorder; models call :meth:`Neuron.record_state` with their
+internal traces (membrane potential, branch states); it costs nothing when no recorder is attached.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..validation import check_sequence, check_state_shape
+
+__all__ = ["Neuron", "State", "map_state", "state_to", "expand_param"]
+
+State = Any  # a NamedTuple (or tuple) of tensors
+
+
+class Neuron(nn.Module):
+    """Base class of neurons (``neurons/``) and synaptic neuron layers (``layers/``).
+
+    Class attributes a subclass may set:
+
+    * ``in_rank``: the minimum rank of an input sequence (3 = ``[T, B, N]``).
+    * ``emits``: ``"binary"`` for spikes in {0, 1}; ``"integer"`` for integer spike counts (SSF).
+    """
+
+    in_rank: int = 3
+    emits: str = "binary"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._recorder: Optional[Callable[[str, Tensor], None]] = None
+
+    # -- contract -------------------------------------------------------------------------------------------
+    def init_state(self, x_t: Tensor) -> State:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        y, _ = self.run(x, None)
+        return y
+
+    def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        if not isinstance(x_t, Tensor) or x_t.dim() < self.in_rank - 1:
+            shape = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"{type(self).__name__}.step: x_t must be one time step with at least "
+                             f"{self.in_rank - 1} dims [B, ...], got {shape}")
+        y, state = self.run(x_t.unsqueeze(0), state)
+        return y[0], state
+
+    # -- helpers for subclasses -----------------------------------------------------------------------------
+    def check_input(self, x: Tensor, features: int | None = None) -> Tensor:
+        return check_sequence(x, f"{type(self).__name__} input", min_rank=self.in_rank, features=features)
+
+    def resolve_state(self, x: Tensor, state: State | None) -> State:
+        """``state`` or, if None, the resting state for ``x[0]``; checks shapes against ``init_state``."""
+        fresh = self.init_state(x[0])
+        if state is None:
+            return fresh
+        if type(state) is not type(fresh) and not isinstance(state, tuple):
+            raise TypeError(f"{type(self).__name__}: state must be a {type(fresh).__name__}, got {type(state).__name__}")
+        if len(state) != len(fresh):
+            raise ValueError(f"{type(self).__name__}: state has {len(state)} fields, expected {len(fresh)}")
+        names = getattr(fresh, "_fields", [str(i) for i in range(len(fresh))])
+        for name, got, want in zip(names, state, fresh):
+            if isinstance(want, Tensor):
+                if not isinstance(got, Tensor):
+                    raise TypeError(f"{type(self).__name__}: state field {name!r} must be a tensor")
+                check_state_shape(f"{type(self).__name__}.{name}", got, want.shape)
+        return state
+
+    @property
+    def recording(self) -> bool:
+        return self._recorder is not None
+
+    def record_state(self, name: str, value: Tensor) -> None:
+        """Hand an internal trace (``[T, B, *]``) to an attached recorder; a no-op otherwise."""
+        if self._recorder is not None:
+            self._recorder(name, value)
+
+
+def map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
+    """Apply ``fn`` to every tensor of a (named) tuple state."""
+    items = [fn(v) if isinstance(v, Tensor) else v for v in state]
+    return type(state)(*items) if hasattr(state, "_fields") else type(state)(items)
+
+
+def state_to(state: State, like: Tensor) -> State:
+    return map_state(state, lambda v: v.to(device=like.device, dtype=like.dtype) if v.is_floating_point() else v.to(like.device))
+
+
+def expand_param(p: Tensor, feature_shape: torch.Size) -> Tensor:
+    """Broadcast a scalar or per-channel parameter against ``[..., *feature_shape]`` (channels last)."""
+    if p.dim() == 0:
+        return p
+    if p.shape[-1] != feature_shape[-1]:
+        raise ValueError(f"per-channel parameter of size {p.shape[-1]} does not match {feature_shape[-1]} channels")
+    return p
+
+
+class _Example(NamedTuple):  # documentation aid: what a state looks like
+    v: Tensor

@@ -1,0 +1,234 @@
+"""Heaviside spike function with surrogate gradients.
+
+The forward pass is always the Heaviside step Θ(x) = 1 for x ≥ 0 (SpikingJelly's convention). The backward
+pass replaces Θ'(x) by the derivative of a smooth *primitive* g(x) that approximates Θ. Every surrogate here
+exposes both, so fused kernels (which apply the surrogate inside a hand-written backward) and tests
+(which compare ``derivative`` with a finite difference of ``primitive``) use one definition.
+
+Surrogates and their parameter (defaults follow the libraries users know):
+
+==================  ===========  =================================================================
+name                parameter    derivative g'(x)
+==================  ===========  =================================================================
+``atan``            alpha=2.0    alpha/2 / (1 + (π/2·alpha·x)²)            (SpikingJelly ATan)
+``sigmoid``         alpha=4.0    alpha·σ(alpha·x)(1 − σ(alpha·x))          (SpikingJelly Sigmoid)
+``triangle``        width=1.0    max(0, 1 − |x|/width)/width               (piecewise linear)
+``double_gaussian`` sigma=0.5    (1+h)N(x;0,σ) − hN(x;σ,sσ) − hN(x;−σ,sσ), h=0.15, s=6 (Yin et al. 2021)
+``rectangular``     width=1.0    1/width for |x| < width/2                 (boxcar)
+``fast_sigmoid``    slope=25.0   1 / (1 + slope·|x|)²                      (SuperSpike / snnTorch)
+==================  ===========  =================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Union
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Surrogate",
+    "ATan",
+    "Sigmoid",
+    "Triangle",
+    "DoubleGaussian",
+    "Rectangular",
+    "FastSigmoid",
+    "get_surrogate",
+    "heaviside",
+    "spike",
+    "SURROGATES",
+]
+
+
+def heaviside(x: Tensor) -> Tensor:
+    """Θ(x) = 1 for x ≥ 0, else 0, in the dtype of ``x``."""
+    return (x >= 0).to(x.dtype)
+
+
+class _SpikeFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, surrogate: "Surrogate") -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+        return heaviside(x)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad_out * ctx.surrogate.derivative(x), None
+
+
+class Surrogate:
+    """A Heaviside forward with the gradient of a smooth primitive.
+
+    Subclasses define :meth:`primitive` (a smooth step-like function) and :meth:`derivative` (its exact
+    derivative). Calling the object on a tensor returns spikes with that surrogate gradient.
+    """
+
+    name: str = "surrogate"
+    param_name: str = "alpha"
+
+    def __init__(self, value: float):
+        value = float(value)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"surrogate {self.name!r}: {self.param_name} must be a positive finite number, got {value!r}")
+        self.value = value
+
+    def primitive(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def derivative(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return _SpikeFunction.apply(x, self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.param_name}={self.value:g})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.value == self.value  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.value))
+
+
+class ATan(Surrogate):
+    name, param_name = "atan", "alpha"
+
+    def __init__(self, alpha: float = 2.0):
+        super().__init__(alpha)
+
+    def primitive(self, x):
+        return torch.atan(math.pi / 2 * self.value * x) / math.pi + 0.5
+
+    def derivative(self, x):
+        a = self.value
+        return (a / 2) / (1 + (math.pi / 2 * a * x) ** 2)
+
+
+class Sigmoid(Surrogate):
+    name, param_name = "sigmoid", "alpha"
+
+    def __init__(self, alpha: float = 4.0):
+        super().__init__(alpha)
+
+    def primitive(self, x):
+        return torch.sigmoid(self.value * x)
+
+    def derivative(self, x):
+        s = torch.sigmoid(self.value * x)
+        return self.value * s * (1 - s)
+
+
+class Triangle(Surrogate):
+    name, param_name = "triangle", "width"
+
+    def __init__(self, width: float = 1.0):
+        super().__init__(width)
+
+    def primitive(self, x):
+        # Integral of the triangle: 0 below -w, quadratic pieces, 1 above w.
+        w = self.value
+        u = (x / w).clamp(-1.0, 1.0)
+        return torch.where(u < 0, 0.5 * (1 + u) ** 2, 1 - 0.5 * (1 - u) ** 2)
+
+    def derivative(self, x):
+        w = self.value
+        return (1 - x.abs() / w).clamp_min(0) / w
+
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def _normal_pdf(x: Tensor, mu: float, sigma: float) -> Tensor:
+    return torch.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+
+
+def _normal_cdf(x: Tensor, mu: float, sigma: float) -> Tensor:
+    return 0.5 * (1 + torch.erf((x - mu) / (sigma * _SQRT2)))
+
+
+class DoubleGaussian(Surrogate):
+    """Multi-Gaussian surrogate of Yin et al. (2021), used by ALIF and D-RF: a narrow positive Gaussian
+    minus two wide side lobes (height ``h`` = 0.15, width ratio ``s`` = 6)."""
+
+    name, param_name = "double_gaussian", "sigma"
+
+    def __init__(self, sigma: float = 0.5, h: float = 0.15, s: float = 6.0):
+        super().__init__(sigma)
+        if h < 0 or s <= 0:
+            raise ValueError(f"surrogate 'double_gaussian': need h >= 0 and s > 0, got h={h!r}, s={s!r}")
+        self.h, self.s = float(h), float(s)
+
+    def primitive(self, x):
+        sig, h, s = self.value, self.h, self.s
+        return (1 + h) * _normal_cdf(x, 0.0, sig) - h * _normal_cdf(x, sig, s * sig) - h * _normal_cdf(x, -sig, s * sig)
+
+    def derivative(self, x):
+        sig, h, s = self.value, self.h, self.s
+        return (1 + h) * _normal_pdf(x, 0.0, sig) - h * _normal_pdf(x, sig, s * sig) - h * _normal_pdf(x, -sig, s * sig)
+
+    def __repr__(self):
+        return f"DoubleGaussian(sigma={self.value:g}, h={self.h:g}, s={self.s:g})"
+
+
+class Rectangular(Surrogate):
+    name, param_name = "rectangular", "width"
+
+    def __init__(self, width: float = 1.0):
+        super().__init__(width)
+
+    def primitive(self, x):
+        return (x / self.value + 0.5).clamp(0.0, 1.0)
+
+    def derivative(self, x):
+        return (x.abs() < self.value / 2).to(x.dtype) / self.value
+
+
+class FastSigmoid(Surrogate):
+    name, param_name = "fast_sigmoid", "slope"
+
+    def __init__(self, slope: float = 25.0):
+        super().__init__(slope)
+
+    def primitive(self, x):
+        return x / (1 + self.value * x.abs())
+
+    def derivative(self, x):
+        return 1.0 / (1 + self.value * x.abs()) ** 2
+
+
+SURROGATES: dict[str, Callable[..., Surrogate]] = {
+    cls.name: cls for cls in (ATan, Sigmoid, Triangle, DoubleGaussian, Rectangular, FastSigmoid)
+}
+_ALIASES = {"rect": "rectangular", "piecewise_linear": "triangle", "superspike": "fast_sigmoid", "multi_gaussian": "double_gaussian"}
+
+SurrogateLike = Union[str, Surrogate]
+
+
+def get_surrogate(spec: SurrogateLike, **params) -> Surrogate:
+    """Return a :class:`Surrogate` from a name (``"atan"``, ``"triangle"``, ...) or pass one through.
+
+    ``params`` set the width/slope parameter by its name, e.g. ``get_surrogate("atan", alpha=4)``.
+    """
+    if isinstance(spec, Surrogate):
+        if params:
+            raise TypeError("get_surrogate: parameters can only be given with a surrogate name, not an instance")
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"surrogate must be a name or a dendrix.surrogate.Surrogate, got {type(spec).__name__}")
+    key = _ALIASES.get(spec.lower(), spec.lower())
+    if key not in SURROGATES:
+        raise ValueError(f"unknown surrogate {spec!r}; choose one of {sorted(SURROGATES)}")
+    try:
+        return SURROGATES[key](**params)
+    except TypeError as err:
+        raise TypeError(f"surrogate {key!r}: {err}") from None
+
+
+def spike(x: Tensor, surrogate: SurrogateLike = "atan") -> Tensor:
+    """Θ(x) with the gradient of ``surrogate``."""
+    return get_surrogate(surrogate)(x)
