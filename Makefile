@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(VENV)/bin/dendrix demo $(DEMO_ARGS)
 
 test: $(DEVSTAMP)
-	$(PY) -m pytest -q -x --timeout=600 $(PYTEST_ARGS)
+	$(PY) -m pytest -q --timeout=600 $(PYTEST_ARGS)
 
 test-slow: $(DEVSTAMP)
 	$(PY) -m pytest -q -m slow --timeout=3600 $(PYTEST_ARGS)
