@@ -1,0 +1,81 @@
+"""DGN / S-DGN layer cost against Linear + LIF (issue 5).
+
+Shape: 700 -> 128, T = 250, B = 32, 5 % input spikes, forward + backward (gradients for all parameters).
+Every case is measured in each round, rounds interleaved, and the median over rounds is reported, so the ratios
+come from one run on one machine state. Targets: ≤ 2.5× the time and ≤ 2.5× the saved-for-backward memory
+of Linear + LIF, for the feed-forward and the recurrent layer.
+
+    .venv/bin/python benchmarks/bench_dgn.py            # full
+    .venv/bin/python benchmarks/bench_dgn.py --quick    # smoke run (small shape, one round)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Measurement, format_table, machine_line, measure  # noqa: E402
+
+from dendrix.layers import SpikingLinear  # noqa: E402
+from dendrix.layers.dgn import DGNLinear  # noqa: E402
+
+
+def build_cases(n_in: int, n_out: int, with_reference: bool) -> dict[str, torch.nn.Module]:
+    from dendrix.neurons import LIF
+
+    torch.manual_seed(0)
+    cases = {
+        "Linear+LIF": SpikingLinear(n_in, n_out, LIF(), bias=False),
+        "DGN": DGNLinear(n_in, n_out),
+        "S-DGN": DGNLinear(n_in, n_out, shared_reversal=True),
+        "DGN recurrent": DGNLinear(n_in, n_out, recurrent=True),
+        "S-DGN recurrent": DGNLinear(n_in, n_out, recurrent=True, shared_reversal=True),
+    }
+    if with_reference:
+        cases["DGN (reference loop)"] = DGNLinear(n_in, n_out, backend="reference")
+        cases["DGN recurrent (reference loop)"] = DGNLinear(n_in, n_out, recurrent=True, backend="reference")
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shape, one round (smoke test)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--reference", action="store_true", help="also time the per-step reference backends")
+    args = parser.parse_args(argv)
+    T, B, n_in, n_out = (20, 4, 70, 16) if args.quick else (250, 32, 700, 128)
+    rounds, repeat = (1, 2) if args.quick else (args.rounds, args.repeat)
+
+    cases = build_cases(n_in, n_out, args.reference)
+    x = (torch.rand(T, B, n_in, generator=torch.Generator().manual_seed(1)) < 0.05).float()
+    runs: dict[str, list[Measurement]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, layer in cases.items():
+            reps = 1 if "reference" in name else repeat
+            runs[name].append(measure(name, lambda layer=layer: layer(x), list(layer.parameters()), repeat=reps))
+    rows = []
+    for name, ms in runs.items():
+        params = sum(p.numel() for p in cases[name].parameters())
+        rows.append(Measurement(name, statistics.median(m.fwd_ms for m in ms),
+                                statistics.median(m.fwd_bwd_ms for m in ms), ms[0].saved_mb,
+                                extra={"params": params}))
+    print(f"DGN layer benchmark: {n_in}->{n_out}, T={T}, B={B}, 5% input spikes, fwd+bwd; "
+          f"median of {rounds} interleaved rounds × {repeat} repeats")
+    print(machine_line())
+    print()
+    print(format_table(rows, reference="Linear+LIF"))
+    print()
+    print("| case | parameters |\n|---|---|")
+    for r in rows:
+        print(f"| {r.name} | {r.extra['params']:,} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

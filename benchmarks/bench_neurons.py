@@ -1,0 +1,186 @@
+"""LIF-family neuron cost: dendrix fused engines against SpikingJelly 2.0, snnTorch and a per-step loop (issue 2).
+
+For each shape (T, B, N) the neuron alone is timed on an input current ``[T, B, N]`` that requires grad:
+forward (no grad) and forward+backward median times, memory saved for backward (harness), and the peak
+resident memory of one forward+backward measured in a fresh subprocess (``--no-peak`` skips it). Every case
+is measured in each round, rounds interleaved, and the median over rounds is reported, so the ratios come from
+one run on one machine state. Ratios are against SpikingJelly's multi-step ``LIFNode`` (its default torch
+backend on CPU). Target (issue 2): our LIF forward+backward at least 2× faster than that at (1024, 32, 128),
+with no more memory.
+
+    .venv/bin/python benchmarks/bench_neurons.py            # full: (250,32,256) and (1024,32,128)
+    .venv/bin/python benchmarks/bench_neurons.py --quick    # smoke run (small shape, one round, no peak)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Measurement, format_table, machine_line, measure  # noqa: E402
+
+REFERENCE = "SpikingJelly LIFNode (multi-step)"
+OURS = "dendrix LIF (fused)"
+
+
+def _spikingjelly():
+    try:
+        from spikingjelly.activation_based import neuron, surrogate
+    except ImportError:
+        return None
+    return neuron, surrogate
+
+
+def _snntorch():
+    try:
+        import snntorch
+    except ImportError:
+        return None
+    return snntorch
+
+
+def build_cases(n: int) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], list[torch.Tensor]]]:
+    """name -> (forward(x) -> spikes, parameters). Every neuron uses tau = 2 (decay 0.5) and an atan surrogate
+    where the library offers it."""
+    from dendrix.neurons import ALIF, DALIF, LIF, PLIF
+
+    torch.manual_seed(0)
+    cases: dict[str, tuple[Callable, list]] = {}
+    lif = LIF(tau=2.0)
+    cases[OURS] = (lif, [])
+    plif = PLIF(init_tau=2.0)
+    cases["dendrix PLIF (fused)"] = (plif, list(plif.parameters()))
+    alif = ALIF(channels=n)
+    cases["dendrix ALIF (fused)"] = (alif, list(alif.parameters()))
+    dalif = DALIF()
+    cases["dendrix DA-LIF (fused)"] = (dalif, list(dalif.parameters()))
+    loop = LIF(tau=2.0, backend="reference")
+    cases["LIF per-step autograd loop"] = (loop, [])
+
+    sj = _spikingjelly()
+    if sj is not None:
+        neuron, surrogate = sj
+        node = neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), step_mode="m")
+
+        def sj_forward(x, node=node):
+            node.reset()
+            return node(x)
+
+        cases[REFERENCE] = (sj_forward, [])
+
+    snn = _snntorch()
+    if snn is not None:
+        # snnTorch's Leaky: mem = beta mem + x, subtract reset; beta = 1 - 1/tau. Its multi-step use is a loop.
+        leaky = snn.Leaky(beta=0.5, spike_grad=snn.surrogate.atan())
+
+        def snn_forward(x, leaky=leaky):
+            mem = leaky.init_leaky()
+            out = []
+            for t in range(x.shape[0]):
+                spk, mem = leaky(x[t], mem)
+                out.append(spk)
+            return torch.stack(out)
+
+        cases["snnTorch Leaky (step loop)"] = (snn_forward, list(leaky.parameters()))
+    return cases
+
+
+def _input(t: int, b: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(t, b, n, generator=g) + 0.5).requires_grad_()
+
+
+def peak_child(name: str, t: int, b: int, n: int) -> None:
+    """Subprocess body: peak RSS growth (MB) of one forward+backward of case ``name``."""
+    fn, _ = build_cases(n)[name]
+    x = _input(t, b, n)
+    small = _input(4, b, n)
+    fn(small).sum().backward()  # lazy initialisation outside the measured call
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn(x).float().sum().backward()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mb": (after - before) / 1024}))
+
+
+def peak_rss_mb(name: str, t: int, b: int, n: int) -> float | None:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, __file__, "--peak-child", name, str(t), str(b), str(n)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith("{"):
+            return json.loads(line)["peak_mb"]
+    return None
+
+
+def run_shape(t: int, b: int, n: int, rounds: int, repeat: int, peak: bool) -> tuple[str, list[Measurement]]:
+    cases = build_cases(n)
+    x = _input(t, b, n)
+    runs: dict[str, list[Measurement]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (fn, params) in cases.items():
+            runs[name].append(measure(name, lambda fn=fn: fn(x), [x, *params], repeat=repeat, warmup=1))
+    rows = []
+    for name, ms in runs.items():
+        row = Measurement(name, statistics.median(m.fwd_ms for m in ms), statistics.median(m.fwd_bwd_ms for m in ms),
+                          ms[0].saved_mb)
+        if peak:
+            row.extra = {"peak_rss_mb": peak_rss_mb(name, t, b, n)}
+        rows.append(row)
+    reference = REFERENCE if REFERENCE in runs else OURS
+    table = format_table(rows, reference)
+    if peak:
+        lines = table.splitlines()
+        lines[0] += " peak RSS MB (fwd+bwd, subprocess) |"
+        lines[1] += "---|"
+        for i, row in enumerate(rows):
+            value = row.extra["peak_rss_mb"]
+            lines[2 + i] += f" {value:.0f} |" if value is not None else " – |"
+        table = "\n".join(lines)
+    return table, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shape, one round, no peak measure")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-peak", action="store_true", help="skip the peak-RSS subprocess measure")
+    parser.add_argument("--peak-child", nargs=4, metavar=("CASE", "T", "B", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.peak_child:
+        name, t, b, n = args.peak_child
+        peak_child(name, int(t), int(b), int(n))
+        return 0
+
+    shapes = [(64, 8, 32)] if args.quick else [(250, 32, 256), (1024, 32, 128)]
+    rounds, repeat = (1, 1) if args.quick else (args.rounds, args.repeat)
+    peak = not (args.quick or args.no_peak)
+    print(machine_line())
+    for t, b, n in shapes:
+        table, rows = run_shape(t, b, n, rounds, repeat, peak)
+        print(f"\n### (T, B, N) = ({t}, {b}, {n})\n")
+        print(table)
+        by_name = {r.name: r for r in rows}
+        if REFERENCE in by_name:
+            ref, ours = by_name[REFERENCE], by_name[OURS]
+            line = (f"\ndendrix LIF vs SpikingJelly LIFNode: forward {ref.fwd_ms / ours.fwd_ms:.2f}× faster, "
+                    f"forward+backward {ref.fwd_bwd_ms / ours.fwd_bwd_ms:.2f}× faster, saved-for-backward "
+                    f"{ours.saved_mb:.1f} vs {ref.saved_mb:.1f} MB")
+            if peak and ours.extra["peak_rss_mb"] is not None and ref.extra["peak_rss_mb"] is not None:
+                line += f", peak RSS {ours.extra['peak_rss_mb']:.0f} vs {ref.extra['peak_rss_mb']:.0f} MB"
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

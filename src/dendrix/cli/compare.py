@@ -1,0 +1,89 @@
+"""``dendrix compare --config X --kinds a,b,c``: train several neuron kinds on one task, one table."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from . import UserError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", "-c", required=True, help="YAML config (path or packaged name)")
+    parser.add_argument("--kinds", "-k", required=True, help="comma-separated neuron kinds, or 'all'")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every kind")
+    parser.add_argument("--out", "-o", help="report folder (default: runs/compare-TIMESTAMP)")
+    parser.add_argument("--epochs", type=int, help="shortcut for train.epochs=N")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def parse_kinds(text: str | None) -> list[str]:
+    """``"lif,alif"`` -> checked kind names; ``None``/``"all"`` -> every registered kind."""
+    from ..registry import available
+
+    try:
+        known = available()
+    except ImportError as err:
+        raise UserError(f"cannot list neuron kinds: {err}") from None
+    if text is None or text.strip().lower() == "all":
+        return known
+    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
+    if not kinds:
+        raise UserError("--kinds is empty; give comma-separated kinds such as lif,alif")
+    unknown = [k for k in kinds if k not in known]
+    if unknown:
+        raise UserError(f"unknown neuron kind {unknown[0]!r}; available: {', '.join(known)}")
+    return kinds
+
+
+def check_first_config(config, kinds, overrides) -> None:
+    """Fail fast with one line on a bad config instead of once per kind."""
+    from ..train.compare import kind_config
+    from ..train.config import ConfigError
+
+    try:
+        for kind in kinds:
+            cfg = kind_config(config, kind, overrides)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    from ..train.batches import open_dataset
+
+    try:  # a data problem is the same for every kind: report it once
+        open_dataset(cfg["data"], "train", seed=cfg["seed"])
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        raise UserError(f"cannot open data set {cfg['data']['name']!r}: {err}") from None
+
+
+def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool) -> list[dict]:
+    from ..train.compare import compare_kinds
+    from ..train.report import write_report
+
+    check_first_config(config, kinds, overrides)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None)
+    wall = time.perf_counter() - start
+    command = "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    table = write_report(out_dir, rows, histories, title, command=command)
+    print()
+    print(table)
+    print(f"\n{len(kinds)} kind(s) in {wall:.0f} s; report: {out_dir / 'report.md'}")
+    failed = [r["neuron"] for r in rows if r.get("error")]
+    if failed:
+        print(f"failed: {', '.join(failed)} (see {out_dir / 'errors'})", file=sys.stderr)
+    return rows
+
+
+def main(args) -> int:
+    kinds = parse_kinds(args.kinds)
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+        overrides.append(f"train.epochs={args.epochs}")
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
+    rows = run_comparison(args.config, kinds, out, overrides, f"dendrix compare: {args.config}", args.quiet)
+    return 0 if any(not r.get("error") for r in rows) else 1

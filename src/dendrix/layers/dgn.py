@@ -1,0 +1,210 @@
+"""DGN and S-DGN: the dynamic-conductance gated neuron as a synaptic layer (feed-forward or recurrent).
+
+Registered kinds: ``"dgn"`` (independent W and C) and ``"sdgn"`` (shared reversal potential, W = E·C).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..neurons.base import Neuron
+from ..ops.dgn import BACKENDS, GATES, apply_gate, dgn_membrane, synaptic_trace
+from ..registry import register
+from ..surrogate import SurrogateLike, get_surrogate
+from ..validation import check_choice, check_int, check_nonnegative, check_positive
+
+__all__ = ["DGNLinear", "DGNState", "DGNRecurrentState", "dgn_linear", "sdgn_linear"]
+
+
+class DGNState(NamedTuple):
+    trace: Tensor  # presynaptic traces D [B, in]
+    v: Tensor      # membrane V [B, out]
+    spike: Tensor  # last output spike S [B, out] (drives the soft reset of the next step)
+
+
+class DGNRecurrentState(NamedTuple):
+    trace: Tensor      # presynaptic traces D [B, in]
+    rec_trace: Tensor  # traces of the layer's own spikes D_rec [B, out]
+    v: Tensor
+    spike: Tensor
+
+
+class DGNLinear(Neuron):
+    r"""Dynamic-conductance gated neuron layer (DGN; S-DGN with ``shared_reversal=True``), ICLR 2026.
+
+    Presynaptic spikes z ``[T, B, in]`` -> spikes ``[T, B, out]``. Per input i a synaptic trace, per neuron o
+    a membrane whose leak is gated by the input-dependent conductance:
+
+    .. math::
+        D_i[t] &= e^{-dt/\tau_s} D_i[t-1] + z_i[t] \\
+        G_o[t] &= g_l + \textstyle\sum_i C_{oi} D_i[t] \\
+        \rho_o[t] &= \varphi(1 - dt\,G_o[t]) \in [0, 1] \\
+        V_o[t] &= \rho_o[t] V_o[t-1] + dt \textstyle\sum_i W_{oi} D_i[t] - \theta S_o[t-1] \\
+        S_o[t] &= \Theta(V_o[t] - \theta)
+
+    This is the Euler step of the conductance-based membrane dV/dt = −G(t)·V + I(t): a synapse both injects
+    current (W) and opens conductance (C), which shortens the membrane time constant while it is active.
+
+    * Recurrent (``recurrent=True``): a second trace of the layer's own spikes,
+      D_rec[t] = e^{-dt/τ_s} D_rec[t-1] + S[t-1], enters G and I through ``recurrent_conductance`` and
+      ``recurrent_weight`` ([out, out]) like the feed-forward trace.
+    * S-DGN (``shared_reversal=True``): one reversal (equilibrium) potential E_o per neuron and W_oi = E_o·C_oi
+      (also for the recurrent weights). Parameters ``conductance`` and ``reversal``: LIF's count plus ``out``.
+      DGN has parameters ``weight`` and ``conductance``: twice LIF's count.
+
+    Args:
+        in_features, out_features: sizes.
+        recurrent: add the recurrent trace (default False).
+        shared_reversal: S-DGN parameterisation W = E·C (default False).
+        tau_s: synaptic trace time constant, in units of the time step (default 5.0; > 0).
+        g_leak: leak conductance g_l (default 0.2; ≥ 0). With C = 0 the gate is the constant 1 − dt·g_l.
+        dt: Euler step (default 1.0; > 0).
+        threshold: θ of the spike and the soft reset (default 1.0; > 0).
+        gate: φ, ``"clamp"`` (default; clamp to [0, 1], gradient 1 on [0, 1] and 0 outside, so a saturated gate
+            passes no gradient to G) or ``"sigmoid"`` (the logistic function of 1 − dt·G, never saturated).
+        surrogate: surrogate gradient of Θ (name or :class:`dendrix.surrogate.Surrogate`; default ``"atan"``).
+        detach_reset: cut the gradient through the reset term (default False).
+        bias: add a learnable constant current b_o to I (default False: the paper's counts have no biases).
+        reversal_init: initial E_o for S-DGN (default 1.0).
+        backend: ``"auto"`` | ``"fused"`` | ``"reference"`` (see :mod:`dendrix.ops.dgn`).
+
+    Initialisation: W (and W_rec) uniform in ±1/√fan_in like ``nn.Linear``; DGN's C (and C_rec) uniform in
+    [0, 1/fan_in] (non-negative conductances that keep ρ near 1 − dt·g_l at typical input rates); S-DGN's C
+    uniform in ±1/√fan_in (its sign sets the sign of the synapse through W = E·C), E = ``reversal_init``.
+
+    Half-precision inputs are accepted: the layer computes in its parameters' dtype and returns spikes in the
+    input's dtype.
+    """
+
+    def __init__(self, in_features: int, out_features: int, recurrent: bool = False, shared_reversal: bool = False,
+                 tau_s: float = 5.0, g_leak: float = 0.2, dt: float = 1.0, threshold: float = 1.0,
+                 gate: str = "clamp", surrogate: SurrogateLike = "atan", detach_reset: bool = False,
+                 bias: bool = False, reversal_init: float = 1.0, backend: str = "auto"):
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, minimum=1)
+        self.out_features = check_int("out_features", out_features, minimum=1)
+        self.recurrent, self.shared_reversal = bool(recurrent), bool(shared_reversal)
+        self.tau_s = check_positive("tau_s", tau_s)
+        self.g_leak = check_nonnegative("g_leak", g_leak)
+        self.dt = check_positive("dt", dt)
+        self.threshold = check_positive("threshold", threshold)
+        self.gate = check_choice("gate", gate, GATES)
+        self.surrogate = get_surrogate(surrogate)
+        self.detach_reset = bool(detach_reset)
+        self.backend = check_choice("backend", backend, BACKENDS)
+        self.decay = math.exp(-self.dt / self.tau_s)
+        reversal_init = float(reversal_init)
+        if not math.isfinite(reversal_init):
+            raise ValueError(f"reversal_init must be finite, got {reversal_init!r}")
+
+        n_in, n_out = self.in_features, self.out_features
+        if self.shared_reversal:
+            self.conductance = nn.Parameter(_uniform(n_out, n_in, -1 / math.sqrt(n_in), 1 / math.sqrt(n_in)))
+            self.reversal = nn.Parameter(torch.full((n_out,), reversal_init))
+        else:
+            self.weight = nn.Parameter(_uniform(n_out, n_in, -1 / math.sqrt(n_in), 1 / math.sqrt(n_in)))
+            self.conductance = nn.Parameter(_uniform(n_out, n_in, 0.0, 1 / n_in))
+        if self.recurrent:
+            if self.shared_reversal:
+                self.recurrent_conductance = nn.Parameter(
+                    _uniform(n_out, n_out, -1 / math.sqrt(n_out), 1 / math.sqrt(n_out)))
+            else:
+                self.recurrent_weight = nn.Parameter(
+                    _uniform(n_out, n_out, -1 / math.sqrt(n_out), 1 / math.sqrt(n_out)))
+                self.recurrent_conductance = nn.Parameter(_uniform(n_out, n_out, 0.0, 1 / n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
+
+    # -- effective synapses ------------------------------------------------------------------------------------
+    def effective_weight(self) -> Tensor:
+        """W [out, in] (for S-DGN: E·C)."""
+        return self.reversal.unsqueeze(1) * self.conductance if self.shared_reversal else self.weight
+
+    def effective_recurrent_weight(self) -> Tensor | None:
+        if not self.recurrent:
+            return None
+        if self.shared_reversal:
+            return self.reversal.unsqueeze(1) * self.recurrent_conductance
+        return self.recurrent_weight
+
+    def gate_values(self, conductance: Tensor) -> Tensor:
+        """ρ = φ(1 − dt·G) for a conductance tensor G."""
+        return apply_gate(1.0 - self.dt * conductance, self.gate)
+
+    # -- contract ----------------------------------------------------------------------------------------------
+    def init_state(self, x_t: Tensor) -> DGNState | DGNRecurrentState:
+        dtype = self.conductance.dtype
+        batch = x_t.shape[:-1]
+        trace = torch.zeros(*batch, self.in_features, dtype=dtype, device=x_t.device)
+        v = torch.zeros(*batch, self.out_features, dtype=dtype, device=x_t.device)
+        if self.recurrent:
+            return DGNRecurrentState(trace, torch.zeros_like(v), v, torch.zeros_like(v))
+        return DGNState(trace, v, torch.zeros_like(v))
+
+    def run(self, x: Tensor, state: DGNState | DGNRecurrentState | None = None):
+        self.check_input(x, self.in_features)
+        if self.recurrent and x.dim() != 3:
+            raise ValueError(f"DGNLinear(recurrent=True) input must be [T, B, {self.in_features}], "
+                             f"got shape {tuple(x.shape)}")
+        state = self.resolve_state(x, state)
+        out_dtype = x.dtype
+        dtype = self.conductance.dtype
+        z = x.to(dtype)
+
+        trace = synaptic_trace(z, self.decay, state.trace.to(dtype), backend=self.backend)
+        n_out = self.out_features
+        # One matmul over all T·B rows for current and conductance: [W; C] stacked, leak as bias of G.
+        stacked = torch.cat([self.effective_weight(), self.conductance], 0)
+        leak = torch.full((n_out,), self.g_leak, dtype=dtype, device=z.device)
+        bias = torch.cat([self.bias if self.bias is not None else torch.zeros_like(leak), leak])
+        proj = F.linear(trace, stacked, bias)
+        current, conductance = proj[..., :n_out], proj[..., n_out:]
+
+        rec = {}
+        if self.recurrent:
+            rec = dict(recurrent_weight=self.effective_recurrent_weight(),
+                       recurrent_conductance=self.recurrent_conductance, recurrent_decay=self.decay,
+                       rec_trace0=state.rec_trace)
+        spikes, v, rec_last = dgn_membrane(conductance, current, state.v, state.spike, dt=self.dt,
+                                           threshold=self.threshold, gate=self.gate, surrogate=self.surrogate,
+                                           detach_reset=self.detach_reset, backend=self.backend, **rec)
+        self.record_state("v", v)
+        if self.recording and not self.recurrent:
+            self.record_state("gate", self.gate_values(conductance.detach()))
+        if self.recurrent:
+            new_state = DGNRecurrentState(trace[-1], rec_last, v[-1], spikes[-1])
+        else:
+            new_state = DGNState(trace[-1], v[-1], spikes[-1])
+        return spikes.to(out_dtype), new_state
+
+    def extra_repr(self) -> str:
+        kind = "S-DGN" if self.shared_reversal else "DGN"
+        return (f"{kind}, in_features={self.in_features}, out_features={self.out_features}, "
+                f"recurrent={self.recurrent}, tau_s={self.tau_s:g}, g_leak={self.g_leak:g}, dt={self.dt:g}, "
+                f"threshold={self.threshold:g}, gate={self.gate!r}, bias={self.bias is not None}")
+
+
+def _uniform(rows: int, cols: int, low: float, high: float) -> Tensor:
+    return torch.empty(rows, cols).uniform_(low, high)
+
+
+def dgn_linear(in_features: int, out_features: int, recurrent: bool = False, **kw) -> DGNLinear:
+    """Registry factory of kind ``"dgn"`` (``recurrent`` is explicit so model builders use DGN's own recurrence)."""
+    return DGNLinear(in_features, out_features, recurrent=recurrent, **kw)
+
+
+def sdgn_linear(in_features: int, out_features: int, recurrent: bool = False, **kw) -> DGNLinear:
+    """Registry factory of kind ``"sdgn"``: :class:`DGNLinear` with ``shared_reversal=True``."""
+    if kw.pop("shared_reversal", True) is not True:
+        raise ValueError("kind 'sdgn' is DGNLinear with shared_reversal=True; use kind 'dgn' otherwise")
+    return DGNLinear(in_features, out_features, recurrent=recurrent, shared_reversal=True, **kw)
+
+
+register("dgn", dgn_linear, family="gated",
+         description="dynamic-conductance gated neuron layer (W and C per synapse; recurrent=True optional)")
+register("sdgn", sdgn_linear, family="gated",
+         description="DGN with one shared reversal potential per neuron (W = E·C; ≈ LIF's parameter count)")

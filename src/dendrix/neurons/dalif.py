@@ -1,0 +1,114 @@
+"""DA-LIF: dual adaptive LIF with independently learned spatial (input) and temporal (leak) decays."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.lif import leaky_sequence
+from ..registry import register
+from ..surrogate import SurrogateLike, get_surrogate
+from ..validation import check_choice, check_int, check_range
+from .base import Neuron
+from .lif import _per_channel_factory, check_lif_arguments
+
+__all__ = ["DALIF", "DALIFState"]
+
+PARAMETERIZATIONS = ("tanh", "sigmoid")
+
+
+class DALIFState(NamedTuple):
+    h: Tensor  # post-reset membrane H[t] (the paper's naming; V is the pre-reset potential)
+
+
+def _inverse(parameterization: str, value: float) -> float:
+    if parameterization == "tanh":
+        return math.atanh(value)
+    return math.log(value / (1.0 - value))
+
+
+class DALIF(Neuron):
+    r"""Dual Adaptive LIF (Zhang, Yu, Zhang & Wang, "DA-LIF: Dual Adaptive Leaky Integrate-and-Fire Model for
+    Deep Spiking Neural Networks", ICASSP 2025).
+
+    Two decays are learned independently: alpha (spatial, scales the input) and beta (temporal, the leak)::
+
+        V[t] = beta H[t-1] + alpha X[t]            pre-reset potential
+        S[t] = Θ(V[t] - v_threshold)               (surrogate gradient in backward)
+        H[t] = V[t] (1 - S[t])                     hard reset (default)
+        H[t] = V[t] - v_threshold S[t]             soft reset (``reset="soft"``)
+
+    alpha = f(a), beta = f(b) with f = tanh (default, the paper's preferred form) or sigmoid, a and b learned.
+    With alpha = beta = 0.5 (the default initialisation) DA-LIF is LIF with tau = 2 and ``decay_input=True``.
+    Runs on the fused LIF engine (:func:`dendrix.ops.lif.leaky_sequence` with leak = beta, gain = alpha); the
+    gradients of alpha and beta come from its hand-written backward. Recorded trace ``"v"``: V[t] (pre-reset).
+
+    Args:
+        alpha_init: initial alpha, in (0, 1). Default 0.5.
+        beta_init: initial beta, in (0, 1). Default 0.5.
+        v_threshold: firing threshold, > 0. Default 1.0.
+        reset: ``"hard"`` (to 0, default) or ``"soft"`` (subtract the threshold).
+        parameterization: ``"tanh"`` (default) or ``"sigmoid"``.
+        channels: None (default) for one (alpha, beta) per layer, as in the paper; an int for one pair per
+            channel (last input dimension).
+        detach_reset: drop the spike's gradient path through the reset. Default False.
+        surrogate: surrogate gradient name or object. Default ``"atan"``.
+        backend: ``"auto"`` | ``"fused"`` | ``"reference"``.
+    """
+
+    def __init__(self, alpha_init: float = 0.5, beta_init: float = 0.5, v_threshold: float = 1.0,
+                 reset: str = "hard", parameterization: str = "tanh", channels: int | None = None,
+                 detach_reset: bool = False, surrogate: SurrogateLike = "atan", backend: str = "auto"):
+        super().__init__()
+        alpha_init = check_range("alpha_init", alpha_init, 0.0, 1.0, low_open=True, high_open=True)
+        beta_init = check_range("beta_init", beta_init, 0.0, 1.0, low_open=True, high_open=True)
+        self.reset = check_choice("reset", reset, ("hard", "soft"))
+        self.v_threshold, _, self.backend = check_lif_arguments(v_threshold, 0.0, backend)
+        self.parameterization = check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+        self.channels = None if channels is None else check_int("channels", channels, minimum=1)
+        if not isinstance(detach_reset, bool):
+            raise TypeError(f"detach_reset must be a bool, got {type(detach_reset).__name__}")
+        self.detach_reset = detach_reset
+        self.surrogate = get_surrogate(surrogate)
+        shape = () if self.channels is None else (self.channels,)
+        self.alpha_raw = nn.Parameter(torch.full(shape, _inverse(self.parameterization, alpha_init)))
+        self.beta_raw = nn.Parameter(torch.full(shape, _inverse(self.parameterization, beta_init)))
+
+    def _squash(self, raw: Tensor) -> Tensor:
+        return torch.tanh(raw) if self.parameterization == "tanh" else torch.sigmoid(raw)
+
+    @property
+    def alpha(self) -> Tensor:
+        """Spatial (input) decay."""
+        return self._squash(self.alpha_raw)
+
+    @property
+    def beta(self) -> Tensor:
+        """Temporal decay (leak)."""
+        return self._squash(self.beta_raw)
+
+    def init_state(self, x_t: Tensor) -> DALIFState:
+        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        return DALIFState(torch.zeros(x_t.shape, dtype=dtype, device=x_t.device))
+
+    def run(self, x: Tensor, state: DALIFState | None = None) -> tuple[Tensor, DALIFState]:
+        self.check_input(x, self.channels)
+        state = self.resolve_state(x, state)
+        spikes, v, h_last = leaky_sequence(
+            x, state.h, self.beta, self.alpha, 0.0, v_threshold=self.v_threshold,
+            v_reset=0.0 if self.reset == "hard" else None, detach_reset=self.detach_reset,
+            surrogate=self.surrogate, backend=self.backend)
+        self.record_state("v", v)
+        return spikes, DALIFState(h_last)
+
+    def extra_repr(self) -> str:
+        scope = "per layer" if self.channels is None else f"channels={self.channels}"
+        return (f"{scope}, parameterization={self.parameterization}, reset={self.reset}, "
+                f"v_threshold={self.v_threshold:g}, surrogate={self.surrogate!r}")
+
+
+register("dalif", _per_channel_factory(DALIF), family="lif",
+         description="dual adaptive LIF: learned input (alpha) and leak (beta) decays (Zhang et al. 2025)")

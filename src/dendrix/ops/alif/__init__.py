@@ -1,0 +1,60 @@
+"""Adaptive LIF sequences (Yin et al. 2021): fused engine and plain reference behind one function.
+
+``backend``: ``"auto"`` (fused), ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``)
+or ``"reference"`` (plain autograd step loop, ``reference.py``). Half-precision inputs are integrated in
+float32; spikes come back in the input dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...surrogate import SurrogateLike, get_surrogate
+from ...validation import check_choice
+from .fused import ALIFFunction
+from .reference import alif_sequence_reference
+
+__all__ = ["alif_sequence", "BACKENDS"]
+
+BACKENDS = ("auto", "fused", "reference")
+
+
+def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0: float = 0.01, beta: float = 1.8,
+                  surrogate: SurrogateLike = "double_gaussian", backend: str = "auto"
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Adaptive LIF over a sequence ``x [T, *]`` from state ``(u0, a0, s0)`` (each ``[*]``).
+
+    ``alpha = exp(-1/tau_m)`` and ``rho = exp(-1/tau_adp)``: floats or tensors broadcastable to ``[*]`` (may
+    require grad). Returns ``(spikes [T,*], U [T,*] membrane, a [*] adaptation after the last step)``; the
+    spike of the last step is ``spikes[-1]``.
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"alif_sequence: x must be a floating tensor [T, ...] with T >= 1, got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    for name, s in (("u0", u0), ("a0", a0), ("s0", s0)):
+        if not isinstance(s, Tensor) or tuple(s.shape) != tuple(x.shape[1:]):
+            raise ValueError(f"alif_sequence: {name} must have the shape of one step {tuple(x.shape[1:])}, got "
+                             f"{tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__}")
+    check_choice("backend", backend, BACKENDS)
+    sg = get_surrogate(surrogate)
+    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    xs = x.to(dtype)
+    u0, a0, s0 = (s.to(dtype) for s in (u0, a0, s0))
+    coeffs = []
+    for name, value in (("alpha", alpha), ("rho", rho)):
+        value = value.to(dtype=dtype, device=x.device) if isinstance(value, Tensor) else \
+            torch.tensor(float(value), dtype=dtype, device=x.device)
+        try:
+            if torch.broadcast_shapes(value.shape, u0.shape) != u0.shape:
+                raise RuntimeError
+        except RuntimeError:
+            raise ValueError(f"alif_sequence: {name} of shape {tuple(value.shape)} must broadcast to one step "
+                             f"{tuple(u0.shape)}") from None
+        coeffs.append(value)
+    alpha, rho = coeffs
+    if backend == "reference":
+        spikes, u, a = alif_sequence_reference(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
+    else:
+        spikes, u, a = ALIFFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
+    return spikes.to(x.dtype), u, a

@@ -1,0 +1,101 @@
+"""DGN numerics: presynaptic traces and the gated membrane of the dynamic-conductance gated neuron.
+
+Equations (SPEC.md "DGN and S-DGN"; G and I are computed by the caller from the traces):
+
+    D[t]  = λ·D[t-1] + z[t],  λ = exp(-dt/τ_s)                   (:func:`synaptic_trace`)
+    Dr[t] = λ·Dr[t-1] + S[t-1]                                      (recurrent variant only)
+    G[t]  = G_ff[t] + C_rec·Dr[t],   I[t] = I_ff[t] + W_rec·Dr[t]
+    ρ[t]  = φ(1 − dt·G[t])                                          (φ = clamp to [0,1] or sigmoid)
+    V[t]  = ρ[t]·V[t-1] + dt·I[t] − θ·S[t-1]                        (soft reset by the previous spike)
+    S[t]  = Θ(V[t] − θ)                                             (surrogate gradient in backward)
+
+Backends: ``"fused"`` (one autograd.Function per op over the whole sequence, hand-written backward),
+``"reference"`` (a plain per-step loop differentiated by autograd), ``"auto"`` (= fused; it runs on any device).
+A forced backend is always honoured.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...surrogate import SurrogateLike, get_surrogate
+from ...validation import check_choice
+from .fused import DGNMembraneFunction, SynapticTraceFunction, exponential_filter
+from .reference import GATES, apply_gate, dgn_membrane_reference, gate_derivative, synaptic_trace_reference
+
+__all__ = ["synaptic_trace", "dgn_membrane", "apply_gate", "gate_derivative", "GATES", "BACKENDS"]
+
+BACKENDS = ("auto", "fused", "reference")
+
+
+def _backend(backend: str) -> str:
+    check_choice("backend", backend, BACKENDS)
+    return "fused" if backend == "auto" else backend
+
+
+def synaptic_trace(z: Tensor, decay: float, d0: Tensor | None = None, *, backend: str = "auto") -> Tensor:
+    """Exponential synaptic traces D[t] = decay·D[t-1] + z[t] along dim 0 (D[0] = d0, zeros if None).
+
+    ``z`` [T, *]; ``decay`` a float in [0, 1]; returns D [T, *]. Gradients flow to ``z`` and ``d0``.
+    """
+    if not 0.0 <= float(decay) <= 1.0:
+        raise ValueError(f"decay must be in [0, 1], got {decay!r}")
+    if z.dim() < 1 or z.shape[0] < 1:
+        raise ValueError(f"z must have a non-empty time dimension, got shape {tuple(z.shape)}")
+    d0 = torch.zeros_like(z[0]) if d0 is None else d0
+    if _backend(backend) == "reference":
+        return synaptic_trace_reference(z, float(decay), d0)
+    if not (z.requires_grad or d0.requires_grad) or not torch.is_grad_enabled():
+        with torch.no_grad():
+            return exponential_filter(z, d0, float(decay))
+    return SynapticTraceFunction.apply(z, d0, float(decay))
+
+
+def dgn_membrane(conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor, *, dt: float, threshold: float,
+                 gate: str = "clamp", surrogate: SurrogateLike = "atan", detach_reset: bool = False,
+                 recurrent_weight: Tensor | None = None, recurrent_conductance: Tensor | None = None,
+                 recurrent_decay: float = 0.0, rec_trace0: Tensor | None = None, backend: str = "auto"):
+    """Run the gated DGN membrane over a whole sequence.
+
+    Args:
+        conductance: G_ff [T, *] (leak included: g_l + C·D).  current: I_ff [T, *] (W·D, plus a bias if any).
+        v0, s0: membrane and previous spike [*] before the first step.
+        dt, threshold: the Euler step and θ.  gate: ``"clamp"`` | ``"sigmoid"``.  surrogate: name or object.
+        detach_reset: cut the gradient through the soft-reset term −θ·S[t-1].
+        recurrent_weight, recurrent_conductance: W_rec, C_rec [out, out] for the recurrent variant (both or
+            neither); then inputs must be [T, B, out], ``rec_trace0`` [B, out] and ``recurrent_decay`` = λ.
+    Returns:
+        ``(spikes [T,*], v [T,*], rec_trace_last)`` with ``rec_trace_last`` = Dr[T] (None without recurrence).
+    """
+    check_choice("gate", gate, GATES)
+    sg = get_surrogate(surrogate)
+    if conductance.shape != current.shape:
+        raise ValueError(f"conductance {tuple(conductance.shape)} and current {tuple(current.shape)} must have "
+                         f"the same shape")
+    if conductance.shape[0] < 1:
+        raise ValueError("the sequence must have at least one time step")
+    recurrent = recurrent_weight is not None
+    if recurrent != (recurrent_conductance is not None):
+        raise ValueError("recurrent_weight and recurrent_conductance must be given together")
+    if recurrent:
+        n_out = conductance.shape[-1]
+        if conductance.dim() != 3:
+            raise ValueError(f"the recurrent variant needs [T, B, out] inputs, got {tuple(conductance.shape)}")
+        for name, w in (("recurrent_weight", recurrent_weight), ("recurrent_conductance", recurrent_conductance)):
+            if tuple(w.shape) != (n_out, n_out):
+                raise ValueError(f"{name} must be [{n_out}, {n_out}], got {tuple(w.shape)}")
+        if rec_trace0 is None:
+            rec_trace0 = torch.zeros_like(v0)
+    if _backend(backend) == "reference":
+        return dgn_membrane_reference(conductance, current, v0, s0, dt=dt, threshold=threshold, gate=gate,
+                                      surrogate=sg, detach_reset=detach_reset, recurrent_weight=recurrent_weight,
+                                      recurrent_conductance=recurrent_conductance,
+                                      recurrent_decay=recurrent_decay, rec_trace0=rec_trace0)
+    out = DGNMembraneFunction.apply(conductance, current, v0, s0, recurrent_weight, recurrent_conductance,
+                                    rec_trace0, float(dt), float(threshold), gate, sg, bool(detach_reset),
+                                    float(recurrent_decay))
+    if recurrent:
+        return out
+    spikes, v = out
+    return spikes, v, None

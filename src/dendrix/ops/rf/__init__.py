@@ -1,0 +1,55 @@
+"""Resonate-and-fire sequences (Izhikevich RF and balanced RF, Higuchi et al. 2024).
+
+``rf_sequence`` runs the explicit-Euler dynamics of ``SPEC.md`` over a whole sequence. ``backend``:
+``"auto"`` (= fused), ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``) or
+``"reference"`` (plain autograd step loop, ``reference.py``). A forced backend is always used as asked.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...surrogate import SurrogateLike, get_surrogate
+from ...validation import check_choice, check_positive, _as_float
+from .fused import RFFunction
+from .reference import rf_sequence_reference
+
+__all__ = ["rf_sequence", "divergence_boundary", "BACKENDS"]
+
+BACKENDS = ("auto", "fused", "reference")
+
+
+def divergence_boundary(omega: Tensor, dt: float) -> Tensor:
+    """BRF's p(ω) = (-1 + sqrt(1 - (dt ω)²)) / dt: the largest b for which the Euler-discretised oscillator
+    does not grow. Defined for |dt ω| <= 1; beyond it the square root is clamped at 0 (p = -1/dt)."""
+    return (-1 + torch.sqrt((1 - (dt * omega) ** 2).clamp_min(0))) / dt
+
+
+def rf_sequence(x: Tensor, omega: Tensor, b0: Tensor, u0: Tensor, v0: Tensor, q0: Tensor | None = None, *,
+                dt: float = 0.01, theta: float = 1.0, balanced: bool = False,
+                surrogate: SurrogateLike = "double_gaussian", backend: str = "auto"):
+    """RF (``balanced=False``) or BRF dynamics over ``x [T, *]``.
+
+    Args:
+        x: input current ``[T, *]``.
+        omega: angular frequency ω (>= 0), broadcastable to one step ``[*]``.
+        b0: damping without refractoriness, broadcastable to ``[*]``: RF ``b = b0`` (< 0), BRF
+            ``b = b0 - q`` with ``b0 = p(ω) - b_offset``.
+        u0, v0: initial real and imaginary parts of the state ``[*]``; q0: initial refractory variable
+            (BRF; None = zeros).
+        dt, theta: Euler step (0.01) and threshold (1.0).
+    Returns:
+        (spikes [T, *], u [T, *] (real part of the state, the "membrane potential"), v_last [*], q_last [*]).
+    """
+    check_choice("backend", backend, BACKENDS)
+    dt, theta = check_positive("dt", dt), _as_float("theta", theta)
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
+        raise TypeError(f"rf_sequence: x must be a floating tensor [T, ...], got "
+                        f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if q0 is None:
+        q0 = torch.zeros_like(u0)
+    sur = get_surrogate(surrogate)
+    if backend == "reference":
+        return rf_sequence_reference(x, omega, b0, u0, v0, q0, dt=dt, theta=theta, balanced=balanced, surrogate=sur)
+    return RFFunction.apply(x, omega, b0, u0, v0, q0, dt, theta, balanced, sur)

@@ -1,0 +1,130 @@
+"""Feeding batches to the trainer: a split held as one time-first tensor on the device, or a DataLoader.
+
+Small splits (FSDD, digits, S-MNIST column-wise...) are stacked once into ``X [T, N, C]`` on the training device
+(spike data as uint8, 4x smaller than float32) and batches are gathered with one index operation: no worker
+processes, no per-item collation, no host-to-device copy per batch. Larger splits go through
+``dendrix.data.make_loader``. The order of every epoch is a function of ``(seed, epoch)`` only, so a resumed run
+sees exactly the batches it would have seen without the interruption.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+__all__ = ["Batches", "open_dataset", "batches_for"]
+
+IN_MEMORY_LIMIT_BYTES = 1 << 30
+
+
+def open_dataset(data_cfg: dict, split: str, seed: int = 0):
+    """``dendrix.data.get_dataset`` for the config's ``data`` section."""
+    from ..data import get_dataset
+
+    return get_dataset(data_cfg["name"], split=split, root=data_cfg.get("root"), seed=seed,
+                       **dict(data_cfg.get("options") or {}))
+
+
+def _epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> Tensor:
+    if not shuffle:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
+    return torch.randperm(n, generator=g)
+
+
+def _shard(order: Tensor, rank: int, world: int) -> Tensor:
+    """Every process gets the same number of indices (padding by wrapping around, like DistributedSampler)."""
+    if world == 1:
+        return order
+    per_rank = -(-len(order) // world)
+    total = per_rank * world
+    if total > len(order):
+        order = torch.cat([order, order[: total - len(order)]])
+    return order[rank:total:world]
+
+
+class Batches:
+    """Time-first batches ``(x [T, B, C] float32, y [B] int64)`` of one split.
+
+    Args:
+        dataset: a dendrix data set (items ``(x [T, C], label)``).
+        batch_size: samples per batch (per process).
+        device: where batches are produced.
+        in_memory: ``"auto"`` (if the split fits in ``IN_MEMORY_LIMIT_BYTES``), True or False.
+    """
+
+    def __init__(self, dataset, batch_size: int, device: torch.device | str = "cpu", in_memory="auto"):
+        self.dataset, self.batch_size, self.device = dataset, int(batch_size), torch.device(device)
+        self.info = getattr(dataset, "info", None)
+        self.x: Tensor | None = None
+        self.y: Tensor | None = None
+        if in_memory == "auto":
+            in_memory = self._estimated_bytes() <= IN_MEMORY_LIMIT_BYTES
+        if in_memory:
+            self._load()
+
+    def _estimated_bytes(self) -> int:
+        if len(self.dataset) == 0:
+            return 0
+        x0, _ = self.dataset[0]
+        spikes = getattr(self.info, "input_kind", "analog") == "spikes"
+        return len(self.dataset) * x0.numel() * (1 if spikes else 4)
+
+    def _load(self) -> None:
+        xs, ys = [], []
+        for i in range(len(self.dataset)):
+            x, y = self.dataset[i]
+            xs.append(torch.as_tensor(x))
+            ys.append(int(y))
+        x = torch.stack(xs).transpose(0, 1)  # [T, N, C]
+        if x.is_floating_point() and x.numel() and bool(((x == x.round()) & (x >= 0) & (x <= 255)).all()):
+            x = x.to(torch.uint8)           # spike/count data: exact in uint8
+        self.x = x.contiguous().to(self.device)
+        self.y = torch.tensor(ys, dtype=torch.int64, device=self.device)
+
+    def __len__(self) -> int:
+        """Number of samples in the split."""
+        return len(self.dataset)
+
+    def num_batches(self, world: int = 1, drop_last: bool = False) -> int:
+        per_rank = -(-len(self) // world)
+        return per_rank // self.batch_size if drop_last else -(-per_rank // self.batch_size)
+
+    def iterate(self, *, shuffle: bool = False, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1,
+                drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.x is None:
+            yield from self._iterate_loader(shuffle, seed, epoch, rank, world, drop_last)
+            return
+        order = _shard(_epoch_order(len(self), seed, epoch, shuffle), rank, world).to(self.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            if drop_last and len(idx) < self.batch_size:
+                break
+            yield self.x[:, idx].float(), self.y[idx]
+
+    def __iter__(self):
+        return self.iterate()
+
+    def _iterate_loader(self, shuffle, seed, epoch, rank, world, drop_last):
+        from torch.utils.data.distributed import DistributedSampler
+
+        from ..data import make_loader
+
+        if world > 1:
+            sampler = DistributedSampler(self.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+            sampler.set_epoch(epoch)
+            loader = make_loader(self.dataset, self.batch_size, shuffle=False, seed=seed, drop_last=drop_last,
+                                 sampler=sampler)
+        else:
+            loader = make_loader(self.dataset, self.batch_size, shuffle=shuffle, seed=seed * 100_003 + epoch,
+                                 drop_last=drop_last)
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True).float(), y.to(self.device, non_blocking=True)
+
+
+def batches_for(data_cfg: dict, split: str, device, batch_size: int | None = None, seed: int = 0) -> Batches:
+    ds = open_dataset(data_cfg, split, seed=seed)
+    return Batches(ds, batch_size or data_cfg.get("eval_batch_size", 256), device,
+                   in_memory=data_cfg.get("in_memory", "auto"))
