@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reference", action="store_true", help="also time the per-step reference backends")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's default); 1 is steadier on a shared machine")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     T, B, n_in, n_out = (20, 4, 70, 16) if args.quick else (250, 32, 700, 128)
     rounds, repeat = (1, 2) if args.quick else (args.rounds, args.repeat)
 

@@ -70,7 +70,8 @@ class RobustnessReport:
         lines = [
             "# Robustness report",
             "",
-            f"Trained on clean data; evaluated on {self.samples} samples ({self.input_kind} inputs), seed {self.seed}, "
+            f"Trained on clean data; evaluated on {self.samples} samples "
+            f"({_KIND_WORD.get(self.input_kind, self.input_kind)} inputs), seed {self.seed}, "
             f"{self.attack_steps} steps for BIM/PGD.",
             "",
             f"- Clean accuracy: **{self.clean_accuracy:.4f}**",
@@ -101,7 +102,10 @@ class RobustnessReport:
                 if rows:
                     ax.plot([r["severity"] for r in rows], [r["accuracy"] for r in rows], marker="o", label=name)
             ax.axhline(self.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
-            ax.set_xlabel(_SEVERITY_NAME.get(family, "severity"))
+            label = _SEVERITY_NAME.get(family, "severity")
+            if family == "attack":
+                label += " (fraction of input bits flipped)" if self.input_kind == "spikes" else " (L∞ radius)"
+            ax.set_xlabel(label)
             ax.set_ylabel("accuracy")
             ax.set_ylim(0, 1.02)
             ax.set_title(family)
@@ -123,6 +127,7 @@ class RobustnessReport:
         return paths
 
 
+_KIND_WORD = {"spikes": "spike", "analog": "analogue"}
 _SEVERITY_NAME = {"spike noise": "p", "gaussian noise": "σ", "current noise": "σ", "attack": "ε"}
 
 

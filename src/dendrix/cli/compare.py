@@ -17,6 +17,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every kind")
     parser.add_argument("--out", "-o", help="report folder (default: runs/compare-TIMESTAMP)")
     parser.add_argument("--epochs", type=int, help="shortcut for train.epochs=N")
+    parser.add_argument("--workers", "-j", type=int, default=1,
+                        help="kinds trained at a time, in separate processes (default 1)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -57,14 +59,17 @@ def check_first_config(config, kinds, overrides) -> None:
         raise UserError(f"cannot open data set {cfg['data']['name']!r}: {err}") from None
 
 
-def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool) -> list[dict]:
+def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool, workers: int = 1) -> list[dict]:
     from ..train.compare import compare_kinds
     from ..train.report import write_report
 
     check_first_config(config, kinds, overrides)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None)
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None,
+                                    workers=workers)
     wall = time.perf_counter() - start
     command = "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     table = write_report(out_dir, rows, histories, title, command=command)
@@ -85,5 +90,6 @@ def main(args) -> int:
             raise UserError(f"--epochs must be >= 1, got {args.epochs}")
         overrides.append(f"train.epochs={args.epochs}")
     out = Path(args.out) if args.out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
-    rows = run_comparison(args.config, kinds, out, overrides, f"dendrix compare: {args.config}", args.quiet)
+    rows = run_comparison(args.config, kinds, out, overrides, f"dendrix compare: {args.config}", args.quiet,
+                          args.workers)
     return 0 if any(not r.get("error") for r in rows) else 1

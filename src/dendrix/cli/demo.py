@@ -7,6 +7,7 @@ and one spike raster per neuron into ``--out``.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", "-o", help="report folder (default: runs/demo-TIMESTAMP)")
     parser.add_argument("--epochs", type=int, help="epochs per neuron kind (default: from the demo config)")
     parser.add_argument("--kinds", "-k", help="comma-separated neuron kinds (default: every registered kind)")
+    parser.add_argument("--workers", "-j", type=int, default=min(2, os.cpu_count() or 1),
+                        help="kinds trained at a time, one single-threaded process each (default: 2, or 1 on "
+                             "a one-core machine)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -35,5 +39,5 @@ def main(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     print(f"dendrix demo: {len(kinds)} neuron kind(s) on spiking FSDD -> {out}")
     rows = run_comparison(str(packaged_config(DEMO_CONFIG)), kinds, out, overrides,
-                          "dendrix demo: spiking FSDD (official split)", args.quiet)
+                          "dendrix demo: spiking FSDD (official split)", args.quiet, args.workers)
     return 0 if any(not r.get("error") for r in rows) else 1

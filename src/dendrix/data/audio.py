@@ -45,7 +45,7 @@ def erb_space(f_min: float, f_max: float, channels: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _gammatone_bank(centres: tuple[float, ...], sample_rate: int) -> tuple[np.ndarray, ...]:
-    # second-order sections: the direct 8th-order form loses precision for low centre frequencies
+    # second-order sections: robust for the poles near the unit circle of low centre frequencies
     return tuple(tf2sos(*gammatone(f, "iir", fs=sample_rate)) for f in centres)
 
 

@@ -114,7 +114,7 @@ def _write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for name in sorted(arrays):
             buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
@@ -148,7 +148,7 @@ def build_fsdd(source: str | Path, out: str | Path, encoder: CochleaEncoder = FS
 def _load_cached(path: str, mtime_ns: int) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
+            meta = json.loads(str(z["meta"].reshape(-1)[0]))
             shape = tuple(meta["shape"])
             spikes = np.unpackbits(z["spikes"], axis=-1, count=shape[-1])
             out = {

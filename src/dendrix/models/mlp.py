@@ -27,10 +27,10 @@ from torch import Tensor, nn
 from ..layers.sequential import SpikingLinear
 from ..neurons.base import Neuron, State
 from ..registry import describe, spiking_layer
-from ..validation import check_choice, check_int, check_range, check_sequence
+from ..validation import check_choice, check_int, check_positive, check_range, check_sequence
 from .readout import READOUTS, apply_readout
 
-__all__ = ["SpikingMLP", "RecurrentSpikingLayer", "has_native_recurrence"]
+__all__ = ["SpikingMLP", "RecurrentSpikingLayer", "has_native_recurrence", "scale_synaptic_weights"]
 
 
 def has_native_recurrence(kind: str) -> bool:
@@ -41,6 +41,15 @@ def has_native_recurrence(kind: str) -> bool:
     except (TypeError, ValueError):
         return False
     return "recurrent" in params
+
+
+@torch.no_grad()
+def scale_synaptic_weights(module: nn.Module, gain: float) -> None:
+    """Multiply every weight matrix (``ndim >= 2`` parameter named ``weight``) under ``module`` by ``gain``,
+    except recurrent weights, which keep their init."""
+    for name, p in module.named_parameters():
+        if name.rsplit(".", 1)[-1] == "weight" and p.dim() >= 2 and ".recurrent." not in f".{name}":
+            p.mul_(gain)
 
 
 class _RecurrentState(NamedTuple):
@@ -77,6 +86,12 @@ class RecurrentSpikingLayer(Neuron):
                                        **neuron_kw)
             self.recurrent = None
             self.concat = True
+        try:  # kinds whose output depends on future inputs (PSN's dense T x T weights) cannot be stepped
+            with torch.no_grad():
+                self.run(torch.zeros(1, 1, in_features))
+        except ValueError as err:
+            raise ValueError(f"neuron kind {kind!r} cannot run one time step at a time, so it cannot be used in a "
+                             f"recurrent layer ({err})") from None
 
     def init_state(self, x_t: Tensor) -> _RecurrentState:
         spikes = x_t.new_zeros(*x_t.shape[:-1], self.out_features)
@@ -121,13 +136,17 @@ class SpikingMLP(nn.Module):
         readout: ``"mean"`` | ``"ce_sum"`` | ``"max"`` (see :mod:`dendrix.models.readout`).
         dropout: dropout probability on hidden spikes (0 disables).
         time_steps: sequence length T, needed by kinds with T-dependent weights (PSN).
+        weight_gain: factor applied to the initial synaptic weight matrices of the hidden layers (default 1,
+            PyTorch's Linear init). Sparse spike inputs give small currents under the default init; a gain > 1
+            brings the membranes near threshold from the start so that the first epochs are not spent silent.
     """
 
     def __init__(self, num_inputs: int, num_classes: int, hidden: Sequence[int] = (128,), kind: str = "lif",
                  neuron_kw: dict | None = None, recurrent: bool = False, readout: str = "mean",
-                 dropout: float = 0.0, time_steps: int | None = None):
+                 dropout: float = 0.0, time_steps: int | None = None, weight_gain: float = 1.0):
         super().__init__()
         check_int("num_inputs", num_inputs, 1)
+        check_positive("weight_gain", weight_gain)
         check_int("num_classes", num_classes, 2)
         if isinstance(hidden, int):
             hidden = (hidden,)
@@ -151,6 +170,8 @@ class SpikingMLP(nn.Module):
             else:
                 layers.append(spiking_layer(kind, n_in, n_out, time_steps=time_steps, **neuron_kw))
         self.layers = nn.ModuleList(layers)
+        if weight_gain != 1.0:
+            scale_synaptic_weights(self.layers, weight_gain)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.output = nn.Linear(sizes[-1], num_classes)
 

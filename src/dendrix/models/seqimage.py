@@ -8,8 +8,9 @@ C = 3 or 96) the input ``x [T, B, C]`` passes through blocks
 
 with dilations 1, 2, 4, ... so the receptive field grows geometrically, then the spiking MLP hidden layers
 (``dendrix.spiking_layer``) and a non-spiking Linear readout (:mod:`dendrix.models.readout`).
-The convolution is causal (left padding only): the output at step t never sees inputs after t, so the network
-stays usable for streaming.
+The convolution is causal (left padding only): in eval mode (BatchNorm with running statistics) the output at
+step t never sees inputs after t, so the trained network is usable for streaming. In training mode BatchNorm's
+batch statistics pool over all steps, as in temporal convolutional networks.
 
 The spiking nonlinearity of a conv block is the kind's neuron alone for activation-style kinds; kinds that are
 synaptic layers (DLIF, DGN) bring their own c_i -> c_i synapses there.
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from ..layers.sequential import SpikingLinear
 from ..registry import spiking_layer
 from ..validation import check_choice, check_int, check_range, check_sequence
+from .mlp import scale_synaptic_weights
 from .readout import READOUTS, apply_readout
 
 __all__ = ["SeqImageNet", "CausalConv1d"]
@@ -65,11 +67,15 @@ class SeqImageNet(nn.Module):
         readout: ``"mean"`` | ``"ce_sum"`` | ``"max"``.
         dropout: dropout on hidden spikes.
         time_steps: sequence length (for kinds with T-dependent weights).
+        weight_gain: factor on the initial weight matrices of the spiking hidden layers (see SpikingMLP) and on
+            the initial BatchNorm scale of the conv blocks (BatchNorm's unit variance alone rarely reaches
+            threshold).
     """
 
     def __init__(self, num_inputs: int, num_classes: int, kind: str = "lif", neuron_kw: dict | None = None,
                  conv_channels: Sequence[int] = (64, 64), kernel_size: int = 3, hidden: Sequence[int] = (128,),
-                 readout: str = "mean", dropout: float = 0.0, time_steps: int | None = None):
+                 readout: str = "mean", dropout: float = 0.0, time_steps: int | None = None,
+                 weight_gain: float = 1.0):
         super().__init__()
         check_int("num_inputs", num_inputs, 1)
         check_int("num_classes", num_classes, 2)
@@ -98,6 +104,10 @@ class SeqImageNet(nn.Module):
         sizes = [channels, *hidden]
         self.layers = nn.ModuleList(spiking_layer(kind, a, b, time_steps=time_steps, **neuron_kw)
                                     for a, b in zip(sizes[:-1], sizes[1:]))
+        if weight_gain != 1.0:
+            scale_synaptic_weights(self.layers, weight_gain)
+            for block in self.blocks:  # the conv output is normalised: its scale is BatchNorm's weight
+                block["norm"].weight.data.mul_(weight_gain)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.output = nn.Linear(sizes[-1], num_classes)
 

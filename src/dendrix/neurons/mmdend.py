@@ -114,12 +114,15 @@ class SSF(Neuron):
 
     def fire(self, v: Tensor) -> Tensor:
         """Integer (or binary) spikes of potential ``v`` (any shape) with the straight-through gradient."""
-        x = self.normalised(v)
+        # (V − φ_p)/(φ_s V_th) in one fused pass, then the clip range divided by V_th (same values as the formula)
+        gain = 1.0 / (self.scale.to(v.dtype).clamp_min(1e-4) * self.v_threshold)
+        x = torch.addcmul(-self.shift.to(v.dtype) * gain, v, gain)
         if self.firing == "integer":
-            clipped = x.clamp(-float(self.ssf_range), float(self.ssf_range)) / self.v_threshold
+            bound = self.ssf_range / self.v_threshold
+            clipped = x.clamp(-bound, bound)
         else:
-            clipped = x.clamp(0.0, self.v_threshold) / self.v_threshold
-        levels = torch.floor(clipped.detach()).clamp(-self.levels, self.levels)
+            clipped = x.clamp(0.0, 1.0)
+        levels = torch.floor(clipped.detach()).clamp_(-self.levels, self.levels)
         return clipped + (levels - clipped.detach())
 
     def binary_spikes(self, v: Tensor) -> Tensor:
@@ -432,18 +435,18 @@ class MMDEND(Neuron):
     def _gather(self, x: Tensor) -> Tensor:
         """``[..., D]`` → ``[..., D', J]`` (channel ``j·S + i`` at ``[..., i, j]``)."""
         if self._disjoint:  # windows tile the channels: a view, no copy
-            return x.view(*x.shape[:-1], self.branches, self.window).transpose(-1, -2)
+            return x.reshape(*x.shape[:-1], self.branches, self.window).transpose(-1, -2)
         g = x.index_select(-1, self.channel_index.flatten())
         return g.view(*x.shape[:-1], self.window, self.branches)
 
-    def _soma_input(self, branch_out: Tensor, x: Tensor) -> Tensor:
-        """``Σ_{j∋c} f(V^dend_{j,c})/τ^s_j + γ^s I_c`` ``[..., D]``."""
-        w = branch_out * self.branch_weights().to(branch_out.dtype)
+    def _soma_input(self, branch_out: Tensor, x: Tensor, alpha: Tensor) -> Tensor:
+        """``α (Σ_{j∋c} f(V^dend_{j,c})/τ^s_j + γ^s I_c)`` ``[..., D]`` (α folded into the weights)."""
+        w = branch_out * (alpha * self.branch_weights()).to(branch_out.dtype)
         if self._disjoint:
             acc = w.transpose(-1, -2).reshape(x.shape)
         else:
             acc = torch.zeros_like(x).index_add(-1, self.channel_index.flatten(), w.flatten(-2))
-        return acc + self.soma_input_gain.to(x.dtype) * x
+        return acc + (alpha * self.soma_input_gain).to(x.dtype) * x
 
     def _activation(self, v: Tensor) -> Tensor:
         return _ACTIVATIONS[self.branch_activation](v)
@@ -458,10 +461,12 @@ class MMDEND(Neuron):
         self.check_input(x, self.channels)
         if self.method == "sequential":
             state = self.resolve_state(x, state)
-            ys = []
+            ys, vs = [], []
             for t in range(x.shape[0]):
                 y_t, state = self.step(x[t], state)
                 ys.append(y_t)
+                vs.append(state.soma)
+            self.record_state("v", torch.stack(vs))
             return torch.stack(ys), state
         return self._parallel(x, state, need_state=True)
 
@@ -476,8 +481,10 @@ class MMDEND(Neuron):
         lam, P, Pinv, dt, a, b_modal, c_modal, bbar = self._modes()
         cdt = _complex_dtype(xc.dtype)
         kernel = modal_kernel(lam, dt.unsqueeze(-1), T, b=b_modal, c=c_modal, real=True).to(xc.dtype)   # [J, T]
+        # the direct path γ^o I[t] is lag 0 of the same convolution
+        kernel = torch.cat([kernel[:, :1] + self.direct_gain.to(xc.dtype).unsqueeze(-1), kernel[:, 1:]], -1)
         method = "fft" if self.method == "fft" else "auto"
-        dend = causal_conv(g, kernel, method=method) + self.direct_gain.to(xc.dtype) * g
+        dend = causal_conv(g, kernel, method=method)
         z0 = None
         if state is not None:
             v0 = state.compartments.reshape(-1, self.window, self.branches, self.compartments).to(cdt)
@@ -485,12 +492,12 @@ class MMDEND(Neuron):
             dend = dend + _initial_response(z0, a.to(cdt), c_modal.to(cdt), T).to(xc.dtype)
         branch_out = self._activation(dend)
         beta, alpha = self.soma_decay()
-        soma_in = self._soma_input(branch_out, xf)
+        soma_in = self._soma_input(branch_out, xf, alpha)
         h0 = None if state is None else state.soma.reshape(-1, self.channels).to(xc.dtype)
         if self.method == "fft" or xc.device.type != "cpu":
-            v = linear_recurrence(beta.to(xc.dtype), alpha.to(xc.dtype) * soma_in, h0, method=self.method if self.method == "fft" else "auto")
-        else:  # on a CPU the fused first-order loop is the fastest soma (measured in benchmarks/bench_mmdend.py)
-            v = decay_recurrence(beta, alpha.to(xc.dtype) * soma_in, h0)
+            v = linear_recurrence(beta.to(xc.dtype), soma_in, h0, method="fft" if self.method == "fft" else "auto")
+        else:  # on a CPU the fused first-order loop is the fastest soma (docs/mmdend.md)
+            v = decay_recurrence(beta, soma_in, h0)
         spikes = self.ssf.fire(v)
         if self.recording:
             self.record_state("v", v.reshape(xc.shape))
@@ -530,7 +537,7 @@ class MMDEND(Neuron):
         v = torch.einsum("jkl,...jl->...jk", Abar, state.compartments.to(xc.dtype)) + Bbar * g.unsqueeze(-1)
         dend = (v * self.output_weight.to(xc.dtype)).sum(-1) + self.direct_gain.to(xc.dtype) * g
         beta, alpha = self.soma_decay()
-        soma = beta.to(xc.dtype) * state.soma.to(xc.dtype) + alpha.to(xc.dtype) * self._soma_input(self._activation(dend), xc)
+        soma = beta.to(xc.dtype) * state.soma.to(xc.dtype) + self._soma_input(self._activation(dend), xc, alpha)
         return self.ssf.fire(soma).to(x_t.dtype), MMDENDState(v, soma)
 
     def binary_spikes(self, x: Tensor) -> Tensor:
@@ -648,9 +655,12 @@ class PMSN(Neuron):
         return spikes, delta.to(drive.dtype), last.to(drive.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.run(x, None)[0]
+        return self._parallel(x, None, need_state=False)[0]
 
     def run(self, x: Tensor, state: PMSNState | None = None) -> tuple[Tensor, PMSNState]:
+        return self._parallel(x, state, need_state=True)
+
+    def _parallel(self, x: Tensor, state: PMSNState | None, need_state: bool) -> tuple[Tensor, PMSNState | None]:
         self.check_input(x, self.channels)
         if state is not None:
             state = self.resolve_state(x, state)
@@ -668,6 +678,8 @@ class PMSN(Neuron):
         r0 = None if state is None else state.residual.reshape(-1, self.channels).to(xc.dtype)
         spikes, delta, last = self._fire(F.relu(y), r0)
         self.record_state("v", delta.reshape(xc.shape))
+        if not need_state:
+            return spikes.reshape(x.shape).to(x.dtype), None
         zT = _final_modes(u, a, bbar, z0)
         new_state = PMSNState(torch.view_as_real(zT).reshape(*lead, self.channels, self.compartments, 2),
                               last.reshape(*lead, self.channels))

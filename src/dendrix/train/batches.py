@@ -9,6 +9,7 @@ sees exactly the batches it would have seen without the interruption.
 
 from __future__ import annotations
 
+import json
 from typing import Iterator
 
 import torch
@@ -19,12 +20,29 @@ __all__ = ["Batches", "open_dataset", "batches_for"]
 IN_MEMORY_LIMIT_BYTES = 1 << 30
 
 
-def open_dataset(data_cfg: dict, split: str, seed: int = 0):
-    """``dendrix.data.get_dataset`` for the config's ``data`` section."""
+_DATASET_CACHE: dict[str, object] = {}
+_DATASET_CACHE_SIZE = 6
+
+
+def open_dataset(data_cfg: dict, split: str, seed: int = 0, cache: bool = True):
+    """``dendrix.data.get_dataset`` for the config's ``data`` section.
+
+    The last few data sets opened are kept (they are read-only), so comparisons that train several kinds on the
+    same task decode the data once.
+    """
     from ..data import get_dataset
 
-    return get_dataset(data_cfg["name"], split=split, root=data_cfg.get("root"), seed=seed,
-                       **dict(data_cfg.get("options") or {}))
+    options = dict(data_cfg.get("options") or {})
+    key = json.dumps([data_cfg["name"], split, data_cfg.get("root"), seed, options, id(get_dataset)],
+                     sort_keys=True, default=str)
+    if cache and key in _DATASET_CACHE:
+        return _DATASET_CACHE[key]
+    ds = get_dataset(data_cfg["name"], split=split, root=data_cfg.get("root"), seed=seed, **options)
+    if cache:
+        _DATASET_CACHE[key] = ds
+        while len(_DATASET_CACHE) > _DATASET_CACHE_SIZE:
+            _DATASET_CACHE.pop(next(iter(_DATASET_CACHE)))
+    return ds
 
 
 def _epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> Tensor:

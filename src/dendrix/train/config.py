@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "recurrent": False,
         "readout": "mean",
         "dropout": 0.0,
+        "weight_gain": 1.0,
     },
     "train": {
         "epochs": 10,
@@ -94,7 +95,7 @@ _POSITIVE_INT = {("train", "epochs"), ("data", "batch_size"), ("data", "eval_bat
                  ("model", "d_model"), ("model", "depth")}
 _NONNEG_FLOAT = {("train", "weight_decay"), ("train", "neuron_weight_decay"), ("train", "grad_clip"),
                  ("train", "warmup_epochs"), ("train", "momentum")}
-_POSITIVE_FLOAT = {("train", "lr")}
+_POSITIVE_FLOAT = {("train", "lr"), ("model", "weight_gain")}
 _UNIT_FLOAT = {("train", "label_smoothing"), ("train", "min_lr_ratio"), ("model", "dropout")}
 _BOOL = {("deterministic",), ("model", "recurrent"), ("train", "progress"), ("train", "tensorboard"),
          ("model", "bidirectional")}
@@ -150,7 +151,7 @@ def validate_config(cfg: dict) -> dict:
             _fail(".".join(path), v, "a number >= 0")
     for path in _POSITIVE_FLOAT:
         v = get(path)
-        if not _is_number(v) or v <= 0:
+        if v is not None and (not _is_number(v) or v <= 0):
             _fail(".".join(path), v, "a number > 0")
     nlr = get(("train", "neuron_lr"))
     if nlr is not None and (not _is_number(nlr) or nlr < 0):

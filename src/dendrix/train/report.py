@@ -79,13 +79,15 @@ def _pyplot():
 def plot_learning_curves(path: Path, histories: dict[str, list[dict]]) -> None:
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for kind, history in histories.items():
+    colors = plt.get_cmap("tab20").colors
+    for i, (kind, history) in enumerate(histories.items()):
         if not history:
             continue
+        style = {"color": colors[i % len(colors)], "linestyle": ("-", "--", ":")[(i // len(colors)) % 3]}
         epochs = [r["epoch"] for r in history]
-        ax_loss.plot(epochs, [r["train_loss"] for r in history], label=kind)
+        ax_loss.plot(epochs, [r["train_loss"] for r in history], label=kind, **style)
         if "val_accuracy" in history[0]:
-            ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in history], marker="o", ms=3, label=kind)
+            ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in history], marker="o", ms=3, label=kind, **style)
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy")
     if ax_acc.lines:
