@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,9 +135,13 @@ def test_bad_source_and_file_give_clear_errors(tmp_path):
         load_fsdd(tmp_path / "nope.npz")
 
 
-def test_cli_prints_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "dendrix", "data", "build-fsdd", "--source", str(tmp_path / "no"),
-                           "--out", str(tmp_path / "x.npz")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "does not exist" in lines[0]
+def test_cli_prints_one_line_error(tmp_path, capsys):
+    from dendrix.cli import main
+
+    code = main(["data", "build-fsdd", "--source", str(tmp_path / "no"), "--out", str(tmp_path / "x.npz")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "does not exist" in lines[0]
+    assert main(["data", "info", "fsdd", "-o", "split_mode=speaker"]) == 2
+    assert "test_speaker" in capsys.readouterr().err
+    assert main(["data", "info", "fsdd", "--split", "test"]) == 0
+    assert "300 items" in capsys.readouterr().out

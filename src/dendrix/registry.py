@@ -45,6 +45,7 @@ _BUILTIN_MODULES = (
     "dendrix.layers.dgn",
 )
 _loaded = False
+_UNAVAILABLE: dict[str, str] = {}  # built-in modules that could not be found, with the reason
 
 
 def register(kind: str, factory: Callable[..., nn.Module], *, family: str, description: str,
@@ -60,7 +61,12 @@ def _load_builtins() -> None:
     if _loaded:
         return
     for name in _BUILTIN_MODULES:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a dependency of the module is missing: that is a real error
+                raise
+            _UNAVAILABLE[name] = str(err)  # the module itself is absent (partial install)
     _loaded = True
 
 

@@ -23,6 +23,10 @@ class SpikingLinear(Neuron):
         self.neuron = neuron
         self.in_features, self.out_features = in_features, out_features
 
+    @property
+    def streaming(self) -> bool:  # type: ignore[override]
+        return self.neuron.streaming
+
     def init_state(self, x_t: Tensor) -> State:
         return self.neuron.init_state(x_t.new_zeros(*x_t.shape[:-1], self.out_features))
 

@@ -35,10 +35,14 @@ class Neuron(nn.Module):
 
     * ``in_rank``: the minimum rank of an input sequence (3 = ``[T, B, N]``).
     * ``emits``: ``"binary"`` for spikes in {0, 1}; ``"integer"`` for integer spike counts (SSF).
+    * ``streaming``: False where the output at t depends on later inputs (may be a property).
     """
 
     in_rank: int = 3
     emits: str = "binary"
+    #: Whether ``step``/``run`` can continue a sequence chunk by chunk. False for models whose output at t
+    #: depends on later inputs (PSN's dense T×T weights); their ``run`` takes only a whole window.
+    streaming: bool = True
 
     def __init__(self) -> None:
         super().__init__()

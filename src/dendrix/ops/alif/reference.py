@@ -20,10 +20,10 @@ def alif_sequence_reference(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha
                             surrogate: Surrogate) -> tuple[Tensor, Tensor, Tensor]:
     u, a, s = u0, a0, s0
     spikes, potentials = [], []
-    for t in range(x.shape[0]):
+    for x_t in x.unbind(0):  # unbind: one backward node for all steps (x[t] would cost a full-size gradient each)
         a = rho * a + (1 - rho) * s
         threshold = b0 + beta * a
-        u = alpha * u + (1 - alpha) * x[t] - threshold * s
+        u = alpha * u + (1 - alpha) * x_t - threshold * s
         s = surrogate(u - threshold)
         spikes.append(s)
         potentials.append(u)

@@ -27,8 +27,8 @@ def leaky_sequence_reference(x: Tensor, v0: Tensor, leak, gain, bias, v_threshol
                              detach_reset: bool, surrogate: Surrogate) -> tuple[Tensor, Tensor, Tensor]:
     spikes, potentials = [], []
     v = v0
-    for t in range(x.shape[0]):
-        h = leak * v + gain * x[t] + bias
+    for x_t in x.unbind(0):  # unbind: one backward node for all steps (x[t] would cost a full-size gradient each)
+        h = leak * v + gain * x_t + bias
         s = surrogate(h - v_threshold)
         s_reset = s.detach() if detach_reset else s
         if v_reset is None:
@@ -46,11 +46,11 @@ def lif_sequence_reference(x: Tensor, v0: Tensor, decay, v_threshold: float, v_r
     spikes, potentials = [], []
     v = v0
     reset_value = 0.0 if v_reset is None else v_reset
-    for t in range(x.shape[0]):
+    for x_t in x.unbind(0):
         if decay_input:
-            h = v + (x[t] - (v - reset_value)) * decay
+            h = v + (x_t - (v - reset_value)) * decay
         else:
-            h = v - (v - reset_value) * decay + x[t]
+            h = v - (v - reset_value) * decay + x_t
         s = surrogate(h - v_threshold)
         s_reset = s.detach() if detach_reset else s
         if v_reset is None:
