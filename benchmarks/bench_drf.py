@@ -9,8 +9,9 @@ run, interleaved per length, so the ratios compare like with like on a shared ma
   parameters transformed once (the sequential baseline the ratios refer to),
 * ``step``  — ``DRF.step`` looped over t with autograd (the streaming API; recomputes e^{dtλ}, B̄ every step).
 
-The loops are slow at long T; ``--step-max-T`` caps the lengths where they run (default 4096; at larger T their
-time is extrapolated linearly from the largest measured T and labelled as an estimate). ``--scan-max-T`` caps
+The loops are slow at long T; ``--step-max-T`` (default 4096) and ``--sequential-max-T`` (default 1024) cap the
+lengths where they run; at larger T their time is extrapolated linearly from the largest measured T and
+labelled as an estimate. ``--scan-max-T`` caps
 the scan, whose [T, B, C, n] complex branch states take about 2 GB at T = 16,384.
 
     .venv/bin/python benchmarks/bench_drf.py            # T = 1024, 4096, 16384
@@ -52,27 +53,24 @@ def _step_loop(model: DRF, x: torch.Tensor):
     return run
 
 
-def bench_lengths(lengths, channels, branches, batch, repeat, step_max_T, scan_max_T,
-                  device) -> list[tuple[int, list[Measurement]]]:
-    results = []
-    for T in lengths:
-        x = torch.randn(T, batch, channels, device=device).requires_grad_()
-        rows = []
-        for method in ("fft", "scan", "sequential"):
-            if (method == "scan" and T > scan_max_T) or (method == "sequential" and T > step_max_T):
-                continue
-            model = _model(channels, branches, method, device)
-            slow = method == "sequential"
-            rows.append(measure(method, _parallel(model, x), [x, *model.parameters()],
-                                repeat=max(1, repeat // 3) if slow else repeat, warmup=0 if slow else 1,
-                                device=device, extra={"T": T}))
-        if T <= step_max_T:
-            model = _model(channels, branches, "fft", device)
-            rows.append(measure("step", _step_loop(model, x), [x, *model.parameters()], repeat=max(1, repeat // 3),
-                                warmup=0, device=device, extra={"T": T}))
-        results.append((T, rows))
-        print(f"T={T} done", file=sys.stderr, flush=True)
-    return results
+def bench_length(T, channels, branches, batch, repeat, step_max_T, sequential_max_T, scan_max_T,
+                 device) -> list[Measurement]:
+    """fft, scan, sequential and step rows for one length (the slow loops once, the parallel paths median of
+    ``repeat`` after a warm-up)."""
+    x = torch.randn(T, batch, channels, device=device).requires_grad_()
+    rows = []
+    for method in ("fft", "scan", "sequential"):
+        if (method == "scan" and T > scan_max_T) or (method == "sequential" and T > sequential_max_T):
+            continue
+        model = _model(channels, branches, method, device)
+        slow = method == "sequential"
+        rows.append(measure(method, _parallel(model, x), [x, *model.parameters()],
+                            repeat=1 if slow else repeat, warmup=0 if slow else 1, device=device, extra={"T": T}))
+    if T <= step_max_T:
+        model = _model(channels, branches, "fft", device)
+        rows.append(measure("step", _step_loop(model, x), [x, *model.parameters()], repeat=1, warmup=0,
+                            device=device, extra={"T": T}))
+    return rows
 
 
 def growth_lines(results) -> list[str]:
@@ -115,6 +113,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--step-max-T", type=int, default=4096)
     ap.add_argument("--scan-max-T", type=int, default=4096)
+    ap.add_argument("--sequential-max-T", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gpu-sweep", action="store_true", help="also time the forward pass for T = 128..4096")
@@ -128,14 +127,16 @@ def main(argv=None) -> None:
 
     print(f"# D-RF benchmark ({channels} channels, {args.branches} branches, batch {batch})\n")
     print(machine_line() + "\n")
-    results = bench_lengths(lengths, channels, args.branches, batch, repeat, args.step_max_T, args.scan_max_T,
-                            args.device)
-    for T, rows in results:
-        ref = "sequential" if any(r.name == "sequential" for r in rows) else "fft"
+    results = []
+    for T in lengths:  # each table is printed as soon as its length is done
+        rows = bench_length(T, channels, args.branches, batch, repeat, args.step_max_T, args.sequential_max_T,
+                            args.scan_max_T, args.device)
+        results.append((T, rows))
+        ref = "step" if any(r.name == "step" for r in rows) else "fft"
         print(f"\n## T = {T}\n")
         print(format_table(rows, ref))
         fft = next(r for r in rows if r.name == "fft")
-        for name in ("sequential", "step"):
+        for name in ("step", "sequential"):
             loop = next((r for r in rows if r.name == name), None)
             if loop is not None:
                 print(f"\nspeed-up of the parallel (fft) path over the {name} loop: fwd+bwd "
@@ -147,6 +148,7 @@ def main(argv=None) -> None:
                 est = r0.fwd_bwd_ms * T / t0
                 print(f"\n{name} loop not run at T={T}; linear extrapolation from T={t0}: ~{est:.0f} ms fwd+bwd "
                       f"(~{est / fft.fwd_bwd_ms:.0f}× the fft path) — an estimate, not a measurement")
+        sys.stdout.flush()
     print("\n## Growth with T\n")
     print("\n".join(growth_lines(results)))
     if args.gpu_sweep:

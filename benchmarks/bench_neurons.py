@@ -2,7 +2,7 @@
 
 For each shape (T, B, N) the neuron alone is timed on an input current ``[T, B, N]`` that requires grad:
 forward (no grad) and forward+backward median times, memory saved for backward (harness), and the peak
-resident memory of one forward+backward measured in a fresh subprocess (``--no-peak`` skips it). Every case
+resident memory of one forward+backward measured in a fresh subprocess (Linux; ``--no-peak`` skips it). Every case
 is measured in each round, rounds interleaved, and the median over rounds is reported, so the ratios come from
 one run on one machine state. Ratios are against SpikingJelly's multi-step ``LIFNode`` (its default torch
 backend on CPU). Target (issue 2): our LIF forward+backward at least 2× faster than that at (1024, 32, 128),
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -86,8 +85,8 @@ def build_cases(n: int) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor
         def snn_forward(x, leaky=leaky):
             mem = leaky.init_leaky()
             out = []
-            for t in range(x.shape[0]):
-                spk, mem = leaky(x[t], mem)
+            for x_t in x.unbind(0):  # unbind, not x[t]: one backward node instead of T full-size gradients
+                spk, mem = leaky(x_t, mem)
                 out.append(spk)
             return torch.stack(out)
 
@@ -100,16 +99,27 @@ def _input(t: int, b: int, n: int) -> torch.Tensor:
     return (torch.randn(t, b, n, generator=g) + 0.5).requires_grad_()
 
 
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
 def peak_child(name: str, t: int, b: int, n: int) -> None:
-    """Subprocess body: peak RSS growth (MB) of one forward+backward of case ``name``."""
+    """Subprocess body: peak resident-memory growth (MB) during one forward+backward of case ``name``.
+
+    Linux: the high-water mark VmHWM is reset (``/proc/self/clear_refs`` = 5) after the input exists, so the
+    number is the peak above the resident memory before the call (input included in neither)."""
     fn, _ = build_cases(n)[name]
     x = _input(t, b, n)
-    small = _input(4, b, n)
-    fn(small).sum().backward()  # lazy initialisation outside the measured call
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn(_input(4, b, n)).sum().backward()  # lazy initialisation outside the measured call
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _rss_kb("VmRSS")
     fn(x).float().sum().backward()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mb": (after - before) / 1024}))
+    print(json.dumps({"peak_mb": (_rss_kb("VmHWM") - before) / 1024}))
 
 
 def peak_rss_mb(name: str, t: int, b: int, n: int) -> float | None:

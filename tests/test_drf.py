@@ -57,6 +57,8 @@ def test_parallel_equals_sequential_float32_long():
         y_fft, h_fft, th_fft = _traces(model, x)
         model.method = "scan"
         y_scan, _, _ = _traces(model, x)
+        model.method = "loop"
+        y_loop, _, _ = _traces(model, x)
         model.method = "sequential"
         y_seq, h_seq, th_seq = _traces(model, x)
     scale = h_seq.abs().max()
@@ -68,6 +70,7 @@ def test_parallel_equals_sequential_float32_long():
     assert far.float().mean() > 0.95
     assert torch.equal(y_fft[far], y_seq[far])
     assert torch.equal(y_scan[far], y_seq[far])
+    assert torch.equal(y_loop[far], y_seq[far])
 
 
 @pytest.mark.parametrize("kw", [{}, {"adaptive_threshold": False}, {"complex_weights": True, "branches": 3},

@@ -161,7 +161,28 @@ def test_active_pairs_match_brute_force():
     mask = mask | mask.transpose(-1, -2)
     brute = sum(float(s[n, i] * s[n, j]) for n in range(7) for o in range(3)
                 for i in range(6) for j in range(i + 1, 6) if mask[o, i, j])
-    assert float(_active_pairs(s, mask)) == brute
+    assert float(_active_pairs(s, mask.double().sum(dim=0))) == brute
+
+
+def test_dlif_pairs_weights_and_soma_equal_hand_computation():
+    from dendrix.layers.dlif import DLIFLinear
+
+    torch.manual_seed(2)
+    layer = DLIFLinear(6, 4, sparsity=0.5, seed=0)
+    x = (torch.rand(5, 3, 6) < 0.5).float()
+    report = count_operations(nn.Sequential(layer), x)
+    (row,) = report.layers
+    with torch.no_grad():  # every kept entry non-zero, so the dense K (fine at this size) shows the mask
+        layer.bilinear_values.fill_(1.0)
+        kept = layer.bilinear_matrix() != 0
+    s = x.reshape(-1, 6)
+    active = sum(float(s[n, i] * s[n, j]) for n in range(s.shape[0]) for o in range(4)
+                 for i in range(6) for j in range(i + 1, 6) if kept[o, i, j])
+    B = 3
+    assert row.breakdown["pair_ac"] == active / B
+    assert row.breakdown["synaptic_ac"] == float(x.sum()) * 4 / B
+    assert row.breakdown["bias_ac"] == 5 * 4 and row.breakdown["dynamics_mac"] == 2 * 5 * 4
+    assert row.ann_mac == 5 * 6 * 4  # the baseline keeps W only
 
 
 def test_energy_report_over_a_loader_and_saved_files(tmp_path):

@@ -52,6 +52,7 @@ def test_grouping_covers_every_channel(D, kw, expect):
     ({"branches": 9}, "branches must be <= channels"),
     ({"branch_activation": "softsign"}, "branch_activation"),
     ({"tau_soma": -1.0}, "tau_soma"),
+    ({"coupling": 0.0}, "coupling must be non-zero"),
 ])
 def test_invalid_arguments(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -269,6 +270,9 @@ def test_pmsn_gradients_and_arguments():
     m(x).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
     assert sum(p.numel() for p in m.parameters()) == 6 * (6 * 4 + 2)
+    for dtype in (torch.float16, torch.bfloat16):
+        xh = x.detach().to(dtype)
+        assert m(xh).dtype == dtype and torch.equal(m(xh).float(), m(xh.float()))
     with pytest.raises(ValueError, match="compartments"):
         PMSN(4, compartments=0)
     with pytest.raises(ValueError, match="channels"):

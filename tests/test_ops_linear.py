@@ -7,7 +7,7 @@ import torch
 
 from dendrix.ops.linear import (causal_conv, complex_expm1, direct_causal_conv, direct_modal_kernel,
                                 linear_recurrence, modal_kernel)
-from dendrix.ops.linear.scan import scan_recurrence
+from dendrix.ops.linear.scan import loop_recurrence, scan_recurrence
 
 
 def _decay(shape, complex_, gen, dtype=torch.float64):
@@ -35,7 +35,7 @@ def _case(T, complex_, time_varying, dtype, seed=0, batch=3, channels=5):
 @pytest.mark.parametrize("time_varying", [False, True])
 def test_recurrence_paths_agree_forward_and_backward(dtype, tol, complex_, time_varying):
     a, b, h0 = _case(200, complex_, time_varying, dtype)
-    methods = ["scan"] if time_varying else ["scan", "fft"]
+    methods = ["scan", "loop"] if time_varying else ["scan", "loop", "fft"]
     results = {}
     for method in ["sequential", *methods]:
         leaves = [t.clone().requires_grad_() for t in (a, b, h0)]
@@ -58,7 +58,8 @@ def test_recurrence_paths_agree_forward_and_backward(dtype, tol, complex_, time_
 def test_scan_gradcheck(time_varying, complex_):
     a, b, h0 = _case(6, complex_, time_varying, torch.float64, seed=3, batch=2, channels=2)
     leaves = [t.requires_grad_() for t in (a, b, h0)]
-    assert torch.autograd.gradcheck(lambda a, b, h0: scan_recurrence(a, b, h0, time_varying=time_varying), leaves)
+    for fn in (scan_recurrence, loop_recurrence):
+        assert torch.autograd.gradcheck(lambda a, b, h0: fn(a, b, h0, time_varying=time_varying), leaves)
 
 
 def test_fft_recurrence_gradcheck():
@@ -87,7 +88,7 @@ def test_long_stable_complex_recurrence_float32():
     a = torch.polar(torch.full((6,), 0.999), torch.linspace(0.01, 3.0, 6))
     b = torch.randn(T, 6, generator=gen, dtype=torch.float32).to(torch.complex64)
     ref = linear_recurrence(a.to(torch.complex128), b.to(torch.complex128), method="scan")
-    for method in ("fft", "scan"):
+    for method in ("fft", "scan", "loop"):
         h = linear_recurrence(a, b, method=method)
         assert torch.isfinite(h).all()
         assert (h - ref).abs().max() <= 1e-3 * ref.abs().max(), method

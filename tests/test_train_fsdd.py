@@ -13,13 +13,12 @@ import pytest
 from dendrix.train import load_run, train
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-SHORT = ["threads=1", "model.kind=lif", "model.hidden=[64]", "model.dropout=0.0", "train.epochs=3", "train.lr=0.005",
-         "train.progress=false", "data.batch_size=32"]
+SHORT = ["threads=1", "model.kind=lif", "model.hidden=[64]", "train.epochs=3", "train.progress=false"]
 
 
 def test_short_lif_run_on_fsdd_beats_chance(tmp_path):
     start = time.perf_counter()
-    result = train("fsdd_mlp", tmp_path / "run", SHORT, log=None)
+    result = train("demo", tmp_path / "run", SHORT, log=None)
     elapsed = time.perf_counter() - start
     assert result["test_accuracy"] >= 0.5, result  # chance is 0.10
     assert result["epochs"] == 3 and result["params"] > 0
@@ -33,8 +32,8 @@ def test_ddp_two_processes_with_torchrun(tmp_path):
     assert torchrun, "torchrun not found next to the Python interpreter"
     out = tmp_path / "ddp"
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "dendrix", "train",
-                           "--config", "fsdd_mlp", "--out", str(out), "--quiet", *SHORT[:3], "train.epochs=1",
-                           "data.batch_size=32"], capture_output=True, text=True, env=ENV, timeout=300, cwd=tmp_path)
+                           "--config", "demo", "--out", str(out), "--quiet", *SHORT[1:3], "train.epochs=1"],
+                          capture_output=True, text=True, env=ENV, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2 and result["epochs"] == 1

@@ -325,38 +325,41 @@ def _neuron_elements(y: Tensor) -> float:
     return float(y.numel())
 
 
-def _dlif_pair_mask(mod: nn.Module) -> Tensor:
-    """Boolean [out, in, in] mask of kept pairs (symmetric, zero diagonal) of a DLIF layer."""
-    for name in ("pair_mask", "bilinear_mask", "mask"):
-        mask = getattr(mod, name, None)
-        if isinstance(mask, Tensor) and mask.dim() == 3:
-            mask = mask.bool()
-            return mask | mask.transpose(-1, -2)
-    kept = getattr(mod, "kept_pairs", None) or getattr(mod, "pair_index", None)
-    if isinstance(kept, Tensor) and kept.dim() == 2:  # [3, P] rows (out, i, j)
-        out_f, in_f = mod.weight.shape[0], mod.weight.shape[-1]
-        mask = torch.zeros(out_f, in_f, in_f, dtype=torch.bool, device=kept.device)
-        mask[kept[0], kept[1], kept[2]] = True
-        return mask | mask.transpose(-1, -2)
-    if hasattr(mod, "bilinear_matrix"):
+def _dlif_multiplicity_uncached(mod: nn.Module) -> Tensor:
+    """[in, in] symmetric: for each pair (i, j), the number of output neurons whose K_o keeps it.
+
+    Read from the sparse pair layout (``layout.entries()`` -> (output, i, j) of every kept value) without a dense
+    ``[out, in, in]`` tensor; falls back to a boolean ``pair_mask`` or to ``bilinear_matrix() != 0``.
+    """
+    layout = None
+    try:
+        layout = getattr(mod, "layout", None)
+    except AttributeError:  # e.g. low rank: no layout
+        layout = None
+    if layout is not None and hasattr(layout, "entries"):
+        _, i, j = layout.entries()
+        n = int(layout.in_features)
+        counts = torch.zeros(n * n, dtype=torch.float64, device=i.device)
+        ones = torch.ones(i.numel(), dtype=torch.float64, device=i.device)
+        counts.index_add_(0, i * n + j, ones)
+        counts.index_add_(0, j * n + i, ones)
+        return counts.view(n, n)
+    mask = getattr(mod, "pair_mask", None)
+    if not (isinstance(mask, Tensor) and mask.dim() == 3):
+        if not hasattr(mod, "bilinear_matrix"):
+            raise TypeError(f"{type(mod).__name__}: cannot find its kept pairs (layout, pair_mask or bilinear_matrix())")
         with torch.no_grad():
-            return mod.bilinear_matrix() != 0
-    raise TypeError(f"{type(mod).__name__}: cannot find the kept-pair mask (pair_mask or bilinear_matrix())")
+            mask = mod.bilinear_matrix() != 0
+    mask = mask.bool()
+    return (mask | mask.transpose(-1, -2)).to(torch.float64).sum(dim=0)
 
 
-def _pair_multiplicity(mask: Tensor) -> Tensor:
-    """[in, in]: for each pair (i, j), how many output neurons keep it (the mask summed over outputs)."""
-    return mask.to(torch.float64).sum(dim=0)
-
-
-def _active_pairs(s: Tensor, mask: Tensor | None = None, *, multiplicity: Tensor | None = None) -> Tensor:
+def _active_pairs(s: Tensor, multiplicity: Tensor) -> Tensor:
     """Σ over rows n of s [N, in] and outputs o of Σ_{i<j, (i,j) kept in o} |s_ni| |s_nj|.
 
     Computed without an [N, out, in] intermediate: with the co-activation A = |s|ᵀ|s| (summed over rows) and the
-    pair multiplicity m_ij = Σ_o M_o,ij, the count is ½ Σ_ij A_ij m_ij (M symmetric with a zero diagonal).
+    pair multiplicity m_ij = #{o : (i,j) kept in K_o} (symmetric, zero diagonal), the count is ½ Σ_ij A_ij m_ij.
     """
-    if multiplicity is None:
-        multiplicity = _pair_multiplicity(mask)
     a = s.abs().to(torch.float64)
     coactive = a.T @ a
     return (coactive * multiplicity.to(coactive.device)).sum() / 2
@@ -368,44 +371,63 @@ _MULTIPLICITY_CACHE: "weakref.WeakKeyDictionary[nn.Module, Tensor]" = weakref.We
 def _dlif_multiplicity(mod: nn.Module) -> Tensor:
     """Pair multiplicity of a DLIF layer, cached for the duration of one count (the mask is fixed)."""
     if mod not in _MULTIPLICITY_CACHE:
-        _MULTIPLICITY_CACHE[mod] = _pair_multiplicity(_dlif_pair_mask(mod))
+        _MULTIPLICITY_CACHE[mod] = _dlif_multiplicity_uncached(mod)
     return _MULTIPLICITY_CACHE[mod]
 
 
+def _dlif_pair_terms(mod: nn.Module, rows: Tensor, out_f: int, spikes: bool) -> dict[str, float]:
+    """Bilinear-term operations for presynaptic rows [R, n] (one row per step, sample and pixel)."""
+    rank = getattr(mod, "rank", None)
+    n_rows = float(rows.shape[0])
+    if rank is not None:
+        # Low rank: s^T K_o s = 2 Σ_q (u_q·s)(v_q·s) - diagonal: 2·rank dot products per output (ACs on spikes)
+        # and rank products of the two sums.
+        if spikes:
+            return {"pair_ac": 2.0 * rank * float(rows.abs().sum(dtype=torch.float64)) * out_f,
+                    "dense_pair_linear_ops": 2.0 * rank * float(rows.numel()) * out_f,
+                    "pair_mac": float(rank) * n_rows * out_f}
+        return {"pair_mac": 2.0 * rank * float(rows.numel()) * out_f + float(rank) * n_rows * out_f}
+    multiplicity = _dlif_multiplicity(mod).to(rows.device)
+    kept = float(multiplicity.sum()) / 2
+    if spikes:  # one AND + one add of K_o,ij per active kept pair
+        return {"pair_ac": float(_active_pairs(rows, multiplicity)), "dense_pair_ops": kept * n_rows}
+    return {"pair_mac": 2.0 * kept * n_rows}  # real inputs: s_i·s_j and ×K_o,ij
+
+
 def _dlif_terms(mod: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, dict, float, float]:
-    weight = mod.weight
-    out_f = weight.shape[0]
+    spikes = _is_integer_valued(x)
+    conv = getattr(mod, "conv", None)
     snn: dict[str, float] = {}
     ann: dict[str, float] = {}
-    multiplicity = _dlif_multiplicity(mod).to(x.device)
-    kept = float(multiplicity.sum()) / 2
-    spikes = _is_integer_valued(x)
-    if weight.dim() == 2 and not spikes:  # analogue input: W x and s_i s_j K_ij are multiplications
-        flat = x.reshape(-1, x.shape[-1])
-        snn["synaptic_mac"] = ann["synaptic_mac"] = float(flat.numel()) * out_f
-        snn["pair_mac"] = 2.0 * kept * flat.shape[0]
-    elif weight.dim() == 2:  # DLIFLinear: x [..., in]
-        flat = x.reshape(-1, x.shape[-1])
-        snn["synaptic_ac"] = float(flat.abs().sum(dtype=torch.float64)) * out_f
-        snn["dense_spike_ops"] = float(flat.numel()) * out_f
-        snn["pair_ac"] = float(_active_pairs(flat, multiplicity=multiplicity))
-        snn["dense_pair_ops"] = kept * flat.shape[0]
-        ann["synaptic_mac"] = float(flat.numel()) * out_f
-    else:  # DLIFConv2d: x [..., C, H, W]; convolution + per-pixel channel pairs
-        conv_like = nn.Conv2d(weight.shape[1] * getattr(mod, "groups", 1), out_f, weight.shape[-2:],
-                              stride=getattr(mod, "stride", 1), padding=getattr(mod, "padding", 0),
-                              dilation=getattr(mod, "dilation", 1), groups=getattr(mod, "groups", 1), bias=False)
-        conv_like = conv_like.to(device=x.device, dtype=x.dtype)
+    if isinstance(conv, nn.Conv2d):  # DLIFConv2d: x [..., C, H, W]; convolution + per-pixel channel pairs
+        out_f = conv.out_channels
         flat = x.reshape(-1, *x.shape[-3:])
-        snn["synaptic_ac"] = _conv_fanout_sum(conv_like, flat)
-        snn["dense_spike_ops"] = _conv_fanout_sum(conv_like, torch.ones_like(flat))
-        pixels = flat.permute(0, 2, 3, 1).reshape(-1, flat.shape[1])
-        snn["pair_ac"] = float(_active_pairs(pixels, multiplicity=multiplicity))
-        snn["dense_pair_ops"] = kept * pixels.shape[0]
-        ann["synaptic_mac"] = snn["dense_spike_ops"]
-    if getattr(mod, "bias", None) is not None:
-        snn["bias_ac"] = ann["bias_ac"] = float(y.numel())
-    snn["dynamics_mac"] = 2.0 * _neuron_elements(y)  # LIF soma
+        dense = _conv_fanout_sum(conv, torch.ones_like(flat))
+        if spikes:
+            snn["synaptic_ac"] = _conv_fanout_sum(conv, flat)
+            snn["dense_spike_ops"] = dense
+        else:
+            snn["synaptic_mac"] = dense
+        stride = int(getattr(mod, "stride", 1))
+        pix = flat[:, :, ::stride, ::stride] if stride > 1 else flat  # the pixel grid of the bilinear term
+        rows = pix.permute(0, 2, 3, 1).reshape(-1, pix.shape[1])
+        ann["synaptic_mac"] = dense
+        if conv.bias is not None:
+            snn["bias_ac"] = ann["bias_ac"] = float(y.numel())
+    else:  # DLIFLinear: x [..., in]
+        out_f = mod.weight.shape[0]
+        rows = x.reshape(-1, x.shape[-1])
+        dense = float(rows.numel()) * out_f
+        if spikes:
+            snn["synaptic_ac"] = float(rows.abs().sum(dtype=torch.float64)) * out_f
+            snn["dense_spike_ops"] = dense
+        else:
+            snn["synaptic_mac"] = dense
+        ann["synaptic_mac"] = dense
+        if getattr(mod, "bias", None) is not None:
+            snn["bias_ac"] = ann["bias_ac"] = float(y.numel())
+    snn.update(_dlif_pair_terms(mod, rows, out_f, spikes))
+    snn["dynamics_mac"] = (2.0 if getattr(mod, "decay_input", True) else 1.0) * _neuron_elements(y)  # LIF soma
     return snn, ann, float(x.abs().sum(dtype=torch.float64)) if spikes else math.nan, float(x.numel())
 
 
@@ -670,7 +692,7 @@ class _Counter:
             ann_mac = sum(v for k, v in a.items() if k.endswith("_mac"))
             rate_driven = s.get("synaptic_ac", 0.0) + s.get("pair_ac", 0.0)
             fixed_pj += e_ac * (ac - rate_driven) + e_mac * mac
-            dense1 += s.get("dense_spike_ops", 0.0)
+            dense1 += s.get("dense_spike_ops", 0.0) + s.get("dense_pair_linear_ops", 0.0)
             dense2 += s.get("dense_pair_ops", 0.0)
             spike_ac += s.get("synaptic_ac", 0.0) if "dense_spike_ops" in s else 0.0
             layers.append(LayerEnergy(

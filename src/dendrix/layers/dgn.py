@@ -156,13 +156,16 @@ class DGNLinear(Neuron):
         z = x.to(dtype)
 
         trace = synaptic_trace(z, self.decay, state.trace.to(dtype), backend=self.backend)
-        n_out = self.out_features
-        # One matmul over all T·B rows for current and conductance: [W; C] stacked, leak as bias of G.
-        stacked = torch.cat([self.effective_weight(), self.conductance], 0)
-        leak = torch.full((n_out,), self.g_leak, dtype=dtype, device=z.device)
-        bias = torch.cat([self.bias if self.bias is not None else torch.zeros_like(leak), leak])
-        proj = F.linear(trace, stacked, bias)
-        current, conductance = proj[..., :n_out], proj[..., n_out:]
+        # Matmuls over all T·B rows at once. S-DGN needs only C·D: W·D = E ⊙ (C·D), so it costs one matmul
+        # like LIF's Linear; DGN needs W·D and C·D.
+        if self.shared_reversal:
+            cd = F.linear(trace, self.conductance)
+            conductance = cd + self.g_leak
+            current = cd * self.reversal if self.bias is None else torch.addcmul(self.bias, cd, self.reversal)
+        else:
+            leak = torch.full((self.out_features,), self.g_leak, dtype=dtype, device=z.device)
+            conductance = F.linear(trace, self.conductance, leak)
+            current = F.linear(trace, self.weight, self.bias)
 
         rec = {}
         if self.recurrent:

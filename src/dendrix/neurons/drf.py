@@ -36,7 +36,7 @@ from .base import Neuron
 
 __all__ = ["DRF", "DRFState"]
 
-_METHODS = ("auto", "fft", "scan", "sequential")
+_METHODS = ("auto", "fft", "scan", "loop", "sequential")
 # Re λ = -(softplus(raw) + _MIN_DECAY): strictly negative for every value of the raw parameter.
 _MIN_DECAY = 1e-4
 
@@ -74,7 +74,8 @@ class DRF(Neuron):
         surrogate: surrogate gradient of Θ (default ``"double_gaussian"``, the paper's; ``"triangle"`` is
             the authors' code).
         method: ``"auto"``/``"fft"`` (kernel + FFT convolution), ``"scan"`` (parallel scan over the branch
-            states) or ``"sequential"`` (the reference loop). All give the same spikes.
+            states), ``"loop"`` (fused sequential loop over the branch states) or ``"sequential"`` (the
+            reference loop). All give the same spikes (exactly in float64).
 
     Parameters: ``log_dt`` [C], ``decay_raw`` [C, n] (Re λ = -(softplus(decay_raw) + 1e-4), negative after
     any optimiser step), ``omega`` [C, n] (Im λ), ``gamma`` [C, n] (input gain, init 1/sqrt(dt)), ``weight`` [C, n]
@@ -207,7 +208,7 @@ class DRF(Neuron):
         """Soma potential ``H [T, B, *, C]`` (and the final branch states if ``want_state``)."""
         T = x.shape[0]
         dtlam, decay, bbar, c = self._modes(x.dtype)
-        if self.method in ("scan", "sequential"):
+        if self.method in ("scan", "loop", "sequential"):
             z = linear_recurrence(decay, x.unsqueeze(-1) * bbar, z0, method=self.method)
             self.record_state("branches", z)
             h = ((c * z).real if c.is_complex() else z.real * c).sum(-1)

@@ -26,7 +26,7 @@ from ..validation import check_choice, check_int, check_positive, check_range
 from .base import Neuron
 
 __all__ = ["SSF", "MMDEND", "PMSN", "SSFState", "MMDENDState", "PMSNState", "channel_windows",
-           "expand_integer_spikes", "decay_recurrence"]
+           "expand_integer_spikes"]
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -229,55 +229,6 @@ def _final_modes(u: Tensor, a: Tensor, bbar: Tensor, z0: Tensor | None) -> Tenso
     return z
 
 
-def _sum_to(grad: Tensor, shape: torch.Size) -> Tensor:
-    """Reduce a broadcast gradient back to ``shape``."""
-    while grad.dim() > len(shape):
-        grad = grad.sum(0)
-    for i, n in enumerate(shape):
-        if n == 1 and grad.shape[i] != 1:
-            grad = grad.sum(i, keepdim=True)
-    return grad
-
-
-class _DecayLoop(torch.autograd.Function):
-    """``h[t] = a·h[t−1] + b[t]`` for a real time-invariant ``a``: one fused multiply-add per step forward and
-    one per step backward (adjoint ``g[t] = ∂L/∂h[t] + a·g[t+1]``), no per-step autograd graph. On a CPU this
-    first-order recurrence is memory-bound and a loop beats the FFT and the scan several times over
-    (benchmarks/bench_mmdend.py); a candidate ``method="loop"`` for :func:`dendrix.ops.linear.linear_recurrence`."""
-
-    @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:  # type: ignore[override]
-        h = torch.empty_like(b)
-        prev = h0.expand_as(b[0])
-        for t in range(b.shape[0]):
-            prev = torch.addcmul(b[t], a, prev, out=h[t])
-        ctx.save_for_backward(a, h, h0)
-        return h
-
-    @staticmethod
-    def backward(ctx, grad_h: Tensor):  # type: ignore[override]
-        a, h, h0 = ctx.saved_tensors
-        grad_h = grad_h.contiguous()
-        g = torch.empty_like(grad_h)
-        acc = torch.zeros_like(grad_h[0])
-        for t in range(grad_h.shape[0] - 1, -1, -1):
-            acc = torch.addcmul(grad_h[t], a, acc, out=g[t])
-        grad_a = grad_h0 = None
-        if ctx.needs_input_grad[0]:
-            prev = torch.cat([h0.expand_as(h[:1]), h[:-1]])
-            grad_a = _sum_to((g * prev).sum(0), a.shape)
-        if ctx.needs_input_grad[2]:
-            grad_h0 = _sum_to(a * g[0], h0.shape)
-        return grad_a, g, grad_h0
-
-
-def decay_recurrence(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
-    """``h[t] = a·h[t−1] + b[t]`` along dim 0 with a real decay ``a`` broadcastable to ``b.shape[1:]`` (fused loop)."""
-    if h0 is None:
-        h0 = b.new_zeros(())
-    return _DecayLoop.apply(a.to(b.dtype), b.contiguous(), h0.to(b.dtype))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # MMDEND
 # ---------------------------------------------------------------------------------------------------------------
@@ -322,8 +273,9 @@ class MMDEND(Neuron):
         leak, coupling: initial 1/τ_k and couplings (0.5 and 0.25: eigenvalues in (−1, 0), a stable chain).
         dt_min, dt_max: the initial dt_j are log-spaced over [dt_min, dt_max] across branches (0.1, 1.0).
         soma_input_gain: initial γ^s (default 1.0).
-        method: ``"auto"``/``"fft"`` (parallel convolution; auto lets the engine pick) or ``"sequential"``
-            (step loop, the reference).
+        method: ``"auto"`` (dendrites by FFT convolution; soma by ``linear_recurrence(method="loop")`` on a
+            CPU, ``"auto"`` elsewhere), ``"fft"`` (FFT for both) or ``"sequential"`` (a ``step`` loop, the
+            reference).
     """
 
     emits = "integer"
@@ -346,6 +298,10 @@ class MMDEND(Neuron):
         if dt_min > dt_max:
             raise ValueError(f"dt_min must be <= dt_max, got {dt_min:g} > {dt_max:g}")
         coupling = check_range("coupling", coupling, -1e6, 1e6)
+        if coupling == 0 and K > 1:
+            # equal leaks and no coupling give K equal eigenvalues, where the gradient of eig is undefined (NaN)
+            raise ValueError("coupling must be non-zero when compartments > 1 (uncoupled compartments with equal "
+                             "leaks have repeated eigenvalues, where torch.linalg.eig has no gradient), got 0")
 
         idx = torch.arange(self.window).unsqueeze(1) + self.stride * torch.arange(J).unsqueeze(0)  # [D', J]
         self.register_buffer("channel_index", idx, persistent=False)
@@ -494,10 +450,9 @@ class MMDEND(Neuron):
         beta, alpha = self.soma_decay()
         soma_in = self._soma_input(branch_out, xf, alpha)
         h0 = None if state is None else state.soma.reshape(-1, self.channels).to(xc.dtype)
-        if self.method == "fft" or xc.device.type != "cpu":
-            v = linear_recurrence(beta.to(xc.dtype), soma_in, h0, method="fft" if self.method == "fft" else "auto")
-        else:  # on a CPU the fused first-order loop is the fastest soma (docs/mmdend.md)
-            v = decay_recurrence(beta, soma_in, h0)
+        # On a CPU the engine's fused loop is the fastest soma for this first-order real recurrence (docs/mmdend.md)
+        soma_method = "fft" if self.method == "fft" else ("loop" if xc.device.type == "cpu" else "auto")
+        v = linear_recurrence(beta.to(xc.dtype), soma_in, h0, method=soma_method)
         spikes = self.ssf.fire(v)
         if self.recording:
             self.record_state("v", v.reshape(xc.shape))

@@ -52,10 +52,13 @@ def _epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> Tensor:
     return torch.randperm(n, generator=g)
 
 
-def _shard(order: Tensor, rank: int, world: int) -> Tensor:
-    """Every process gets the same number of indices (padding by wrapping around, like DistributedSampler)."""
+def _shard(order: Tensor, rank: int, world: int, pad: bool = True) -> Tensor:
+    """Every process gets the same number of indices (padding by wrapping around, like DistributedSampler);
+    ``pad=False`` (evaluation) gives every index exactly once over all processes."""
     if world == 1:
         return order
+    if not pad:
+        return order[rank::world]
     per_rank = -(-len(order) // world)
     total = per_rank * world
     if total > len(order):
@@ -91,12 +94,18 @@ class Batches:
         return len(self.dataset) * x0.numel() * (1 if spikes else 4)
 
     def _load(self) -> None:
-        xs, ys = [], []
-        for i in range(len(self.dataset)):
-            x, y = self.dataset[i]
-            xs.append(torch.as_tensor(x))
-            ys.append(int(y))
-        x = torch.stack(xs).transpose(0, 1)  # [T, N, C]
+        n = len(self.dataset)
+        if hasattr(self.dataset, "get_batch"):  # dendrix SequenceDataset: the whole split in one call
+            x, y = self.dataset.get_batch(list(range(n)))
+            ys = [int(v) for v in y.tolist()]
+        else:
+            xs, ys = [], []
+            for i in range(n):
+                xi, yi = self.dataset[i]
+                xs.append(torch.as_tensor(xi))
+                ys.append(int(yi))
+            x = torch.stack(xs)
+        x = x.transpose(0, 1)  # [T, N, C]
         if x.is_floating_point() and x.numel() and bool(((x == x.round()) & (x >= 0) & (x <= 255)).all()):
             x = x.to(torch.uint8)           # spike/count data: exact in uint8
         self.x = x.contiguous().to(self.device)
@@ -111,11 +120,13 @@ class Batches:
         return per_rank // self.batch_size if drop_last else -(-per_rank // self.batch_size)
 
     def iterate(self, *, shuffle: bool = False, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1,
-                drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+                drop_last: bool = False, pad: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of this process's shard. Training pads shards to equal length (DDP needs equal step
+        counts); evaluation passes ``pad=False`` so every sample counts once."""
         if self.x is None:
-            yield from self._iterate_loader(shuffle, seed, epoch, rank, world, drop_last)
+            yield from self._iterate_loader(shuffle, seed, epoch, rank, world, drop_last, pad)
             return
-        order = _shard(_epoch_order(len(self), seed, epoch, shuffle), rank, world).to(self.device)
+        order = _shard(_epoch_order(len(self), seed, epoch, shuffle), rank, world, pad).to(self.device)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             if drop_last and len(idx) < self.batch_size:
@@ -125,12 +136,16 @@ class Batches:
     def __iter__(self):
         return self.iterate()
 
-    def _iterate_loader(self, shuffle, seed, epoch, rank, world, drop_last):
+    def _iterate_loader(self, shuffle, seed, epoch, rank, world, drop_last, pad=True):
+        from torch.utils.data import Subset
         from torch.utils.data.distributed import DistributedSampler
 
         from ..data import make_loader
 
-        if world > 1:
+        if world > 1 and not pad:
+            loader = make_loader(Subset(self.dataset, range(rank, len(self.dataset), world)), self.batch_size,
+                                 shuffle=False, seed=seed, drop_last=drop_last)
+        elif world > 1:
             sampler = DistributedSampler(self.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
             sampler.set_epoch(epoch)
             loader = make_loader(self.dataset, self.batch_size, shuffle=False, seed=seed, drop_last=drop_last,

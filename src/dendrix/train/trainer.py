@@ -168,7 +168,7 @@ def evaluate(model: nn.Module, batches: Batches, ctx: DistContext | None = None)
     was_training = model.training
     model.eval()
     loss_sum = correct = count = 0.0
-    for x, y in batches.iterate(rank=ctx.rank, world=ctx.world_size):
+    for x, y in batches.iterate(rank=ctx.rank, world=ctx.world_size, pad=False):
         loss, logits = _forward_loss(model, model, x, y, 0.0)
         loss_sum += float(loss) * len(y)
         correct += float((logits.argmax(-1) == y).sum())
@@ -230,16 +230,16 @@ class Trainer:
         _set_threads(config.get("threads"), self.ctx)
         seed_everything(config["seed"], config["deterministic"])
         dev = self.ctx.device
-        self.train_data = Batches(open_dataset(config["data"], "train", seed=config["seed"]),
-                                  config["data"]["batch_size"], dev, config["data"]["in_memory"])
-        self.info = self.train_data.info
+        train_set = open_dataset(config["data"], "train", seed=config["seed"])
+        self.info = train_set.info
+        torch.manual_seed(config["seed"])  # identical initial weights whatever the data loading consumed
+        self.model = build_model(config["model"], self.info).to(dev)  # before stacking data: fail fast
+        self.train_data = Batches(train_set, config["data"]["batch_size"], dev, config["data"]["in_memory"])
         self.val_data = None
         if tcfg["select"] == "val":
             self.val_data = Batches(open_dataset(config["data"], "val", seed=config["seed"]),
                                     config["data"]["eval_batch_size"], dev, config["data"]["in_memory"])
         self._test_data: Batches | None = None
-        torch.manual_seed(config["seed"])  # identical initial weights whatever the data loading consumed
-        self.model = build_model(config["model"], self.info).to(dev)
         self.params = count_parameters(self.model)
         torch.manual_seed(config["seed"] + 7919 * (self.ctx.rank + 1))  # dropout streams differ per process
         self.net: nn.Module = self.model

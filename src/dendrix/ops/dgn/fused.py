@@ -28,16 +28,19 @@ from .reference import apply_gate
 __all__ = ["SynapticTraceFunction", "DGNMembraneFunction", "exponential_filter"]
 
 
-# Per-step recurrent matmuls ([B, out] x [out, 2·out]) are too small to gain from intra-op threads on CPU; on a
-# busy machine the thread hand-off costs more than the product itself (measured: 0.13 ms with one thread against
-# 1-20 ms with two for B=32, out=128). Below this many multiply-adds per step the loops run on one thread.
-_SERIAL_MATMUL_WORK = 1 << 22
+# The membrane kernels are loops of small per-step operations plus a few elementwise passes over [T, B, out].
+# On CPU, intra-op threads do not pay for either: a [32, 128] x [128, 256] product or a 4096-element op is too
+# small to split, and on a busy machine the OpenMP hand-off costs far more than the work (measured on our shared
+# 2-core machine: 0.13 ms with one thread against 1-20 ms with two for the product; 1.8 ms against 32 ms for one
+# pass over 1M elements). The kernels therefore run on one intra-op thread (restored afterwards) when one time
+# step has at most this many elements; the big input matmul outside the kernel keeps all threads.
+_SERIAL_STEP_ELEMENTS = 1 << 16
 
 
 @contextmanager
-def _serial_small_matmuls(like: Tensor, work: int):
+def _serial_on_cpu(step: Tensor):
     threads = torch.get_num_threads()
-    if like.device.type != "cpu" or work > _SERIAL_MATMUL_WORK or threads == 1:
+    if step.device.type != "cpu" or step.numel() > _SERIAL_STEP_ELEMENTS or threads == 1:
         yield
         return
     torch.set_num_threads(1)
@@ -79,125 +82,137 @@ class DGNMembraneFunction(torch.autograd.Function):
                 dt: float, threshold: float, gate: str, surrogate: Surrogate, detach_reset: bool,
                 rec_decay: float):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        T = conductance.shape[0]
-        recurrent = rec_weight is not None
-        v_seq = torch.empty_like(conductance)
-        s_seq = torch.empty_like(conductance)
-        v, s = v0, s0
-        if not recurrent:
-            # Without recurrence the gate does not depend on the state: compute it for all steps at once.
-            a_seq = torch.mul(conductance, -dt).add_(1.0)
-            rho = apply_gate(a_seq, gate)
-            drive = current * dt if dt != 1.0 else current
-            for t in range(T):
-                v = torch.addcmul(drive[t], rho[t], v, out=v_seq[t])
-                v.sub_(s, alpha=threshold)
-                s = s_seq[t]
-                s.copy_(v >= threshold)
-            ctx.save_for_backward(a_seq, v_seq, v0)
-            rec_last = None
-        else:
-            n_out = conductance.shape[-1]
-            # pre[t] = [a[t], dt·I[t]] (gate argument and drive side by side, [B, 2·out]); the recurrent part
-            # is added in place by one addmm per step with the pre-scaled [−dt·C_rec; dt·W_rec].
-            pre = torch.empty(*conductance.shape[:-1], 2 * n_out, dtype=conductance.dtype, device=conductance.device)
-            torch.mul(conductance, -dt, out=pre[..., :n_out]).add_(1.0)
-            torch.mul(current, dt, out=pre[..., n_out:])
-            scaled = torch.cat([rec_conductance * -dt, rec_weight * dt], 0)  # [2·out, out]
-            scaled_t = scaled.t().contiguous()
-            dr_seq = torch.empty_like(conductance)
-            spiked = torch.empty(conductance.shape, dtype=torch.bool, device=conductance.device)
-            # Views made once (unbind) instead of indexing in the loop: the per-step tensors are small, so Python
-            # and dispatcher overhead is a large part of each step.
-            pre_t, a_t, drive_t = pre.unbind(0), pre[..., :n_out].unbind(0), pre[..., n_out:].unbind(0)
-            dr_t, v_t, spiked_t = dr_seq.unbind(0), v_seq.unbind(0), spiked.unbind(0)
-            dr = rec_trace0
-            with _serial_small_matmuls(conductance, conductance.shape[1] * n_out * 2 * n_out):
-                for t in range(T):
-                    dr = torch.add(s, dr, alpha=rec_decay, out=dr_t[t])
-                    pre_t[t].addmm_(dr, scaled_t)
-                    v = torch.addcmul(drive_t[t], apply_gate(a_t[t], gate), v, out=v_t[t])
-                    v.add_(s, alpha=-threshold)
-                    s = torch.ge(v, threshold, out=spiked_t[t])
-            s_seq.copy_(spiked)
-            ctx.save_for_backward(pre, v_seq, v0, dr_seq, scaled)
-            rec_last = dr_seq[-1].clone()
-        ctx.recurrent, ctx.dt, ctx.threshold, ctx.gate = recurrent, dt, threshold, gate
-        ctx.surrogate, ctx.detach_reset, ctx.rec_decay = surrogate, detach_reset, rec_decay
-        if recurrent:
-            return s_seq, v_seq, rec_last
-        return s_seq, v_seq
+        with _serial_on_cpu(v0):
+            return _membrane_forward(ctx, conductance, current, v0, s0, rec_weight, rec_conductance, rec_trace0,
+                                     dt, threshold, gate, surrogate, detach_reset, rec_decay)
 
     @staticmethod
     def backward(ctx, grad_s: Tensor | None, grad_v: Tensor | None, grad_rec_last: Tensor | None = None):  # type: ignore[override]
-        dt, theta, lam = ctx.dt, ctx.threshold, ctx.rec_decay
-        reset_coef = 0.0 if ctx.detach_reset else -theta
-        if ctx.recurrent:
-            pre, v_seq, v0, dr_seq, scaled = ctx.saved_tensors
-            n_out = v_seq.shape[-1]
-            a_seq = pre[..., :n_out]
-        else:
-            a_seq, v_seq, v0 = ctx.saved_tensors
-        T = a_seq.shape[0]
-        rho = apply_gate(a_seq, ctx.gate)
-        slope = surrogate_derivative_(v_seq - theta, ctx.surrogate)
-        # dL/da[t] = g_V[t]·V[t-1]·φ'(a[t]); the factor V[t-1]·φ'(a[t]) is known before the loop.
-        coef_a = torch.cat([v0.unsqueeze(0), v_seq[:-1]], 0)
-        if ctx.gate == "clamp":  # φ' = 1 exactly where clamp(a) == a, i.e. 0 <= a <= 1
-            coef_a.mul_(rho == a_seq)
-        else:  # sigmoid: φ' = ρ(1 − ρ)
-            coef_a.mul_(rho).addcmul_(coef_a, rho, value=-1.0)
+        with _serial_on_cpu(ctx.saved_tensors[2]):
+            return _membrane_backward(ctx, grad_s, grad_v, grad_rec_last)
 
-        if not ctx.recurrent:
-            g_v_seq = torch.empty_like(v_seq)
-            g_next = torch.zeros_like(v0)
-            for t in range(T - 1, -1, -1):
-                if grad_s is None:
-                    g = torch.mul(g_next, slope[t], out=g_v_seq[t]).mul_(reset_coef)
-                else:
-                    g = torch.add(grad_s[t], g_next, alpha=reset_coef) if reset_coef != 0.0 else grad_s[t]
-                    g = torch.mul(g, slope[t], out=g_v_seq[t])
-                if grad_v is not None:
-                    g.add_(grad_v[t])
-                if t + 1 < T:
-                    g.addcmul_(rho[t + 1], g_next)
-                g_next = g
-            grad_s0 = reset_coef * g_next
-            grad_v0 = rho[0] * g_next  # before g_v_seq (which g_next views) is scaled in place
-            grad_g = coef_a.mul_(g_v_seq).mul_(-dt)
-            grad_i = g_v_seq.mul_(dt) if dt != 1.0 else g_v_seq
-            return grad_g, grad_i, grad_v0, grad_s0, None, None, None, None, None, None, None, None, None
 
-        # g_pre[t] = [dL/da[t], dL/d(drive)[t]] = [g_V·V[t-1]·φ', g_V]; the second half is g_V itself.
-        g_pre = torch.empty_like(pre)
+def _membrane_forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor,
+                      rec_weight: Tensor | None, rec_conductance: Tensor | None, rec_trace0: Tensor | None,
+                      dt: float, threshold: float, gate: str, surrogate: Surrogate, detach_reset: bool,
+                      rec_decay: float):
+    T = conductance.shape[0]
+    recurrent = rec_weight is not None
+    v_seq = torch.empty_like(conductance)
+    s_seq = torch.empty_like(conductance)
+    v, s = v0, s0
+    if not recurrent:
+        # Without recurrence the gate does not depend on the state: compute it for all steps at once.
+        a_seq = torch.mul(conductance, -dt).add_(1.0)
+        rho = apply_gate(a_seq, gate)
+        drive = current * dt if dt != 1.0 else current
+        for t in range(T):
+            v = torch.addcmul(drive[t], rho[t], v, out=v_seq[t])
+            v.sub_(s, alpha=threshold)
+            s = s_seq[t]
+            s.copy_(v >= threshold)
+        ctx.save_for_backward(a_seq, v_seq, v0)
+        rec_last = None
+    else:
+        n_out = conductance.shape[-1]
+        # pre[t] = [a[t], dt·I[t]] (gate argument and drive side by side, [B, 2·out]); the recurrent part
+        # is added in place by one addmm per step with the pre-scaled [−dt·C_rec; dt·W_rec].
+        pre = torch.empty(*conductance.shape[:-1], 2 * n_out, dtype=conductance.dtype, device=conductance.device)
+        torch.mul(conductance, -dt, out=pre[..., :n_out]).add_(1.0)
+        torch.mul(current, dt, out=pre[..., n_out:])
+        scaled = torch.cat([rec_conductance * -dt, rec_weight * dt], 0)  # [2·out, out]
+        scaled_t = scaled.t().contiguous()
+        dr_seq = torch.empty_like(conductance)
+        spiked = torch.empty(conductance.shape, dtype=torch.bool, device=conductance.device)
+        # Views made once (unbind) instead of indexing in the loop: the per-step tensors are small, so Python
+        # and dispatcher overhead is a large part of each step.
+        pre_t, a_t, drive_t = pre.unbind(0), pre[..., :n_out].unbind(0), pre[..., n_out:].unbind(0)
+        dr_t, v_t, spiked_t = dr_seq.unbind(0), v_seq.unbind(0), spiked.unbind(0)
+        dr = rec_trace0
+        for t in range(T):
+            dr = torch.add(s, dr, alpha=rec_decay, out=dr_t[t])
+            pre_t[t].addmm_(dr, scaled_t)
+            v = torch.addcmul(drive_t[t], apply_gate(a_t[t], gate), v, out=v_t[t])
+            v.add_(s, alpha=-threshold)
+            s = torch.ge(v, threshold, out=spiked_t[t])
+        s_seq.copy_(spiked)
+        ctx.save_for_backward(pre, v_seq, v0, dr_seq, scaled)
+        rec_last = dr_seq[-1].clone()
+    ctx.recurrent, ctx.dt, ctx.threshold, ctx.gate = recurrent, dt, threshold, gate
+    ctx.surrogate, ctx.detach_reset, ctx.rec_decay = surrogate, detach_reset, rec_decay
+    if recurrent:
+        return s_seq, v_seq, rec_last
+    return s_seq, v_seq
+
+
+def _membrane_backward(ctx, grad_s: Tensor | None, grad_v: Tensor | None, grad_rec_last: Tensor | None):
+    dt, theta, lam = ctx.dt, ctx.threshold, ctx.rec_decay
+    reset_coef = 0.0 if ctx.detach_reset else -theta
+    if ctx.recurrent:
+        pre, v_seq, v0, dr_seq, scaled = ctx.saved_tensors
+        n_out = v_seq.shape[-1]
+        a_seq = pre[..., :n_out]
+    else:
+        a_seq, v_seq, v0 = ctx.saved_tensors
+    T = a_seq.shape[0]
+    rho = apply_gate(a_seq, ctx.gate)
+    slope = surrogate_derivative_(v_seq - theta, ctx.surrogate)
+    # dL/da[t] = g_V[t]·V[t-1]·φ'(a[t]); the factor V[t-1]·φ'(a[t]) is known before the loop.
+    coef_a = torch.cat([v0.unsqueeze(0), v_seq[:-1]], 0)
+    if ctx.gate == "clamp":  # φ' = 1 exactly where clamp(a) == a, i.e. 0 <= a <= 1
+        coef_a.mul_(rho == a_seq)
+    else:  # sigmoid: φ' = ρ(1 − ρ)
+        coef_a.mul_(rho).addcmul_(coef_a, rho, value=-1.0)
+
+    if not ctx.recurrent:
+        g_v_seq = torch.empty_like(v_seq)
         g_next = torch.zeros_like(v0)
-        g_dr = torch.zeros_like(v0)
-        carry_s = torch.zeros_like(v0)  # dL/dS[t] received from step t+1
-        slope_t, rho_t, coef_t = slope.unbind(0), rho.unbind(0), coef_a.unbind(0)
-        g_pre_t, g_a_t, g_v_t = g_pre.unbind(0), g_pre[..., :n_out].unbind(0), g_pre[..., n_out:].unbind(0)
-        grad_s_t = grad_s.unbind(0) if grad_s is not None else None
-        with _serial_small_matmuls(v0, v0.shape[0] * n_out * 2 * n_out):
-            for t in range(T - 1, -1, -1):
-                if grad_s_t is None:
-                    g = torch.mul(carry_s, slope_t[t], out=g_v_t[t])
-                else:
-                    g = torch.mul(grad_s_t[t] + carry_s, slope_t[t], out=g_v_t[t])
-                if grad_v is not None:
-                    g.add_(grad_v[t])
-                if t + 1 < T:
-                    g.addcmul_(rho_t[t + 1], g_next)
-                torch.mul(g, coef_t[t], out=g_a_t[t])
-                g_dr = torch.addmm(g_dr, g_pre_t[t], scaled, beta=lam)
-                if t == T - 1 and grad_rec_last is not None:
-                    g_dr = g_dr + grad_rec_last
-                carry_s = torch.add(g_dr, g, alpha=reset_coef) if reset_coef != 0.0 else g_dr
-                g_next = g
-        grad_s0 = carry_s
-        grad_dr0 = lam * g_dr
-        grad_v0 = rho[0] * g_next
-        grad_scaled = g_pre.reshape(-1, 2 * n_out).t() @ dr_seq.reshape(-1, n_out)
-        grad_rec_c, grad_rec_w = grad_scaled[:n_out].mul_(-dt), grad_scaled[n_out:].mul_(dt)
-        grad_g = g_pre[..., :n_out].mul_(-dt)
-        grad_i = g_pre[..., n_out:].mul_(dt)
-        return (grad_g, grad_i, grad_v0, grad_s0, grad_rec_w, grad_rec_c, grad_dr0,
-                None, None, None, None, None, None)
+        for t in range(T - 1, -1, -1):
+            if grad_s is None:
+                g = torch.mul(g_next, slope[t], out=g_v_seq[t]).mul_(reset_coef)
+            else:
+                g = torch.add(grad_s[t], g_next, alpha=reset_coef) if reset_coef != 0.0 else grad_s[t]
+                g = torch.mul(g, slope[t], out=g_v_seq[t])
+            if grad_v is not None:
+                g.add_(grad_v[t])
+            if t + 1 < T:
+                g.addcmul_(rho[t + 1], g_next)
+            g_next = g
+        grad_s0 = reset_coef * g_next
+        grad_v0 = rho[0] * g_next  # before g_v_seq (which g_next views) is scaled in place
+        grad_g = coef_a.mul_(g_v_seq).mul_(-dt)
+        grad_i = g_v_seq.mul_(dt) if dt != 1.0 else g_v_seq
+        return grad_g, grad_i, grad_v0, grad_s0, None, None, None, None, None, None, None, None, None
+
+    # g_pre[t] = [dL/da[t], dL/d(drive)[t]] = [g_V·V[t-1]·φ', g_V]; the second half is g_V itself.
+    g_pre = torch.empty_like(pre)
+    g_next = torch.zeros_like(v0)
+    g_dr = torch.zeros_like(v0)
+    carry_s = torch.zeros_like(v0)  # dL/dS[t] received from step t+1
+    slope_t, rho_t, coef_t = slope.unbind(0), rho.unbind(0), coef_a.unbind(0)
+    g_pre_t, g_a_t, g_v_t = g_pre.unbind(0), g_pre[..., :n_out].unbind(0), g_pre[..., n_out:].unbind(0)
+    grad_s_t = grad_s.unbind(0) if grad_s is not None else None
+    for t in range(T - 1, -1, -1):
+        if grad_s_t is None:
+            g = torch.mul(carry_s, slope_t[t], out=g_v_t[t])
+        else:
+            g = torch.mul(grad_s_t[t] + carry_s, slope_t[t], out=g_v_t[t])
+        if grad_v is not None:
+            g.add_(grad_v[t])
+        if t + 1 < T:
+            g.addcmul_(rho_t[t + 1], g_next)
+        torch.mul(g, coef_t[t], out=g_a_t[t])
+        g_dr = torch.addmm(g_dr, g_pre_t[t], scaled, beta=lam)
+        if t == T - 1 and grad_rec_last is not None:
+            g_dr = g_dr + grad_rec_last
+        carry_s = torch.add(g_dr, g, alpha=reset_coef) if reset_coef != 0.0 else g_dr
+        g_next = g
+    grad_s0 = carry_s
+    grad_dr0 = lam * g_dr
+    grad_v0 = rho[0] * g_next
+    grad_scaled = g_pre.reshape(-1, 2 * n_out).t() @ dr_seq.reshape(-1, n_out)
+    grad_rec_c, grad_rec_w = grad_scaled[:n_out].mul_(-dt), grad_scaled[n_out:].mul_(dt)
+    grad_g = g_pre[..., :n_out].mul_(-dt)
+    grad_i = g_pre[..., n_out:].mul_(dt)
+    return (grad_g, grad_i, grad_v0, grad_s0, grad_rec_w, grad_rec_c, grad_dr0,
+            None, None, None, None, None, None)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ...surrogate import ATan, FastSigmoid, Rectangular, Sigmoid, Surrogate, Triangle
+from ...surrogate import ATan, DoubleGaussian, FastSigmoid, Rectangular, Sigmoid, Surrogate, Triangle
 
 __all__ = ["LeakyFunction", "surrogate_derivative_", "chunk_steps"]
 
@@ -65,7 +65,25 @@ def surrogate_derivative_(buf: Tensor, surrogate: Surrogate) -> Tensor:
         return buf.abs_().mul_(p).add_(1.0).square_().reciprocal_()
     if kind is Rectangular:
         return torch.lt(buf.abs_(), p / 2, out=buf).mul_(1.0 / p)
+    if kind is DoubleGaussian:
+        h, s = surrogate.h, surrogate.s
+        out = _gaussian(buf, 0.0, p).mul_(1.0 + h)
+        out.sub_(_gaussian(buf, p, s * p), alpha=h).sub_(_gaussian(buf, -p, s * p), alpha=h)
+        return out
     return surrogate.derivative(buf)
+
+
+def _gaussian(x: Tensor, mu: float, sigma: float) -> Tensor:
+    """Normal density N(x; mu, sigma) without ``torch.exp``.
+
+    ATen runs ``exp`` (and other VML functions) multi-threaded above 2048 elements; on a loaded machine each
+    such call on a chunk cost tens of milliseconds (measured: 40 ms for 24k elements with 2 threads, 0.04 ms
+    with 1). ``sigmoid`` stays single-threaded at this size, and exp(-q) = sigmoid(-q) / sigmoid(q) exactly,
+    with a few ulp of rounding.
+    """
+    q = torch.sub(x, mu).div_(sigma).square_().mul_(0.5)
+    e = torch.neg(q).sigmoid_().div_(q.sigmoid_())
+    return e.mul_(1.0 / (sigma * math.sqrt(2.0 * math.pi)))
 
 
 def as_python_scalar(value: Scalar) -> float | Tensor:

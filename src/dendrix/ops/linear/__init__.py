@@ -3,8 +3,8 @@
 Three operations, each with a plain reference beside the fast paths (``reference.py``):
 
 * :func:`linear_recurrence` — the diagonal recurrence ``h[t] = a[t] * h[t-1] + b[t]`` (real or complex,
-  ``a`` constant or time-varying) by a sequential loop, a parallel scan (``scan.py``) or, for a constant
-  ``a``, an FFT causal convolution with the kernel ``a**l`` (``fft.py``).
+  ``a`` constant or time-varying) by a sequential loop (reference, or fused in one autograd node), a parallel
+  scan (``scan.py``) or, for a constant ``a``, an FFT causal convolution with the kernel ``a**l`` (``fft.py``).
 * :func:`causal_conv` — ``y[t] = sum_{l<=t} K[l] u[t-l]`` per channel, by FFT (zero padding to at most
   2T) or directly over the lags.
 * :func:`modal_kernel` — the impulse response of a bank of complex modes with zero-order-hold input,
@@ -22,12 +22,12 @@ from torch import Tensor
 
 from .fft import fft_causal_conv, fft_recurrence, mode_powers
 from .reference import direct_causal_conv, direct_modal_kernel, sequential_recurrence
-from .scan import scan_recurrence
+from .scan import loop_recurrence, scan_recurrence
 
 __all__ = ["linear_recurrence", "causal_conv", "modal_kernel", "complex_expm1", "RECURRENCE_METHODS",
            "CONV_METHODS", "sequential_recurrence", "direct_causal_conv", "direct_modal_kernel", "mode_powers"]
 
-RECURRENCE_METHODS = ("auto", "sequential", "scan", "fft")
+RECURRENCE_METHODS = ("auto", "sequential", "loop", "scan", "fft")
 CONV_METHODS = ("auto", "fft", "direct")
 
 # Short sequences take the scan (a few sweeps, no padding); from 64 steps the FFT. Both are O(T log T); on the
@@ -69,8 +69,10 @@ def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, me
         b: the input ``[T, *]``, real or complex; it fixes the output shape.
         h0: initial state broadcastable to ``b.shape[1:]``, or None.
         method: ``"auto"`` (FFT for a constant decay and T >= 64, the scan otherwise), ``"sequential"``
-            (the reference loop), ``"scan"`` (parallel associative scan, O(T log T) work, log T depth) or
-            ``"fft"`` (constant decay only; ValueError for a time-varying one).
+            (the reference loop, autograd per step), ``"loop"`` (the same loop inside one autograd node with
+            the adjoint recurrence as backward: O(T) work, no per-step graph; often fastest for real
+            first-order recurrences on a CPU), ``"scan"`` (parallel associative scan, O(T log T) work,
+            log T depth) or ``"fft"`` (constant decay only; ValueError for a time-varying one).
 
     Returns:
         ``h`` ``[T, *]`` in the promoted dtype of ``a``, ``b`` (and ``h0``).
@@ -116,6 +118,8 @@ def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, me
         h = sequential_recurrence(a, b, h0, time_varying=time_varying)
     elif method == "scan":
         h = scan_recurrence(a, b, h0, time_varying=time_varying)
+    elif method == "loop":
+        h = loop_recurrence(a, b, h0, time_varying=time_varying)
     else:
         h = fft_recurrence(a, b, h0)
     return h.to(out_dtype) if out_dtype in _HALF else h

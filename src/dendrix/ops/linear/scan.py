@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["scan_recurrence", "hillis_steele"]
+__all__ = ["scan_recurrence", "loop_recurrence", "hillis_steele", "sequential_sweep"]
 
 
 def hillis_steele(a: Tensor, b: Tensor, time_varying: bool) -> Tensor:
@@ -39,6 +39,15 @@ def hillis_steele(a: Tensor, b: Tensor, time_varying: bool) -> Tensor:
     return h
 
 
+def sequential_sweep(a: Tensor, b: Tensor, time_varying: bool) -> Tensor:
+    """The same result as :func:`hillis_steele` by a plain loop over t (no autograd): O(T) work, T small steps.
+    On a busy CPU a first-order recurrence is memory-bound and this loop can beat the O(T log T) sweeps."""
+    h = b.to(torch.result_type(a, b)).clone()
+    for t in range(1, h.shape[0]):
+        h[t] += (a[t] if time_varying else a) * h[t - 1]
+    return h
+
+
 def _sum_to(grad: Tensor, like: Tensor) -> Tensor:
     """Reduce a broadcast gradient to the shape (and real/complex kind) of ``like``."""
     if not like.is_complex() and grad.is_complex():
@@ -54,14 +63,14 @@ def _sum_to(grad: Tensor, like: Tensor) -> Tensor:
 
 class _ScanRecurrence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor | None, time_varying: bool) -> Tensor:  # type: ignore[override]
-        ctx.time_varying = time_varying
+    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor | None, time_varying: bool, solver) -> Tensor:  # type: ignore[override]
+        ctx.time_varying, ctx.solver = time_varying, solver
         ctx.b_dtype = b.dtype
         if h0 is not None:  # fold the initial state into the first input
             first = (a[0] if time_varying else a) * h0 + b[0]
             dtype = torch.result_type(first, b)
             b = torch.cat([first.expand(b.shape[1:]).unsqueeze(0).to(dtype), b[1:].to(dtype)])
-        h = hillis_steele(a, b, time_varying)
+        h = solver(a, b, time_varying)
         ctx.h0_given = h0 is not None
         ctx.save_for_backward(a, h, h0 if h0 is not None else h.new_zeros(()))
         return h
@@ -77,7 +86,7 @@ class _ScanRecurrence(torch.autograd.Function):
             a_rev = torch.cat([torch.zeros_like(a_rev[:1]), a_rev[:-1]])
         else:
             a_rev = a_conj
-        lam = torch.flip(hillis_steele(a_rev, torch.flip(grad_h, [0]), tv), [0])
+        lam = torch.flip(ctx.solver(a_rev, torch.flip(grad_h, [0]), tv), [0])
 
         grad_a = grad_b = grad_h0 = None
         if ctx.needs_input_grad[0]:
@@ -90,9 +99,15 @@ class _ScanRecurrence(torch.autograd.Function):
             grad_b = grad_b.to(ctx.b_dtype)
         if ctx.needs_input_grad[2]:
             grad_h0 = _sum_to((a_conj[0] if tv else a_conj) * lam[0], h0)
-        return grad_a, grad_b, grad_h0, None
+        return grad_a, grad_b, grad_h0, None, None
 
 
 def scan_recurrence(a: Tensor, b: Tensor, h0: Tensor | None = None, *, time_varying: bool = False) -> Tensor:
     """``h[t] = a[t] h[t-1] + b[t]`` by a parallel scan, differentiable in ``a``, ``b`` and ``h0``."""
-    return _ScanRecurrence.apply(a, b, h0, time_varying)
+    return _ScanRecurrence.apply(a, b, h0, time_varying, hillis_steele)
+
+
+def loop_recurrence(a: Tensor, b: Tensor, h0: Tensor | None = None, *, time_varying: bool = False) -> Tensor:
+    """The same recurrence as one autograd node around a plain loop (forward and the adjoint backward):
+    no per-step graph, O(T) work, T sequential steps."""
+    return _ScanRecurrence.apply(a, b, h0, time_varying, sequential_sweep)

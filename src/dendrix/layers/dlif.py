@@ -1,0 +1,329 @@
+"""DLIF: LIF neurons with dendritic bilinear integration (ICLR 2026).
+
+The input current of postsynaptic neuron o from presynaptic spikes s ∈ {0, 1}^n is
+
+    I_o[t] = Σ_i W_oi s_i[t] + b_o + s[t]ᵀ K_o s[t] = Σ_i W_oi s_i + b_o + 2 Σ_{i<j} K_o,ij s_i s_j
+
+with K_o symmetric, zero on the diagonal, and sparse: each pair (i < j) is present in K_o with probability
+``1 - sparsity`` under a random mask fixed at construction and different for every neuron. The current drives
+a LIF soma with soft reset (SpikingJelly ``LIFNode`` conventions, ``v_reset=None``):
+
+    H[t] = V[t-1] + (I[t] - V[t-1]) / tau,   S[t] = Θ(H[t] - v_threshold),   V[t] = H[t] - v_threshold S[t].
+
+The current has no memory, so it is computed for all T·B rows at once; only the soma runs over time (the
+fused engine :func:`dendrix.ops.lif.lif_sequence`). K is stored as its kept entries only
+(:mod:`dendrix.ops.bilinear`), and s_i s_j is a logical AND evaluated only for pairs of active inputs, so the
+cost grows with the active pairs, not with n². See ``docs/dlif.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..neurons.base import Neuron
+from ..ops.bilinear import (BACKENDS, PairLayout, bilinear_form, build_layout, dense_matrix, low_rank_dense,
+                            low_rank_form)
+from ..ops.lif import BACKENDS as LIF_BACKENDS
+from ..ops.lif import lif_sequence
+from ..registry import register
+from ..surrogate import SurrogateLike, get_surrogate
+from ..validation import check_choice, check_greater, check_int, check_positive, check_range
+
+__all__ = ["DLIFLinear", "DLIFConv2d", "DLIFState"]
+
+
+class DLIFState(NamedTuple):
+    v: Tensor  # post-reset membrane potential after the last step, [B, out] (or [B, out, H, W])
+
+
+class _Bilinear(Neuron):
+    """Shared parameters and soma of the DLIF layers: the masked (or low-rank) K over ``n`` inputs."""
+
+    def __init__(self, n: int, out: int, sparsity: float, rank: int | None, tau: float, v_threshold: float,
+                 decay_input: bool, detach_reset: bool, surrogate: SurrogateLike, backend: str, lif_backend: str,
+                 check_input: bool, k_init: float | None, seed: int | None):
+        super().__init__()
+        self.sparsity = check_range("sparsity", sparsity, 0.0, 1.0)
+        if rank is not None:
+            rank = check_int("rank", rank, minimum=1)
+        self.rank = rank
+        self.tau = check_greater("tau", tau, 1.0, "the decay 1/tau must be below 1")
+        self.v_threshold = check_positive("v_threshold", v_threshold)
+        for name, flag in (("decay_input", decay_input), ("detach_reset", detach_reset), ("check_input", check_input)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        self.decay_input, self.detach_reset, self.check_input_spikes = decay_input, detach_reset, check_input
+        self.surrogate = get_surrogate(surrogate)
+        self.backend = check_choice("backend", backend, BACKENDS)
+        self.lif_backend = check_choice("lif_backend", lif_backend, LIF_BACKENDS)
+        bound = 1.0 / n if k_init is None else float(k_init)
+        if not math.isfinite(bound) or bound < 0:
+            raise ValueError(f"k_init must be a finite number >= 0, got {k_init!r}")
+        self._k_init = bound
+        if rank is not None:
+            # Low-rank ablation: K_o = Σ_q (u v^T + v u^T) - diag; the sparsity mask is not used.
+            scale = math.sqrt(bound / rank) if bound > 0 else 0.0
+            self.bilinear_u = nn.Parameter(torch.empty(out, rank, n).uniform_(-scale, scale))
+            self.bilinear_v = nn.Parameter(torch.empty(out, rank, n).uniform_(-scale, scale))
+            self.register_parameter("bilinear_values", None)
+            return
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        gen = torch.Generator().manual_seed(int(seed))
+        layout = build_layout(n, out, 1.0 - self.sparsity, generator=gen)
+        self.register_buffer("pair_outputs", layout.main_out)
+        self.register_buffer("extra_pairs", layout.extra_pair)
+        self.register_buffer("extra_outputs", layout.extra_out)
+        self._m = layout.m
+        self.bilinear_values = nn.Parameter(torch.empty(layout.nnz).uniform_(-bound, bound, generator=gen))
+
+    # -- K ------------------------------------------------------------------------------------------------
+    @property
+    def layout(self) -> PairLayout:
+        if self.rank is not None:
+            raise AttributeError("a low-rank DLIF layer has no sparse pair layout")
+        return PairLayout(self._n, self._out, self._m, self.pair_outputs, self.extra_pairs, self.extra_outputs)
+
+    def bilinear_matrix(self) -> Tensor:
+        """The dense symmetric, zero-diagonal K ``[out, n, n]`` (``n`` = inputs or input channels)."""
+        if self.rank is not None:
+            return low_rank_dense(self.bilinear_u, self.bilinear_v)
+        return dense_matrix(self.bilinear_values, self.layout)
+
+    @torch.no_grad()
+    def set_bilinear_matrix(self, K: Tensor) -> None:
+        """Write the kept entries of a dense symmetric zero-diagonal ``K`` ``[out, n, n]``; the other entries of K
+        are not representable under the mask and are ignored."""
+        n, out = self._n, self._out
+        if not isinstance(K, Tensor):
+            raise TypeError(f"K must be a tensor [out, n, n], got {type(K).__name__}")
+        if tuple(K.shape) != (out, n, n):
+            raise ValueError(f"K must have shape {(out, n, n)}, got {tuple(K.shape)}")
+        if self.rank is not None:
+            raise NotImplementedError("set_bilinear_matrix is not available for low-rank K (rank=...); "
+                                      "set bilinear_u / bilinear_v instead")
+        K = K.to(self.bilinear_values)
+        scale = float(K.abs().max()) if K.numel() else 0.0
+        asym = float((K - K.transpose(1, 2)).abs().max()) if K.numel() else 0.0
+        if asym > 1e-6 * max(1.0, scale):
+            raise ValueError(f"K must be symmetric (K[o] == K[o].T); max |K - K^T| = {asym:.3g}")
+        diag = float(torch.diagonal(K, dim1=1, dim2=2).abs().max()) if K.numel() else 0.0
+        if diag != 0.0:
+            raise ValueError(f"K must have a zero diagonal (s_i·s_i is not a pair); max |K_ii| = {diag:.3g}")
+        o, i, j = self.layout.entries()
+        dev = K.device
+        self.bilinear_values.copy_(K[o.to(dev), i.to(dev), j.to(dev)])
+
+    def mask_density(self) -> float:
+        """Fraction of the pairs (i < j) of each K_o that are present, over all neurons (1.0 for low rank)."""
+        if self.rank is not None:
+            return 1.0
+        return self.layout.density
+
+    def _bilinear(self, s: Tensor) -> Tensor:
+        """``sᵀ K_o s`` for rows ``s`` ``[R, n]`` -> ``[R, out]``."""
+        if self.rank is not None:
+            return low_rank_form(s, self.bilinear_u.to(s.dtype), self.bilinear_v.to(s.dtype))
+        return bilinear_form(s, self.bilinear_values, self.layout, self.backend, self.check_input_spikes)
+
+    # -- soma ---------------------------------------------------------------------------------------------
+    def _soma(self, current: Tensor, v0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return lif_sequence(current, v0, 1.0 / self.tau, self.v_threshold, None, self.decay_input,
+                            self.detach_reset, self.surrogate, self.lif_backend)
+
+    def _check_dtype(self, x: Tensor, weight: Tensor) -> None:
+        if x.dtype != weight.dtype:
+            raise TypeError(f"{type(self).__name__}: input dtype {x.dtype} differs from the parameters' dtype "
+                            f"{weight.dtype}; convert one of them (e.g. layer.to({x.dtype}))")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The number of pairs with an extra kept output is random: adopt the saved mask's sizes.
+        for name in ("extra_pairs", "extra_outputs"):
+            key = prefix + name
+            if key in state_dict and name in self._buffers and self._buffers[name].shape != state_dict[key].shape:
+                self._buffers[name] = torch.empty_like(state_dict[key], device=self._buffers[name].device)
+        key = prefix + "bilinear_values"
+        if key in state_dict and self.bilinear_values is not None and self.bilinear_values.shape != state_dict[key].shape:
+            self.bilinear_values = nn.Parameter(torch.empty_like(state_dict[key], device=self.bilinear_values.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _extra(self) -> str:
+        kind = f"rank={self.rank}" if self.rank is not None else f"sparsity={self.sparsity:g}"
+        return (f"{kind}, tau={self.tau:g}, v_threshold={self.v_threshold:g}, soft reset, "
+                f"surrogate={self.surrogate!r}, backend={self.backend!r}")
+
+
+_ARGS_DOC = """
+    Args:
+        sparsity: fraction of the pairs (i < j) of each K_o that are absent, in [0, 1]. 0 = full K, 1 = no K
+            (the layer is then Linear + LIF). Default 0.9 (the paper's best accuracy per FLOP).
+        rank: None (default) for the masked sparse K; an integer r for the low-rank ablation
+            ``K_o = Σ_q (u_oq v_oqᵀ + v_oq u_oqᵀ) - diag`` (dense, no mask; ``sparsity`` is then unused).
+        bias: add a learnable bias to the current. Default True.
+        tau: membrane time constant (> 1). Default 2.0.  v_threshold: firing threshold (> 0). Default 1.0.
+        decay_input: scale the input by 1/tau (SpikingJelly). Default True.
+        detach_reset: no gradient through the reset. Default False.
+        surrogate: surrogate gradient name or instance. Default ``"atan"``.
+        backend: bilinear engine, ``"auto"`` | ``"numba"`` | ``"torch"`` | ``"reference"`` (dense, also takes
+            real-valued input). Default ``"auto"`` (numba on CPU when installed, else torch).
+        lif_backend: soma engine, ``"auto"`` | ``"fused"`` | ``"reference"``.
+        check_input: refuse non-binary input on the sparse paths (one scan of the input). Default True.
+        k_init: K entries are initialised uniform in [-k_init, k_init]; default 1/n.
+        seed: seed of the random mask (and of the K initial values); default drawn from torch's global RNG.
+"""
+
+
+class DLIFLinear(_Bilinear):
+    __doc__ = r"""Fully connected DLIF layer ``[T, B, in_features] -> [T, B, out_features]`` (spikes).
+
+    Zhang et al., "Dendritic bilinear integration in spiking neurons", ICLR 2026 (DLIF)::
+
+        I_o[t] = Σ_i W_oi s_i[t] + b_o + s[t]ᵀ K_o s[t]      (K_o symmetric, zero diagonal, masked)
+        H[t] = V[t-1] + (I[t] - V[t-1]) / tau;  S[t] = Θ(H[t] - v_threshold);  V[t] = H[t] - v_threshold S[t]
+
+    Input must be binary spikes for the sparse engines. Parameters: ``weight`` [out, in], ``bias`` [out],
+    ``bilinear_values`` (the kept K entries only, about ``(1 - sparsity)·out·in(in-1)/2`` of them).
+    Recorded traces: ``"v"`` (pre-reset potential H) and ``"current"`` (I).
+    """ + _ARGS_DOC
+
+    def __init__(self, in_features: int, out_features: int, sparsity: float = 0.9, *, rank: int | None = None,
+                 bias: bool = True, tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True,
+                 detach_reset: bool = False, surrogate: SurrogateLike = "atan", backend: str = "auto",
+                 lif_backend: str = "auto", check_input: bool = True, k_init: float | None = None,
+                 seed: int | None = None):
+        n = check_int("in_features", in_features, minimum=2)
+        out = check_int("out_features", out_features, minimum=1)
+        self._n, self._out = n, out
+        super().__init__(n, out, sparsity, rank, tau, v_threshold, decay_input, detach_reset, surrogate, backend,
+                         lif_backend, check_input, k_init, seed)
+        self.in_features, self.out_features = n, out
+        lin = nn.Linear(n, out, bias=bias)  # PyTorch's default initialisation of W and b
+        self.weight = lin.weight
+        self.bias = lin.bias
+
+    def input_current(self, s_t: Tensor) -> Tensor:
+        """I[t] for one step of presynaptic spikes ``s_t`` ``[B, in]`` (any leading dims) -> ``[B, out]``."""
+        if not isinstance(s_t, Tensor) or s_t.dim() < 1 or s_t.shape[-1] != self.in_features:
+            shape = tuple(s_t.shape) if isinstance(s_t, Tensor) else type(s_t).__name__
+            raise ValueError(f"DLIFLinear.input_current: s_t must be [..., {self.in_features}], got {shape}")
+        self._check_dtype(s_t, self.weight)
+        flat = s_t.reshape(-1, self.in_features)
+        cur = F.linear(flat, self.weight, self.bias) + self._bilinear(flat)
+        return cur.view(*s_t.shape[:-1], self.out_features)
+
+    def init_state(self, x_t: Tensor) -> DLIFState:
+        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        return DLIFState(torch.zeros(*x_t.shape[:-1], self.out_features, dtype=dtype, device=x_t.device))
+
+    def run(self, x: Tensor, state: DLIFState | None = None) -> tuple[Tensor, DLIFState]:
+        self.check_input(x, self.in_features)
+        state = self.resolve_state(x, state)
+        current = self.input_current(x)
+        spikes, h, v_last = self._soma(current, state.v)
+        self.record_state("current", current)
+        self.record_state("v", h)
+        return spikes, DLIFState(v_last)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, " + self._extra()
+
+
+class DLIFConv2d(_Bilinear):
+    __doc__ = r"""Convolutional DLIF layer ``[T, B, C_in, H, W] -> [T, B, C_out, H', W']`` (spikes).
+
+    An ordinary ``Conv2d`` plus a per-pixel bilinear term over the input channels (as in the authors' code,
+    applied 1×1 at every pixel, K of shape [out_ch, in_ch, in_ch])::
+
+        I_o[p] = (W * s)_o[p] + b_o + Σ_{c,d} K_o,cd s_c[p] s_d[p]
+
+    followed by the LIF soma with soft reset. With ``stride > 1`` the bilinear term is taken at the pixels the
+    convolution centres on (every ``stride``-th); the default padding ``kernel_size // 2`` keeps both grids
+    equal for odd kernels. Zhang et al., ICLR 2026 (DLIF).
+    """ + _ARGS_DOC
+
+    in_rank = 5
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int | None = None, sparsity: float = 0.9, *, rank: int | None = None, bias: bool = True,
+                 tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True, detach_reset: bool = False,
+                 surrogate: SurrogateLike = "atan", backend: str = "auto", lif_backend: str = "auto",
+                 check_input: bool = True, k_init: float | None = None, seed: int | None = None):
+        n = check_int("in_channels", in_channels, minimum=2)
+        out = check_int("out_channels", out_channels, minimum=1)
+        k = check_int("kernel_size", kernel_size, minimum=1)
+        self.stride = check_int("stride", stride, minimum=1)
+        self.padding = k // 2 if padding is None else check_int("padding", padding, minimum=0)
+        self._n, self._out = n, out
+        super().__init__(n, out, sparsity, rank, tau, v_threshold, decay_input, detach_reset, surrogate, backend,
+                         lif_backend, check_input, k_init, seed)
+        self.in_channels, self.out_channels, self.kernel_size = n, out, k
+        self.conv = nn.Conv2d(n, out, k, stride=self.stride, padding=self.padding, bias=bias)
+
+    @property
+    def weight(self) -> Tensor:
+        return self.conv.weight
+
+    def _current(self, x: Tensor) -> Tensor:
+        """Input current for ``x`` ``[N, C, H, W]`` -> ``[N, out, H', W']``."""
+        self._check_dtype(x, self.conv.weight)
+        conv = self.conv(x)
+        pix = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+        if pix.shape[-2:] != conv.shape[-2:]:
+            raise ValueError(f"DLIFConv2d: the convolution output {tuple(conv.shape[-2:])} and the bilinear pixel "
+                             f"grid {tuple(pix.shape[-2:])} differ; use an odd kernel_size with the default padding")
+        N, C, H, W = pix.shape
+        rows = pix.permute(0, 2, 3, 1).reshape(-1, C)
+        bil = self._bilinear(rows).view(N, H, W, self.out_channels).permute(0, 3, 1, 2)
+        return conv + bil
+
+    def input_current(self, s_t: Tensor) -> Tensor:
+        """I[t] for one step ``s_t`` ``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``."""
+        if not isinstance(s_t, Tensor) or s_t.dim() != 4 or s_t.shape[1] != self.in_channels:
+            shape = tuple(s_t.shape) if isinstance(s_t, Tensor) else type(s_t).__name__
+            raise ValueError(f"DLIFConv2d.input_current: s_t must be [B, {self.in_channels}, H, W], got {shape}")
+        return self._current(s_t)
+
+    def _check_x(self, x: Tensor) -> None:
+        self.check_input(x)
+        if x.dim() != 5 or x.shape[2] != self.in_channels:
+            raise ValueError(f"DLIFConv2d input must be [T, B, {self.in_channels}, H, W], got {tuple(x.shape)}")
+
+    def init_state(self, x_t: Tensor) -> DLIFState:
+        if x_t.dim() != 4:
+            raise ValueError(f"DLIFConv2d.init_state: x_t must be [B, C, H, W], got {tuple(x_t.shape)}")
+        B, _, H, W = x_t.shape
+        k, p, s = self.kernel_size, self.padding, self.stride
+        Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        return DLIFState(torch.zeros(B, self.out_channels, Ho, Wo, dtype=dtype, device=x_t.device))
+
+    def run(self, x: Tensor, state: DLIFState | None = None) -> tuple[Tensor, DLIFState]:
+        self._check_x(x)
+        state = self.resolve_state(x, state)
+        T, B = x.shape[:2]
+        current = self._current(x.reshape(T * B, *x.shape[2:]))
+        current = current.view(T, B, *current.shape[1:])
+        spikes, h, v_last = self._soma(current, state.v)
+        self.record_state("current", current)
+        self.record_state("v", h)
+        return spikes, DLIFState(v_last)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, " + self._extra())
+
+
+def dlif_layer(in_features: int, out_features: int, **kw) -> DLIFLinear:
+    """Registry factory: a :class:`DLIFLinear` ``[T, B, in] -> [T, B, out]``."""
+    return DLIFLinear(in_features, out_features, **kw)
+
+
+register("dlif", dlif_layer, family="dendritic",
+         description="LIF with dendritic bilinear integration I = Ws + sᵀKs, sparse symmetric K (ICLR 2026)",
+         defaults={"sparsity": 0.9})
+

@@ -1,0 +1,77 @@
+"""Dendritic bilinear integration ``sᵀ K_o s`` (DLIF, ICLR 2026) for every output neuron o.
+
+``bilinear_form(s, values, layout, backend="auto")`` with ``s`` ``[R, n]`` returns ``[R, out]``:
+
+* ``"numba"``: compiled CPU loops over active pairs (needs the ``numba`` package); ``"auto"`` on CPU.
+* ``"torch"``: tensor index arithmetic over active pairs, any device; ``"auto"`` on GPU or without numba.
+* ``"reference"``: dense K ``[out, n, n]`` and einsum (``reference.py``); real-valued ``s`` allowed.
+
+The sparse paths compute s_i·s_j as a logical AND and refuse non-binary input with a ``ValueError``
+(``check_input=False`` skips that scan when the caller guarantees spikes). A forced backend never falls back.
+``low_rank_form`` is the low-rank ablation ``K_o = Σ_q (u_q v_qᵀ + v_q u_qᵀ) - diag``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...validation import check_choice
+from .layout import PairLayout, build_layout, num_pairs, pair_index, triu_pairs
+from .reference import bilinear_reference, dense_matrix, dlif_current_reference
+from .sparse import HAVE_NUMBA, SparseBilinear, active_pairs, check_binary
+
+__all__ = ["bilinear_form", "low_rank_form", "low_rank_dense", "BACKENDS", "PairLayout", "build_layout",
+           "dense_matrix", "bilinear_reference", "dlif_current_reference", "num_pairs", "pair_index",
+           "triu_pairs", "active_pairs", "HAVE_NUMBA", "resolve_backend"]
+
+BACKENDS = ("auto", "numba", "torch", "reference")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    check_choice("backend", backend, BACKENDS)
+    if backend == "auto":
+        return "numba" if HAVE_NUMBA and device.type == "cpu" else "torch"
+    if backend == "numba":
+        if not HAVE_NUMBA:
+            raise RuntimeError("backend='numba' needs the numba package (pip install numba); "
+                               "use backend='torch' or 'auto'")
+        if device.type != "cpu":
+            raise ValueError(f"backend='numba' runs on CPU tensors only, got device {device}; use 'torch' or 'auto'")
+    return backend
+
+
+def bilinear_form(s: Tensor, values: Tensor, layout: PairLayout, backend: str = "auto",
+                  check_input: bool = True) -> Tensor:
+    """``y[r, o] = s_rᵀ K_o s_r`` for ``s`` ``[R, n]`` and the kept entries ``values`` of ``layout``."""
+    if s.dim() != 2 or s.shape[1] != layout.in_features:
+        raise ValueError(f"bilinear_form: s must be [rows, {layout.in_features}], got shape {tuple(s.shape)}")
+    if values.shape != (layout.nnz,):
+        raise ValueError(f"bilinear_form: values must have shape ({layout.nnz},), got {tuple(values.shape)}")
+    engine = resolve_backend(backend, s.device)
+    if engine == "reference":
+        return bilinear_reference(s, values, layout)
+    if check_input:
+        check_binary(s)
+    if layout.nnz == 0 or s.shape[0] == 0:
+        return s.new_zeros(s.shape[0], layout.out_features) + 0 * values.sum().to(s.dtype)
+    return SparseBilinear.apply(s, values, layout, engine)
+
+
+def low_rank_form(s: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """``sᵀ K_o s`` with ``K_o = Σ_q (u_oq v_oqᵀ + v_oq u_oqᵀ)`` minus its diagonal; ``u, v`` ``[out, rank, n]``.
+
+    ``= 2 Σ_q (u_oq·s)(v_oq·s) - 2 Σ_i s_i² Σ_q u_oqi v_oqi``: two matmuls, exact for any real ``s``.
+    """
+    out, rank, n = u.shape
+    pu = (s @ u.reshape(out * rank, n).t()).view(*s.shape[:-1], out, rank)
+    pv = (s @ v.reshape(out * rank, n).t()).view(*s.shape[:-1], out, rank)
+    diag = (u * v).sum(1)  # [out, n]
+    return 2 * (pu * pv).sum(-1) - 2 * (s * s) @ diag.t()
+
+
+def low_rank_dense(u: Tensor, v: Tensor) -> Tensor:
+    """The dense ``[out, n, n]`` K of :func:`low_rank_form`."""
+    K = torch.einsum("oqi,oqj->oij", u, v)
+    K = K + K.transpose(1, 2)
+    return K - torch.diag_embed(torch.diagonal(K, dim1=1, dim2=2))

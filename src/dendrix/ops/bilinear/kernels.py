@@ -1,0 +1,180 @@
+"""Numba CPU kernels of the sparse bilinear form (imported only when numba is installed).
+
+Work is proportional to the active pairs: for a row with active inputs a, only the pairs (i, j), i < j, both in
+a, are visited, and for each such pair its fixed-length block of kept outputs. Loops run "by first input":
+within a block of rows, all (row, i) with s[row, i] = 1 are bucketed by i (a counting sort), and then for each
+i the pairs (i, j) of every such row are visited. The values of the pairs (i, ·) form one contiguous region of
+a few tens of kB, so they stay in cache while all rows where i fires are served; visiting pairs row by row
+instead jumps over the whole value array and was measured 4-5x slower.
+
+Indices are cast to unsigned integers in the hot loops, which lets LLVM drop negative-index wrap-around code.
+All outputs/gradients are for the half-sum ``Σ_{i<j} K_ij s_i s_j``; the caller multiplies by 2.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+U = numba.uint64
+
+__all__ = ["active_lists", "forward", "grad_values", "grad_input", "num_threads"]
+
+
+def num_threads() -> int:
+    return numba.get_num_threads()
+
+
+@njit(parallel=True, cache=True)
+def active_lists(s):
+    """Per row, the sorted indices of the non-zero inputs (CSR), and the number of entries not in {0, 1}."""
+    R, n = s.shape
+    counts = np.zeros(R + 1, np.int64)
+    bad = np.zeros(R, np.int64)
+    for r in prange(R):
+        c = 0
+        b = 0
+        for i in range(n):
+            v = s[r, i]
+            if v != 0:
+                c += 1
+                if v != 1:
+                    b += 1
+        counts[r + 1] = c
+        bad[r] = b
+    ptr = np.cumsum(counts)
+    idx = np.empty(ptr[R], np.int32)
+    for r in prange(R):
+        p = ptr[r]
+        for i in range(n):
+            if s[r, i] != 0:
+                idx[p] = i
+                p += 1
+    return ptr, idx, bad.sum()
+
+
+@njit(cache=True)
+def _bucket_by_input(aptr, aidx, n, r0, r1):
+    """(row, position) of every active entry of rows [r0, r1), bucketed by input index (rows ascending)."""
+    start = np.zeros(n + 1, np.int64)
+    for x in range(aptr[r0], aptr[r1]):
+        start[aidx[x] + 1] += 1
+    for i in range(n):
+        start[i + 1] += start[i]
+    total = aptr[r1] - aptr[r0]
+    rows = np.empty(total, np.int64)
+    pos = np.empty(total, np.int64)
+    fill = start[:n].copy()
+    for r in range(r0, r1):
+        for x in range(aptr[r], aptr[r + 1]):
+            i = aidx[x]
+            q = fill[i]
+            rows[q] = r
+            pos[q] = x
+            fill[i] += 1
+    return start, rows, pos
+
+
+@njit(cache=True, inline="always")
+def _pair_base(i, n):
+    # pair(i, j) = base + j
+    iu = U(i)
+    return iu * (U(2) * U(n) - iu - U(1)) // U(2) - iu - U(1)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def forward(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, out_features, blocks):
+    """``out[r, o] = Σ_{i<j active in r} K_o,ij`` as ``[R, out_features + 1]`` (last column: padding sink)."""
+    R = aptr.shape[0] - 1
+    width = out_features + 1
+    out = np.zeros((R, width), main_val.dtype)
+    flat = out.reshape(-1)
+    mu = U(m)
+    wu = U(width)
+    for b in prange(blocks):
+        r0 = R * b // blocks
+        r1 = R * (b + 1) // blocks
+        start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+        for i in range(n):
+            base = _pair_base(i, n)
+            for q in range(start[i], start[i + 1]):
+                r = U(rows[q])
+                ro = r * wu
+                for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
+                    pid = base + U(aidx[y])
+                    kb = pid * mu
+                    for k in range(kb, kb + mu):
+                        flat[ro + U(main_out[k])] += main_val[k]
+                    flat[ro + U(extra_out[pid])] += extra_val[pid]
+    return out
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def grad_values(aptr, aidx, n, m, main_out, extra_out, g, chunks):
+    """Gradients of the main and (padded) extra values for upstream ``g`` ``[R, out+1]`` (last column zero).
+
+    Parallel over first inputs i (interleaved for balance: pairs (i, ·) get fewer as i grows); each thread
+    owns the values of its pairs, so no reduction is needed.
+    """
+    R = aptr.shape[0] - 1
+    npairs = n * (n - 1) // 2
+    gm = np.zeros(npairs * m, g.dtype)
+    gx = np.zeros(npairs, g.dtype)
+    start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
+    flat = g.reshape(-1)
+    width = U(g.shape[1])
+    mu = U(m)
+    for c in prange(chunks):
+        for t in range(c, n, chunks):
+            i = t // 2 if t % 2 == 0 else n - 1 - t // 2
+            base = _pair_base(i, n)
+            for q in range(start[i], start[i + 1]):
+                r = U(rows[q])
+                ro = r * width
+                for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
+                    pid = base + U(aidx[y])
+                    kb = pid * mu
+                    for k in range(kb, kb + mu):
+                        gm[k] += flat[ro + U(main_out[k])]
+                    gx[pid] += flat[ro + U(extra_out[pid])]
+    return gm, gx
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def grad_input(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g, blocks):
+    """``gs[r, b] = Σ_{a active in r, a≠b} K(a,b)·g[r, :]`` (the derivative of the half-sum w.r.t. s_b).
+
+    Every input b, active or not, gets a gradient: cost ~ active inputs × n × kept outputs per pair.
+    """
+    R = aptr.shape[0] - 1
+    gs = np.zeros((R, n), g.dtype)
+    flat = g.reshape(-1)
+    width = U(g.shape[1])
+    mu = U(m)
+    for blk in prange(blocks):
+        r0 = R * blk // blocks
+        r1 = R * (blk + 1) // blocks
+        start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+        for a in range(n):
+            base_a = _pair_base(a, n)
+            for q in range(start[a], start[a + 1]):
+                r = rows[q]
+                ro = U(r) * width
+                # partners b < a: pair (b, a) lies in region b
+                for b in range(a):
+                    pid = _pair_base(b, n) + U(a)
+                    kb = pid * mu
+                    acc = flat[ro + U(extra_out[pid])] * extra_val[pid]
+                    for k in range(kb, kb + mu):
+                        acc += flat[ro + U(main_out[k])] * main_val[k]
+                    gs[r, b] += acc
+                # partners b > a: pairs (a, b) are contiguous in region a
+                for b in range(a + 1, n):
+                    pid = base_a + U(b)
+                    kb = pid * mu
+                    acc = flat[ro + U(extra_out[pid])] * extra_val[pid]
+                    for k in range(kb, kb + mu):
+                        acc += flat[ro + U(main_out[k])] * main_val[k]
+                    gs[r, b] += acc
+    return gs

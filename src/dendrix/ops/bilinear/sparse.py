@@ -1,0 +1,220 @@
+"""Sparse bilinear form ``Σ_{i<j} K_o,ij s_i s_j`` for binary ``s``: exact, cost ~ active pairs × kept outputs.
+
+Two engines behind one autograd function (:class:`SparseBilinear`, hand-written backward):
+
+* ``"numba"`` (CPU, needs the ``numba`` package): compiled loops over the active pairs, see ``kernels.py``.
+* ``"torch"`` (any device): the active pairs of every row are listed with tensor index arithmetic and their
+  kept entries are scattered with ``index_add_``, in chunks that bound the temporary memory.
+
+Saved for backward: the input spikes (shared with the synaptic ``Linear``, so no extra memory) and, only when
+the input needs a gradient, the values. Active-pair lists are recomputed in backward instead of stored.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .layout import PairLayout
+
+__all__ = ["SparseBilinear", "active_pairs", "HAVE_NUMBA", "check_binary"]
+
+try:  # optional compiled CPU engine
+    from . import kernels as _kernels
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - depends on the environment
+    _kernels = None
+    HAVE_NUMBA = False
+
+_HALF = (torch.float16, torch.bfloat16)
+# Entries expanded at once by the torch engine (index tensors of this many int64 each).
+_TORCH_CHUNK = 1 << 22
+
+
+def check_binary(s: Tensor, what: str = "input") -> None:
+    bad = ((s != 0) & (s != 1)).any()
+    if bool(bad):
+        raise ValueError(f"DLIF {what} must be binary spikes in {{0, 1}} for the sparse bilinear path (the pair "
+                         f"product s_i·s_j is computed as a logical AND); got values outside {{0, 1}}. Use "
+                         f"backend='reference' for real-valued input (dense sᵀKs, O(out·n²) memory).")
+
+
+def active_pairs(s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(row, i, j)`` of every pair i < j with s[row, i] = s[row, j] = 1, for ``s`` ``[R, n]`` (int64)."""
+    rows, cols = torch.nonzero(s, as_tuple=True)
+    R = s.shape[0]
+    counts = torch.bincount(rows, minlength=R)
+    row_start = torch.cumsum(counts, 0) - counts
+    position = torch.arange(rows.numel(), device=s.device) - row_start[rows]
+    partners = counts[rows] - 1 - position  # active entries after this one in its row
+    first = torch.repeat_interleave(torch.arange(rows.numel(), device=s.device), partners)
+    group_start = torch.cumsum(partners, 0) - partners
+    offset = torch.arange(first.numel(), device=s.device) - group_start[first]
+    second = first + 1 + offset
+    return rows[first], cols[first], cols[second]
+
+
+def _pad_extra(values: Tensor, layout: PairLayout) -> Tensor:
+    """Extra values scattered to one slot per pair (zero where a pair has no extra output)."""
+    main = layout.pairs * layout.m
+    pad = values.new_zeros(layout.pairs)
+    pad[layout.extra_pair.to(values.device)] = values[main:]
+    return pad
+
+
+def _layout_tensors(layout: PairLayout, device) -> tuple[Tensor, Tensor]:
+    return layout.main_out.to(device), layout.extra_out_padded().to(device)
+
+
+# ---------------------------------------------------------------------------------------------------- torch engine
+def _torch_forward(s: Tensor, main_val: Tensor, extra_val: Tensor, main_out: Tensor, extra_out: Tensor,
+                   layout: PairLayout) -> Tensor:
+    n, m, out_f = layout.in_features, layout.m, layout.out_features
+    width = out_f + 1
+    R = s.shape[0]
+    out = main_val.new_zeros(R * width)
+    row, i, j = active_pairs(s)
+    pid = i * (2 * n - i - 1) // 2 + (j - i - 1)
+    step = max(1, _TORCH_CHUNK // max(1, m))
+    t = torch.arange(m, device=s.device)
+    for c in range(0, pid.numel(), step):
+        p, r = pid[c:c + step], row[c:c + step] * width
+        if m:
+            k = (p[:, None] * m + t).reshape(-1)
+            out.index_add_(0, (r[:, None] + main_out[k].view(-1, m).long()).reshape(-1), main_val[k])
+        out.index_add_(0, r + extra_out[p].long(), extra_val[p])
+    return out.view(R, width)
+
+
+def _torch_grad_values(s: Tensor, g: Tensor, main_out: Tensor, extra_out: Tensor, layout: PairLayout):
+    n, m = layout.in_features, layout.m
+    width = g.shape[1]
+    flat = g.reshape(-1)
+    gm = g.new_zeros(layout.pairs * m)
+    gx = g.new_zeros(layout.pairs)
+    row, i, j = active_pairs(s)
+    pid = i * (2 * n - i - 1) // 2 + (j - i - 1)
+    step = max(1, _TORCH_CHUNK // max(1, m))
+    t = torch.arange(m, device=s.device)
+    for c in range(0, pid.numel(), step):
+        p, r = pid[c:c + step], row[c:c + step] * width
+        if m:
+            k = (p[:, None] * m + t).reshape(-1)
+            gm.index_add_(0, k, flat[(r[:, None] + main_out[k].view(-1, m).long()).reshape(-1)])
+        gx.index_add_(0, p, flat[r + extra_out[p].long()])
+    return gm, gx
+
+
+def _torch_grad_input(s: Tensor, g: Tensor, main_val: Tensor, extra_val: Tensor, main_out: Tensor,
+                      extra_out: Tensor, layout: PairLayout) -> Tensor:
+    n, m = layout.in_features, layout.m
+    R, width = s.shape[0], g.shape[1]
+    flat = g.reshape(-1)
+    gs = g.new_zeros(R * n)
+    rows, a = torch.nonzero(s, as_tuple=True)
+    b_all = torch.arange(n, device=s.device)
+    t = torch.arange(m, device=s.device)
+    step = max(1, _TORCH_CHUNK // max(1, n * (m + 1)))
+    for c in range(0, rows.numel(), step):
+        r, aa = rows[c:c + step, None], a[c:c + step, None]
+        b = b_all.expand(r.shape[0], n)
+        keep = b != aa
+        r, aa, b = r.expand_as(b)[keep], aa.expand_as(b)[keep], b[keep]
+        lo, hi = torch.minimum(aa, b), torch.maximum(aa, b)
+        p = lo * (2 * n - lo - 1) // 2 + (hi - lo - 1)
+        ro = r * width
+        acc = flat[ro + extra_out[p].long()] * extra_val[p]
+        if m:
+            k = p[:, None] * m + t
+            acc = acc + (flat[ro[:, None] + main_out[k].long()] * main_val[k]).sum(1)
+        gs.index_add_(0, r * n + b, acc)
+    return gs.view(R, n)
+
+
+# ---------------------------------------------------------------------------------------------------- numba engine
+def _np(t: Tensor):
+    return t.detach().contiguous().numpy()
+
+
+def _numba_forward(s, main_val, extra_val, main_out, extra_out, layout):
+    R = s.shape[0]
+    aptr, aidx, _ = _kernels.active_lists(_np(s))
+    blocks = max(1, min(_kernels.num_threads(), R))
+    out = _kernels.forward(aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val),
+                           _np(extra_out), _np(extra_val), layout.out_features, blocks)
+    return torch.from_numpy(out)
+
+
+def _numba_grad_values(s, g, main_out, extra_out, layout):
+    aptr, aidx, _ = _kernels.active_lists(_np(s))
+    chunks = max(1, min(_kernels.num_threads(), layout.in_features))
+    gm, gx = _kernels.grad_values(aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(extra_out),
+                                  _np(g), chunks)
+    return torch.from_numpy(gm), torch.from_numpy(gx)
+
+
+def _numba_grad_input(s, g, main_val, extra_val, main_out, extra_out, layout):
+    aptr, aidx, _ = _kernels.active_lists(_np(s))
+    blocks = max(1, min(_kernels.num_threads(), s.shape[0]))
+    gs = _kernels.grad_input(aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val),
+                             _np(extra_out), _np(extra_val), _np(g), blocks)
+    return torch.from_numpy(gs)
+
+
+# ---------------------------------------------------------------------------------------------------- autograd
+class SparseBilinear(torch.autograd.Function):
+    """``y[r, o] = s_rᵀ K_o s_r = 2 Σ_{i<j} K_o,ij s_ri s_rj`` for binary ``s`` ``[R, n]``.
+
+    Inputs: ``s``, ``values`` (all kept entries, layout order), the :class:`PairLayout`, the engine name.
+    Gradients: ``d/dvalues = 2 Σ_r g[r, o] s_ri s_rj``; ``d/ds_b = 2 Σ_a K_o,ab s_a g[r, o]`` (the derivative
+    of the quadratic form, exact at binary points).
+    """
+
+    @staticmethod
+    def forward(ctx, s: Tensor, values: Tensor, layout: PairLayout, engine: str) -> Tensor:  # type: ignore[override]
+        dtype = torch.float32 if values.dtype in _HALF else values.dtype
+        sc = s.detach().to(dtype).contiguous()
+        vd = values.detach().to(dtype)
+        main_out, extra_out = _layout_tensors(layout, values.device)
+        main_val = vd[:layout.pairs * layout.m]
+        extra_val = _pad_extra(vd, layout)
+        if engine == "numba":
+            out = _numba_forward(sc, main_val, extra_val, main_out, extra_out, layout)
+        else:
+            out = _torch_forward(sc, main_val, extra_val, main_out, extra_out, layout)
+        ctx.layout, ctx.engine = layout, engine
+        ctx.s_dtype, ctx.v_dtype = s.dtype, values.dtype
+        ctx.save_for_backward(s, values if ctx.needs_input_grad[0] else None)
+        return out[:, :layout.out_features].mul_(2.0).to(s.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        s, values = ctx.saved_tensors
+        layout: PairLayout = ctx.layout
+        dtype = grad.dtype if grad.dtype not in _HALF else torch.float32
+        R = grad.shape[0]
+        g = grad.new_zeros(R, layout.out_features + 1, dtype=dtype)
+        g[:, :layout.out_features] = grad
+        g.mul_(2.0)
+        sc = s.detach().to(dtype).contiguous()
+        main_out, extra_out = _layout_tensors(layout, grad.device)
+        grad_s = grad_values = None
+        if ctx.needs_input_grad[1]:
+            if ctx.engine == "numba":
+                gm, gx = _numba_grad_values(sc, g, main_out, extra_out, layout)
+            else:
+                gm, gx = _torch_grad_values(sc, g, main_out, extra_out, layout)
+            grad_values = torch.cat([gm, gx[layout.extra_pair.to(gx.device)]])
+        if ctx.needs_input_grad[0]:
+            vd = values.detach().to(dtype)
+            main_val, extra_val = vd[:layout.pairs * layout.m], _pad_extra(vd, layout)
+            if ctx.engine == "numba":
+                gs = _numba_grad_input(sc, g, main_val, extra_val, main_out, extra_out, layout)
+            else:
+                gs = _torch_grad_input(sc, g, main_val, extra_val, main_out, extra_out, layout)
+            grad_s = gs.to(ctx.s_dtype)
+        if grad_values is not None:
+            grad_values = grad_values.to(ctx.v_dtype)
+        return grad_s, grad_values, None, None
