@@ -48,8 +48,8 @@ def test_user_errors_in_process(argv, message, tmp_path, capsys):
 
 def test_compare_writes_markdown_and_json(tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = main(["compare", "--config", "fsdd_mlp", "--kinds", "lif,alif", "--epochs", "1", "--quiet",
-                 "--out", str(out), "model.hidden=[16]", "threads=1", "model.weight_gain=3"])
+    code = main(["compare", "--config", "demo", "--kinds", "lif,alif", "--epochs", "1", "--quiet",
+                 "--out", str(out), "model.hidden=[16]"])
     assert code == 0
     rows = json.loads((out / "report.json").read_text())
     assert [r["neuron"] for r in rows] == ["lif", "alif"]

@@ -8,7 +8,6 @@ import hashlib
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from dendrix.data import DatasetError, get_dataset
 from dendrix.data.download import download_dataset, fetch, gunzip_verified, read_manifest

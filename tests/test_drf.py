@@ -208,3 +208,17 @@ def test_registry_layer():
     layer = dendrix.spiking_layer("drf", 7, 5)
     assert layer(torch.rand(30, 2, 7)).shape == (30, 2, 5)
     assert dendrix.describe("drf").family == "resonator"
+
+
+def test_extra_feature_dims_stream_like_forward():
+    model = _model().double()
+    x = _input(50, B=6).reshape(50, 2, 3, 5)
+    y = model(x)
+    state, ys = model.init_state(x[0]), []
+    for t in range(50):
+        y_t, state = model.step(x[t], state)
+        ys.append(y_t)
+    assert y.sum() > 0 and torch.equal(torch.stack(ys), y)
+    y_a, state = model.run(x[:7])
+    y_b, _ = model.run(x[7:], state)
+    assert torch.equal(torch.cat([y_a, y_b]), y)

@@ -53,7 +53,7 @@ def _outermost_neurons(model: nn.Module) -> Iterator[tuple[str, Neuron]]:
     """Neuron modules that are not inside another Neuron (a SpikingLinear records once, not twice)."""
     taken: list[str] = []
     for name, mod in model.named_modules():
-        if isinstance(mod, Neuron) and not any(name.startswith(t + ".") for t in taken):
+        if isinstance(mod, Neuron) and not any(t == "" or name.startswith(t + ".") for t in taken):
             taken.append(name)
             yield name or type(mod).__name__, mod
 

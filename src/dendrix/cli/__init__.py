@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
+    from ..data import DatasetError
+
     try:
         return int(args._main(args) or 0)
-    except UserError as err:
+    except (UserError, DatasetError) as err:
         print(f"dendrix {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -113,7 +113,6 @@ def lif_sequence(x: Tensor, v0: Tensor, decay, v_threshold: float = 1.0, v_reset
     else:
         decay = float(decay)
     if backend == "reference":
-        _check_sequence_and_state(x, v0, "lif_sequence")
         dtype = _compute_dtype(x)
         spikes, h, v_last = lif_sequence_reference(x.to(dtype), v0.to(dtype), decay, float(v_threshold),
                                                    None if v_reset is None else float(v_reset), decay_input,
