@@ -197,3 +197,22 @@ def test_energy_report_over_a_loader_and_saved_files(tmp_path):
     text = paths["md"].read_text()
     assert "proxy" in text and "Break-even" in text
     assert report.note in text
+
+
+def test_mmdend_dynamics_match_the_paper_table4_formula():
+    """The measured count of an MMDEND layer + the spike-driven layer after it equals the paper's formula."""
+    from dendrix.analysis.paper_energy import mmdend_paper_energy_of
+    from dendrix.neurons import MMDEND
+
+    torch.manual_seed(3)
+    neuron = MMDEND(9, window=5, stride=2)  # channels covered by 1, 2 or 3 branches
+    readout = nn.Linear(9, 4, bias=False)
+    model = nn.Sequential(nn.Linear(6, 9, bias=False), neuron, readout)
+    x = (torch.rand(7, 2, 6) < 0.5).float()
+    report = count_operations(model, x)
+    dynamics = report.layers[1].breakdown["dynamics_mac"]
+    rate = report.layers[1].out_rate
+    paper = mmdend_paper_energy_of(neuron, time_steps=7, layer_flops=9 * 4, firing_rate=rate)
+    assert dynamics == pytest.approx(paper.flops_neuron)
+    assert report.layers[2].breakdown["synaptic_ac"] == pytest.approx(paper.flops_layer)
+    assert report.layers[1].energy_pj + report.layers[2].energy_pj == pytest.approx(paper.energy_pj)

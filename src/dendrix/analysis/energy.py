@@ -118,9 +118,9 @@ def _compartments(m: nn.Module) -> float:
 
 def _coverage(m: nn.Module) -> float:
     """Σ_i f_i·i: the mean number of branches that cover one channel (J·D'/D when windows fit)."""
-    explicit = _first_attr(m, ("coverage",), None)
-    if explicit is not None:
-        return float(explicit)
+    proportions = getattr(m, "branch_proportions", None)
+    if callable(proportions):  # MMDEND: {i: f_i}, fraction of channels feeding exactly i branches
+        return float(sum(i * f for i, f in proportions().items()))
     branches = _first_attr(m, ("branches", "num_branches", "n_branches"), None)
     width = _first_attr(m, ("branch_width", "window", "group_size"), None)
     channels = _first_attr(m, ("channels", "num_channels", "features"), None)
@@ -347,7 +347,8 @@ def _dlif_multiplicity_uncached(mod: nn.Module) -> Tensor:
     mask = getattr(mod, "pair_mask", None)
     if not (isinstance(mask, Tensor) and mask.dim() == 3):
         if not hasattr(mod, "bilinear_matrix"):
-            raise TypeError(f"{type(mod).__name__}: cannot find its kept pairs (layout, pair_mask or bilinear_matrix())")
+            raise TypeError(f"{type(mod).__name__}: cannot find its kept pairs "
+                            "(layout, pair_mask or bilinear_matrix())")
         with torch.no_grad():
             mask = mod.bilinear_matrix() != 0
     mask = mask.bool()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -72,7 +73,14 @@ def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: b
                                     workers=workers)
     wall = time.perf_counter() - start
     command = "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    table = write_report(out_dir, rows, histories, title, command=command)
+    import platform
+
+    import torch
+
+    notes = [f"{len(kinds)} kind(s) in {wall:.0f} s wall time, {workers} at a time; "
+             f"{platform.machine()} {os.cpu_count()} CPU(s), torch {torch.__version__}, "
+             f"{datetime.now():%Y-%m-%d %H:%M}."]
+    table = write_report(out_dir, rows, histories, title, command=command, notes=notes)
     print()
     print(table)
     print(f"\n{len(kinds)} kind(s) in {wall:.0f} s; report: {out_dir / 'report.md'}")

@@ -127,14 +127,15 @@ def plot_raster(path: Path, spikes: np.ndarray, title: str) -> None:
 
 
 def write_report(out_dir: Path, rows: Sequence[dict], histories: dict[str, list[dict]], title: str,
-                 command: str | None = None, extra_columns: Sequence[tuple[str, str, str]] = ()) -> str:
+                 command: str | None = None, extra_columns: Sequence[tuple[str, str, str]] = (),
+                 notes: Sequence[str] = ()) -> str:
     """Write report.md, report.json, learning_curves.png and accuracy.png; returns the Markdown table."""
     out_dir = Path(out_dir)
     table = markdown_table(rows, extra_columns)
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [table, "", "![learning curves](learning_curves.png)", "", "![test accuracy](accuracy.png)", ""]
+    lines += [table, ""] + [f"{n}  " for n in notes] + ["", "![learning curves](learning_curves.png)", "", "![test accuracy](accuracy.png)", ""]
     rasters = [r["neuron"] for r in rows if (out_dir / f"raster_{r['neuron']}.png").exists()]
     if rasters:
         lines += ["## Spike rasters (first hidden layer, first test sample)", ""]

@@ -51,11 +51,11 @@ def bilinear_form(s: Tensor, values: Tensor, layout: PairLayout, backend: str = 
     engine = resolve_backend(backend, s.device)
     if engine == "reference":
         return bilinear_reference(s, values, layout)
-    if check_input:
-        check_binary(s)
     if layout.nnz == 0 or s.shape[0] == 0:
+        if check_input:
+            check_binary(s)
         return s.new_zeros(s.shape[0], layout.out_features) + 0 * values.sum().to(s.dtype)
-    return SparseBilinear.apply(s, values, layout, engine)
+    return SparseBilinear.apply(s, values, layout, engine, check_input)
 
 
 def low_rank_form(s: Tensor, u: Tensor, v: Tensor) -> Tensor:

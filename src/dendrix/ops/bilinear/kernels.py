@@ -19,39 +19,40 @@ from numba import njit, prange
 
 U = numba.uint64
 
-__all__ = ["active_lists", "forward", "grad_values", "grad_input", "num_threads"]
+__all__ = ["active_lists", "forward", "forward_serial", "grad_values", "grad_values_serial", "grad_input",
+           "grad_input_serial", "num_threads"]
 
 
 def num_threads() -> int:
     return numba.get_num_threads()
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def active_lists(s):
-    """Per row, the sorted indices of the non-zero inputs (CSR), and the number of entries not in {0, 1}."""
+    """Per row, the sorted indices of the non-zero inputs (CSR), and the number of entries not in {0, 1}.
+
+    Serial on purpose: a memory-bound scan, and a parallel launch costs more than it saves on small inputs.
+    """
     R, n = s.shape
-    counts = np.zeros(R + 1, np.int64)
-    bad = np.zeros(R, np.int64)
-    for r in prange(R):
-        c = 0
-        b = 0
+    ptr = np.zeros(R + 1, np.int64)
+    total = 0
+    bad = 0
+    for r in range(R):
         for i in range(n):
             v = s[r, i]
             if v != 0:
-                c += 1
+                total += 1
                 if v != 1:
-                    b += 1
-        counts[r + 1] = c
-        bad[r] = b
-    ptr = np.cumsum(counts)
-    idx = np.empty(ptr[R], np.int32)
-    for r in prange(R):
-        p = ptr[r]
+                    bad += 1
+        ptr[r + 1] = total
+    idx = np.empty(total, np.int32)
+    p = 0
+    for r in range(R):
         for i in range(n):
             if s[r, i] != 0:
                 idx[p] = i
                 p += 1
-    return ptr, idx, bad.sum()
+    return ptr, idx, bad
 
 
 @njit(cache=True)
@@ -83,39 +84,72 @@ def _pair_base(i, n):
     return iu * (U(2) * U(n) - iu - U(1)) // U(2) - iu - U(1)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(fastmath=True, cache=True)
+def _forward_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, flat, width, r0, r1):
+    start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+    mu = U(m)
+    wu = U(width)
+    for i in range(n):
+        base = _pair_base(i, n)
+        for q in range(start[i], start[i + 1]):
+            r = U(rows[q])
+            ro = r * wu
+            for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
+                pid = base + U(aidx[y])
+                kb = pid * mu
+                for k in range(kb, kb + mu):
+                    flat[ro + U(main_out[k])] += main_val[k]
+                flat[ro + U(extra_out[pid])] += extra_val[pid]
+
+
+@njit(parallel=True, cache=True)
 def forward(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, out_features, blocks):
-    """``out[r, o] = Σ_{i<j active in r} K_o,ij`` as ``[R, out_features + 1]`` (last column: padding sink)."""
+    """``out[r, o] = Σ_{i<j active in r} K_o,ij`` as ``[R, out_features + 1]`` (last column: padding sink).
+
+    Row blocks run in parallel (each writes its own rows)."""
     R = aptr.shape[0] - 1
     width = out_features + 1
     out = np.zeros((R, width), main_val.dtype)
     flat = out.reshape(-1)
-    mu = U(m)
-    wu = U(width)
     for b in prange(blocks):
-        r0 = R * b // blocks
-        r1 = R * (b + 1) // blocks
-        start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
-        for i in range(n):
-            base = _pair_base(i, n)
-            for q in range(start[i], start[i + 1]):
-                r = U(rows[q])
-                ro = r * wu
-                for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
-                    pid = base + U(aidx[y])
-                    kb = pid * mu
-                    for k in range(kb, kb + mu):
-                        flat[ro + U(main_out[k])] += main_val[k]
-                    flat[ro + U(extra_out[pid])] += extra_val[pid]
+        _forward_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, flat, width,
+                      R * b // blocks, R * (b + 1) // blocks)
     return out
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(cache=True)
+def forward_serial(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, out_features):
+    R = aptr.shape[0] - 1
+    width = out_features + 1
+    out = np.zeros((R, width), main_val.dtype)
+    _forward_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, out.reshape(-1), width, 0, R)
+    return out
+
+
+@njit(fastmath=True, cache=True)
+def _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, flat, width, start, rows, pos, gm, gx, c, chunks):
+    mu = U(m)
+    wu = U(width)
+    for t in range(c, n, chunks):
+        i = t // 2 if t % 2 == 0 else n - 1 - t // 2
+        base = _pair_base(i, n)
+        for q in range(start[i], start[i + 1]):
+            r = U(rows[q])
+            ro = r * wu
+            for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
+                pid = base + U(aidx[y])
+                kb = pid * mu
+                for k in range(kb, kb + mu):
+                    gm[k] += flat[ro + U(main_out[k])]
+                gx[pid] += flat[ro + U(extra_out[pid])]
+
+
+@njit(parallel=True, cache=True)
 def grad_values(aptr, aidx, n, m, main_out, extra_out, g, chunks):
     """Gradients of the main and (padded) extra values for upstream ``g`` ``[R, out+1]`` (last column zero).
 
     Parallel over first inputs i (interleaved for balance: pairs (i, ·) get fewer as i grows); each thread
-    owns the values of its pairs, so no reduction is needed.
+    owns the values of its pairs, so no reduction is needed. ``chunks=1`` runs serially in the caller's thread.
     """
     R = aptr.shape[0] - 1
     npairs = n * (n - 1) // 2
@@ -123,25 +157,53 @@ def grad_values(aptr, aidx, n, m, main_out, extra_out, g, chunks):
     gx = np.zeros(npairs, g.dtype)
     start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
     flat = g.reshape(-1)
-    width = U(g.shape[1])
-    mu = U(m)
     for c in prange(chunks):
-        for t in range(c, n, chunks):
-            i = t // 2 if t % 2 == 0 else n - 1 - t // 2
-            base = _pair_base(i, n)
-            for q in range(start[i], start[i + 1]):
-                r = U(rows[q])
-                ro = r * width
-                for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
-                    pid = base + U(aidx[y])
-                    kb = pid * mu
-                    for k in range(kb, kb + mu):
-                        gm[k] += flat[ro + U(main_out[k])]
-                    gx[pid] += flat[ro + U(extra_out[pid])]
+        _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, flat, g.shape[1], start, rows, pos, gm, gx,
+                            c, chunks)
     return gm, gx
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(cache=True)
+def grad_values_serial(aptr, aidx, n, m, main_out, extra_out, g):
+    R = aptr.shape[0] - 1
+    npairs = n * (n - 1) // 2
+    gm = np.zeros(npairs * m, g.dtype)
+    gx = np.zeros(npairs, g.dtype)
+    start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
+    _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, g.reshape(-1), g.shape[1], start, rows, pos, gm, gx,
+                        0, 1)
+    return gm, gx
+
+
+@njit(fastmath=True, cache=True)
+def _grad_input_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, flat, width, gs, r0, r1):
+    start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+    mu = U(m)
+    wu = U(width)
+    for a in range(n):
+        base_a = _pair_base(a, n)
+        for q in range(start[a], start[a + 1]):
+            r = rows[q]
+            ro = U(r) * wu
+            # partners b < a: pair (b, a) lies in region b
+            for b in range(a):
+                pid = _pair_base(b, n) + U(a)
+                kb = pid * mu
+                acc = flat[ro + U(extra_out[pid])] * extra_val[pid]
+                for k in range(kb, kb + mu):
+                    acc += flat[ro + U(main_out[k])] * main_val[k]
+                gs[r, b] += acc
+            # partners b > a: pairs (a, b) are contiguous in region a
+            for b in range(a + 1, n):
+                pid = base_a + U(b)
+                kb = pid * mu
+                acc = flat[ro + U(extra_out[pid])] * extra_val[pid]
+                for k in range(kb, kb + mu):
+                    acc += flat[ro + U(main_out[k])] * main_val[k]
+                gs[r, b] += acc
+
+
+@njit(parallel=True, cache=True)
 def grad_input(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g, blocks):
     """``gs[r, b] = Σ_{a active in r, a≠b} K(a,b)·g[r, :]`` (the derivative of the half-sum w.r.t. s_b).
 
@@ -150,31 +212,16 @@ def grad_input(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g, bl
     R = aptr.shape[0] - 1
     gs = np.zeros((R, n), g.dtype)
     flat = g.reshape(-1)
-    width = U(g.shape[1])
-    mu = U(m)
     for blk in prange(blocks):
-        r0 = R * blk // blocks
-        r1 = R * (blk + 1) // blocks
-        start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
-        for a in range(n):
-            base_a = _pair_base(a, n)
-            for q in range(start[a], start[a + 1]):
-                r = rows[q]
-                ro = U(r) * width
-                # partners b < a: pair (b, a) lies in region b
-                for b in range(a):
-                    pid = _pair_base(b, n) + U(a)
-                    kb = pid * mu
-                    acc = flat[ro + U(extra_out[pid])] * extra_val[pid]
-                    for k in range(kb, kb + mu):
-                        acc += flat[ro + U(main_out[k])] * main_val[k]
-                    gs[r, b] += acc
-                # partners b > a: pairs (a, b) are contiguous in region a
-                for b in range(a + 1, n):
-                    pid = base_a + U(b)
-                    kb = pid * mu
-                    acc = flat[ro + U(extra_out[pid])] * extra_val[pid]
-                    for k in range(kb, kb + mu):
-                        acc += flat[ro + U(main_out[k])] * main_val[k]
-                    gs[r, b] += acc
+        _grad_input_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, flat, g.shape[1], gs,
+                         R * blk // blocks, R * (blk + 1) // blocks)
+    return gs
+
+
+@njit(cache=True)
+def grad_input_serial(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g):
+    R = aptr.shape[0] - 1
+    gs = np.zeros((R, n), g.dtype)
+    _grad_input_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g.reshape(-1), g.shape[1], gs,
+                     0, R)
     return gs

@@ -137,28 +137,39 @@ def _np(t: Tensor):
     return t.detach().contiguous().numpy()
 
 
-def _numba_forward(s, main_val, extra_val, main_out, extra_out, layout):
-    R = s.shape[0]
-    aptr, aidx, _ = _kernels.active_lists(_np(s))
-    blocks = max(1, min(_kernels.num_threads(), R))
-    out = _kernels.forward(aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val),
-                           _np(extra_out), _np(extra_val), layout.out_features, blocks)
+# Below this many active (row, input) entries the serial kernels run: a parallel launch costs more.
+_PARALLEL_MIN_ACTIVE = 50_000
+
+
+def _workers(active: int, limit: int) -> int:
+    return 1 if active < _PARALLEL_MIN_ACTIVE else max(1, min(_kernels.num_threads(), limit))
+
+
+def _numba_forward(s, main_val, extra_val, main_out, extra_out, layout, check):
+    aptr, aidx, bad = _kernels.active_lists(_np(s))
+    if check and bad:
+        check_binary(s)  # raises with the full message
+    args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val), _np(extra_out), _np(extra_val),
+            layout.out_features)
+    workers = _workers(len(aidx), s.shape[0])
+    out = _kernels.forward_serial(*args) if workers == 1 else _kernels.forward(*args, workers)
     return torch.from_numpy(out)
 
 
 def _numba_grad_values(s, g, main_out, extra_out, layout):
     aptr, aidx, _ = _kernels.active_lists(_np(s))
-    chunks = max(1, min(_kernels.num_threads(), layout.in_features))
-    gm, gx = _kernels.grad_values(aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(extra_out),
-                                  _np(g), chunks)
+    args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(extra_out), _np(g))
+    workers = _workers(len(aidx), layout.in_features)
+    gm, gx = _kernels.grad_values_serial(*args) if workers == 1 else _kernels.grad_values(*args, workers)
     return torch.from_numpy(gm), torch.from_numpy(gx)
 
 
 def _numba_grad_input(s, g, main_val, extra_val, main_out, extra_out, layout):
     aptr, aidx, _ = _kernels.active_lists(_np(s))
-    blocks = max(1, min(_kernels.num_threads(), s.shape[0]))
-    gs = _kernels.grad_input(aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val),
-                             _np(extra_out), _np(extra_val), _np(g), blocks)
+    args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val), _np(extra_out), _np(extra_val),
+            _np(g))
+    workers = _workers(len(aidx), s.shape[0])
+    gs = _kernels.grad_input_serial(*args) if workers == 1 else _kernels.grad_input(*args, workers)
     return torch.from_numpy(gs)
 
 
@@ -166,13 +177,15 @@ def _numba_grad_input(s, g, main_val, extra_val, main_out, extra_out, layout):
 class SparseBilinear(torch.autograd.Function):
     """``y[r, o] = s_rᵀ K_o s_r = 2 Σ_{i<j} K_o,ij s_ri s_rj`` for binary ``s`` ``[R, n]``.
 
-    Inputs: ``s``, ``values`` (all kept entries, layout order), the :class:`PairLayout`, the engine name.
+    Inputs: ``s``, ``values`` (all kept entries, layout order), the :class:`PairLayout`, the engine name, and
+    whether to refuse non-binary ``s`` (the numba engine counts offending entries during its scan, for free).
     Gradients: ``d/dvalues = 2 Σ_r g[r, o] s_ri s_rj``; ``d/ds_b = 2 Σ_a K_o,ab s_a g[r, o]`` (the derivative
     of the quadratic form, exact at binary points).
     """
 
     @staticmethod
-    def forward(ctx, s: Tensor, values: Tensor, layout: PairLayout, engine: str) -> Tensor:  # type: ignore[override]
+    def forward(ctx, s: Tensor, values: Tensor, layout: PairLayout, engine: str,  # type: ignore[override]
+                check: bool = True) -> Tensor:
         dtype = torch.float32 if values.dtype in _HALF else values.dtype
         sc = s.detach().to(dtype).contiguous()
         vd = values.detach().to(dtype)
@@ -180,8 +193,10 @@ class SparseBilinear(torch.autograd.Function):
         main_val = vd[:layout.pairs * layout.m]
         extra_val = _pad_extra(vd, layout)
         if engine == "numba":
-            out = _numba_forward(sc, main_val, extra_val, main_out, extra_out, layout)
+            out = _numba_forward(sc, main_val, extra_val, main_out, extra_out, layout, check)
         else:
+            if check:
+                check_binary(s)
             out = _torch_forward(sc, main_val, extra_val, main_out, extra_out, layout)
         ctx.layout, ctx.engine = layout, engine
         ctx.s_dtype, ctx.v_dtype = s.dtype, values.dtype
@@ -217,4 +232,4 @@ class SparseBilinear(torch.autograd.Function):
             grad_s = gs.to(ctx.s_dtype)
         if grad_values is not None:
             grad_values = grad_values.to(ctx.v_dtype)
-        return grad_s, grad_values, None, None
+        return grad_s, grad_values, None, None, None

@@ -1,0 +1,86 @@
+"""DLIF benchmark: DLIFLinear / DLIFConv2d against Linear / Conv2d + the same LIF soma, in one run.
+
+    python benchmarks/bench_dlif.py            # full: 700->128 at rates 1/5/20 %, conv 64->128
+    python benchmarks/bench_dlif.py --quick    # small smoke run
+
+Times are medians of forward and forward+backward (``.sum().backward()``); memory is the harness's
+saved-for-backward count (parameters saved by the graph included). The input spikes do not require a gradient
+(a first layer, as for SHD's 700 channels) unless the row says "input grad".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import format_table, machine_line, measure  # noqa: E402
+
+from dendrix.layers import DLIFConv2d, DLIFLinear, SpikingLinear  # noqa: E402
+from dendrix.neurons.lif import LIF  # noqa: E402
+
+
+def spikes(shape, rate, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < rate).float()
+
+
+def linear_case(n_in, n_out, T, B, rate, repeat, sparsity, with_input_grad):
+    torch.manual_seed(0)
+    x = spikes((T, B, n_in), rate)
+    ref = SpikingLinear(n_in, n_out, LIF(v_reset=None))
+    dlif = DLIFLinear(n_in, n_out, sparsity=sparsity)
+    rows = [measure("Linear+LIF", lambda: ref(x), list(ref.parameters()), repeat=repeat)]
+    rows.append(measure(f"DLIF s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()), repeat=repeat))
+    if with_input_grad:
+        xg = x.clone().requires_grad_(True)
+        rows.append(measure("Linear+LIF, input grad", lambda: ref(xg), list(ref.parameters()) + [xg], repeat=1,
+                            warmup=0))
+        rows.append(measure(f"DLIF s={sparsity:g}, input grad", lambda: dlif(xg), list(dlif.parameters()) + [xg],
+                            repeat=1, warmup=0))
+    return rows
+
+
+def conv_case(c_in, c_out, T, B, hw, rate, repeat, sparsity):
+    torch.manual_seed(0)
+    x = spikes((T, B, c_in, hw, hw), rate)
+    conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1)
+    lif = LIF(v_reset=None)
+
+    def ref():
+        y = conv(x.reshape(T * B, c_in, hw, hw))
+        return lif(y.view(T, B, *y.shape[1:]))
+
+    dlif = DLIFConv2d(c_in, c_out, 3, sparsity=sparsity)
+    return [measure("Conv2d+LIF", ref, list(conv.parameters()), repeat=repeat),
+            measure(f"DLIFConv2d s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()), repeat=repeat)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small shapes, one repeat")
+    args = ap.parse_args(argv)
+    print(machine_line())
+    if args.quick:
+        settings = [dict(n_in=100, n_out=32, T=20, B=4, rate=0.05)]
+        conv = dict(c_in=8, c_out=16, T=2, B=2, hw=8, rate=0.05)
+        repeat = 1
+    else:
+        settings = [dict(n_in=700, n_out=128, T=250, B=32, rate=r) for r in (0.05, 0.01, 0.20)]
+        conv = dict(c_in=64, c_out=128, T=4, B=8, hw=32, rate=0.05)
+        repeat = 5
+    for i, st in enumerate(settings):
+        print(f"\n### DLIFLinear({st['n_in']} -> {st['n_out']}), T={st['T']}, B={st['B']}, "
+              f"input rate {100 * st['rate']:g} %\n")
+        rows = linear_case(**st, repeat=repeat, sparsity=0.9, with_input_grad=(i == 0))
+        print(format_table(rows, "Linear+LIF"))
+    print(f"\n### DLIFConv2d({conv['c_in']} -> {conv['c_out']}, 3x3), {conv['hw']}x{conv['hw']} maps, T={conv['T']}, "
+          f"B={conv['B']}, input rate {100 * conv['rate']:g} %\n")
+    print(format_table(conv_case(**conv, repeat=repeat, sparsity=0.9), "Conv2d+LIF"))
+
+
+if __name__ == "__main__":
+    main()

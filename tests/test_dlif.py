@@ -1,0 +1,248 @@
+"""DLIF layers and the sparse bilinear op: exactness against dense references, gradients, contract, errors."""
+
+import pytest
+import torch
+
+import dendrix
+from dendrix.layers import DLIFConv2d, DLIFLinear, SpikingLinear
+from dendrix.neurons.lif import LIF
+from dendrix.ops.bilinear import (HAVE_NUMBA, bilinear_form, bilinear_reference, build_layout, dense_matrix,
+                                  dlif_current_reference, low_rank_dense, low_rank_form)
+from dendrix.ops.bilinear.sparse import SparseBilinear
+
+ENGINES = ["torch"] + (["numba"] if HAVE_NUMBA else [])
+
+
+def spikes(*shape, rate=0.3, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < rate).to(dtype)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("n,out,density", [(2, 1, 1.0), (7, 3, 0.5), (12, 5, 0.3), (9, 1, 0.4), (10, 20, 0.1),
+                                           (16, 6, 0.0), (30, 40, 0.05)])
+def test_sparse_matches_dense_reference_forward_and_gradients(engine, n, out, density):
+    torch.manual_seed(n * 100 + out)
+    lay = build_layout(n, out, density)
+    vals = torch.randn(lay.nnz, dtype=torch.float64, requires_grad=True)
+    s = spikes(37, n, rate=0.4, seed=n, dtype=torch.float64).requires_grad_(True)
+    ref = bilinear_reference(s, vals, lay)
+    got = bilinear_form(s, vals, lay, backend=engine)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    if lay.nnz == 0:  # no K: the bilinear term is identically zero
+        return
+    g = torch.randn_like(ref)
+    gs_ref, gv_ref = torch.autograd.grad(ref, (s, vals), g, allow_unused=True)
+    gs, gv = torch.autograd.grad(got, (s, vals), g, allow_unused=True)
+    torch.testing.assert_close(gs, gs_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gv, gv_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gradcheck_sparse_bilinear_values(engine):
+    lay = build_layout(6, 4, 0.5, generator=torch.Generator().manual_seed(1))
+    vals = torch.randn(lay.nnz, dtype=torch.float64, requires_grad=True)
+    s = spikes(9, 6, rate=0.5, seed=3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: SparseBilinear.apply(s, v, lay, engine, True), (vals,))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gradcheck_input_gradient_equals_quadratic_form_derivative(engine):
+    # gradcheck perturbs s off {0, 1}, which the sparse path refuses; compare with the analytic d(sᵀKs)/ds = 2Ks.
+    lay = build_layout(8, 3, 0.6, generator=torch.Generator().manual_seed(2))
+    vals = torch.randn(lay.nnz, dtype=torch.float64)
+    s = spikes(11, 8, rate=0.5, seed=4, dtype=torch.float64).requires_grad_(True)
+    g = torch.randn(11, 3, dtype=torch.float64)
+    (gs,) = torch.autograd.grad(SparseBilinear.apply(s, vals, lay, engine, True), s, g)
+    K = dense_matrix(vals, lay)
+    torch.testing.assert_close(gs, 2 * torch.einsum("ro,oij,rj->ri", g, K, s.detach()))
+
+
+def test_layout_mask_is_balanced_and_has_the_requested_density():
+    lay = build_layout(60, 50, 0.1, generator=torch.Generator().manual_seed(0))
+    assert abs(lay.density - 0.1) < 0.01
+    o, i, j = lay.entries()
+    assert bool((i < j).all())
+    key = (o * 60 + i) * 60 + j
+    assert key.unique().numel() == key.numel()  # no duplicated entry
+    per_output = torch.bincount(o, minlength=50).float() / (60 * 59 / 2)
+    assert float(per_output.min()) > 0.05 and float(per_output.max()) < 0.15
+    masks = torch.zeros(50, 60 * 60, dtype=torch.bool)
+    masks[o, i * 60 + j] = True
+    assert not torch.equal(masks[0], masks[1])  # different per neuron
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_layer_current_equals_naive_dense_formula(engine):
+    torch.manual_seed(0)
+    m = DLIFLinear(15, 6, sparsity=0.7, backend=engine).double()
+    s = spikes(5, 4, 15, rate=0.35, seed=1, dtype=torch.float64)
+    ref = dlif_current_reference(s, m.weight, m.bias, m.bilinear_values, m.layout)
+    torch.testing.assert_close(m.input_current(s), ref)
+    W, K = m.weight, m.bilinear_matrix()
+    naive = torch.einsum("oi,tbi->tbo", W, s) + m.bias + torch.einsum("tbi,oij,tbj->tbo", s, K, s)
+    torch.testing.assert_close(m.input_current(s), naive)
+
+
+@pytest.mark.parametrize("layer", ["linear", "conv", "lowrank"])
+def test_step_forward_and_run_agree(layer):
+    torch.manual_seed(0)
+    if layer == "conv":
+        m = DLIFConv2d(5, 4, 3, sparsity=0.5, k_init=0.5)
+        x = spikes(9, 2, 5, 6, 6, rate=0.4)
+    else:
+        m = DLIFLinear(12, 5, sparsity=0.5, rank=2 if layer == "lowrank" else None, k_init=0.5)
+        x = spikes(9, 3, 12, rate=0.4)
+    with torch.no_grad():
+        m.weight.mul_(4.0)
+    y = m(x)
+    assert y.float().mean() > 0.02  # the check is not vacuous
+    st, steps = None, []
+    for t in range(x.shape[0]):
+        yt, st = m.step(x[t], st)
+        steps.append(yt)
+    assert torch.equal(torch.stack(steps), y)
+    y1, st = m.run(x[:4])
+    y2, _ = m.run(x[4:], st)
+    assert torch.equal(torch.cat([y1, y2]), y)
+
+
+def test_zero_k_reproduces_linear_plus_soft_reset_lif_exactly():
+    torch.manual_seed(0)
+    m = DLIFLinear(20, 7, sparsity=0.5)
+    with torch.no_grad():
+        m.bilinear_values.zero_()
+        m.weight.mul_(5)
+    ref = SpikingLinear(20, 7, LIF(tau=2.0, v_reset=None))
+    ref.linear.weight.data.copy_(m.weight)
+    ref.linear.bias.data.copy_(m.bias)
+    x = spikes(16, 3, 20, rate=0.3)
+    y = m(x)
+    assert y.mean() > 0.05
+    assert torch.equal(y, ref(x))
+
+
+def test_sparsity_one_has_no_k_and_is_lif():
+    m = DLIFLinear(10, 4, sparsity=1.0)
+    assert m.bilinear_values.numel() == 0 and m.mask_density() == 0.0
+    ref = SpikingLinear(10, 4, LIF(v_reset=None))
+    ref.linear.load_state_dict({"weight": m.weight.data, "bias": m.bias.data})
+    x = spikes(8, 2, 10)
+    assert torch.equal(m(x), ref(x))
+
+
+def test_sparsity_zero_gives_full_k():
+    m = DLIFLinear(6, 3, sparsity=0.0)
+    assert m.mask_density() == 1.0
+    K = m.bilinear_matrix()
+    off = ~torch.eye(6, dtype=torch.bool)
+    assert bool((K[:, off] != 0).all())
+
+
+def test_bilinear_matrix_and_set_bilinear_matrix():
+    torch.manual_seed(0)
+    m = DLIFLinear(8, 3, sparsity=0.5)
+    K = m.bilinear_matrix()
+    assert K.shape == (3, 8, 8)
+    assert torch.equal(K, K.transpose(1, 2))
+    assert bool((torch.diagonal(K, dim1=1, dim2=2) == 0).all())
+    A = torch.randn(3, 8, 8)
+    A = A + A.transpose(1, 2)
+    A = A - torch.diag_embed(torch.diagonal(A, dim1=1, dim2=2))
+    m.set_bilinear_matrix(A)
+    kept = K != 0
+    got = m.bilinear_matrix()
+    torch.testing.assert_close(got[kept], A[kept])
+    assert bool((got[~kept] == 0).all())
+    with pytest.raises(ValueError, match="symmetric"):
+        m.set_bilinear_matrix(torch.randn(3, 8, 8).triu(1))
+    with pytest.raises(ValueError, match="diagonal"):
+        m.set_bilinear_matrix(A + torch.eye(8))
+    with pytest.raises(ValueError, match="shape"):
+        m.set_bilinear_matrix(torch.zeros(3, 7, 7))
+
+
+@pytest.mark.parametrize("kwargs,match", [({"sparsity": -0.1}, "sparsity"), ({"sparsity": 1.5}, "sparsity"),
+                                          ({"tau": 1.0}, "tau"), ({"rank": 0}, "rank"),
+                                          ({"backend": "cuda"}, "backend")])
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DLIFLinear(10, 4, **kwargs)
+
+
+def test_invalid_shapes_and_inputs():
+    with pytest.raises(ValueError, match="in_features"):
+        DLIFLinear(1, 4)
+    with pytest.raises(ValueError, match="in_channels"):
+        DLIFConv2d(1, 4, 3)
+    m = DLIFLinear(10, 4)
+    with pytest.raises(ValueError, match="10 features"):
+        m(spikes(5, 2, 9))
+    with pytest.raises(ValueError, match="dims"):
+        m(spikes(2, 10))
+    for engine in ENGINES:
+        m.backend = engine
+        with pytest.raises(ValueError, match="binary"):
+            m(torch.rand(5, 2, 10))
+    m.backend = "reference"  # the documented exact path for real-valued input
+    assert m(torch.rand(5, 2, 10)).shape == (5, 2, 4)
+    with pytest.raises(TypeError, match="dtype"):
+        m.double()(spikes(5, 2, 10))
+
+
+def test_registry_builds_dlif():
+    assert "dlif" in dendrix.available()
+    layer = dendrix.spiking_layer("dlif", 12, 5, sparsity=0.8)
+    assert isinstance(layer, DLIFLinear)
+    assert layer(spikes(4, 2, 12)).shape == (4, 2, 5)
+
+
+def test_low_rank_form_matches_its_dense_matrix():
+    torch.manual_seed(0)
+    u, v = torch.randn(3, 2, 7, dtype=torch.float64), torch.randn(3, 2, 7, dtype=torch.float64)
+    s = torch.randn(5, 7, dtype=torch.float64)  # exact for real-valued input too
+    K = low_rank_dense(u, v)
+    assert torch.equal(K, K.transpose(1, 2)) and bool((torch.diagonal(K, dim1=1, dim2=2) == 0).all())
+    torch.testing.assert_close(low_rank_form(s, u, v), torch.einsum("ri,oij,rj->ro", s, K, s))
+
+
+def test_state_dict_round_trip_restores_the_mask():
+    a, b = DLIFLinear(9, 4, sparsity=0.6, seed=1), DLIFLinear(9, 4, sparsity=0.6, seed=2)
+    b.load_state_dict(a.state_dict())
+    x = spikes(6, 2, 9, rate=0.5)
+    torch.testing.assert_close(a.input_current(x), b.input_current(x))
+    assert torch.equal(a(x), b(x))
+
+
+def test_half_precision_runs_in_float32_internally():
+    torch.manual_seed(0)
+    m = DLIFLinear(10, 4, sparsity=0.5)
+    x = spikes(5, 2, 10)
+    y32 = m.input_current(x)
+    mh = m.to(torch.bfloat16)
+    yh = mh.input_current(x.to(torch.bfloat16))
+    assert yh.dtype == torch.bfloat16
+    torch.testing.assert_close(yh.float(), y32, rtol=0.05, atol=0.05)
+    out = mh(x.to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and bool(((out == 0) | (out == 1)).all())
+
+
+def test_conv_current_is_conv_plus_per_pixel_bilinear():
+    torch.manual_seed(0)
+    m = DLIFConv2d(4, 3, 3, stride=2, sparsity=0.3, k_init=0.5).double()
+    s = spikes(2, 4, 7, 7, rate=0.5, seed=5, dtype=torch.float64)
+    K = m.bilinear_matrix()
+    conv = torch.nn.functional.conv2d(s, m.conv.weight, m.conv.bias, stride=2, padding=1)
+    pix = s[:, :, ::2, ::2]
+    bil = torch.einsum("bchw,ocd,bdhw->bohw", pix, K, pix)
+    torch.testing.assert_close(m.input_current(s), conv + bil)
+    y = m(spikes(3, 2, 4, 7, 7, rate=0.5).double())
+    assert y.shape == (3, 2, 3, 4, 4)
+
+
+def test_recording_captures_membrane_and_current():
+    m = DLIFLinear(6, 2)
+    with dendrix.record(m) as rec:
+        m(spikes(5, 2, 6))
+    states = next(iter(rec.states.values()))
+    assert states["v"].shape == (5, 2, 2) and states["current"].shape == (5, 2, 2)
