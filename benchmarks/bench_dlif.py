@@ -37,10 +37,9 @@ def linear_case(n_in, n_out, T, B, rate, repeat, sparsity, with_input_grad):
     rows.append(measure(f"DLIF s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()), repeat=repeat))
     if with_input_grad:
         xg = x.clone().requires_grad_(True)
-        rows.append(measure("Linear+LIF, input grad", lambda: ref(xg), list(ref.parameters()) + [xg], repeat=1,
-                            warmup=0))
+        rows.append(measure("Linear+LIF, input grad", lambda: ref(xg), list(ref.parameters()) + [xg], repeat=1))
         rows.append(measure(f"DLIF s={sparsity:g}, input grad", lambda: dlif(xg), list(dlif.parameters()) + [xg],
-                            repeat=1, warmup=0))
+                            repeat=1))
     return rows
 
 
