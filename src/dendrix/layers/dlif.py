@@ -79,6 +79,8 @@ class _Bilinear(Neuron):
         self.register_buffer("pair_outputs", layout.main_out)
         self.register_buffer("extra_pairs", layout.extra_pair)
         self.register_buffer("extra_outputs", layout.extra_out)
+        # Derived from the two buffers above; cached because the kernels need it on every call.
+        self.register_buffer("extra_outputs_padded", layout.extra_out_padded(), persistent=False)
         self._m = layout.m
         self.bilinear_values = nn.Parameter(torch.empty(layout.nnz).uniform_(-bound, bound, generator=gen))
 
@@ -87,7 +89,8 @@ class _Bilinear(Neuron):
     def layout(self) -> PairLayout:
         if self.rank is not None:
             raise AttributeError("a low-rank DLIF layer has no sparse pair layout")
-        return PairLayout(self._n, self._out, self._m, self.pair_outputs, self.extra_pairs, self.extra_outputs)
+        return PairLayout(self._n, self._out, self._m, self.pair_outputs, self.extra_pairs, self.extra_outputs,
+                          self.extra_outputs_padded)
 
     def bilinear_matrix(self) -> Tensor:
         """The dense symmetric, zero-diagonal K ``[out, n, n]`` (``n`` = inputs or input channels)."""
@@ -151,6 +154,9 @@ class _Bilinear(Neuron):
         if key in state_dict and self.bilinear_values is not None and self.bilinear_values.shape != state_dict[key].shape:
             self.bilinear_values = nn.Parameter(torch.empty_like(state_dict[key], device=self.bilinear_values.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.rank is None:
+            fresh = PairLayout(self._n, self._out, self._m, self.pair_outputs, self.extra_pairs, self.extra_outputs)
+            self.extra_outputs_padded = fresh.extra_out_padded()
 
     def _extra(self) -> str:
         kind = f"rank={self.rank}" if self.rank is not None else f"sparsity={self.sparsity:g}"

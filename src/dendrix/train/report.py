@@ -107,7 +107,7 @@ def plot_accuracy(path: Path, rows: Sequence[dict]) -> None:
     for bar, v in zip(bars, values):
         ax.text(bar.get_x() + bar.get_width() / 2, v + 0.5, f"{v:.1f}", ha="center", fontsize=7)
     ax.set(ylabel="test accuracy (%)", ylim=(0, 105), title="test accuracy per neuron kind")
-    ax.tick_params(axis="x", rotation=45)
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

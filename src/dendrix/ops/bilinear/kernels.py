@@ -145,34 +145,33 @@ def _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, flat, width, star
 
 
 @njit(parallel=True, cache=True)
-def grad_values(aptr, aidx, n, m, main_out, extra_out, g, chunks):
-    """Gradients of the main and (padded) extra values for upstream ``g`` ``[R, out+1]`` (last column zero).
+def grad_values(aptr, aidx, n, m, main_out, extra_out, g, gm, chunks):
+    """Gradients of the main values (accumulated into ``gm``, zero-initialised) and of the padded extra values
+    (returned) for upstream ``g`` ``[R, out+1]`` (last column zero).
 
     Parallel over first inputs i (interleaved for balance: pairs (i, ·) get fewer as i grows); each thread
     owns the values of its pairs, so no reduction is needed. ``chunks=1`` runs serially in the caller's thread.
     """
     R = aptr.shape[0] - 1
     npairs = n * (n - 1) // 2
-    gm = np.zeros(npairs * m, g.dtype)
     gx = np.zeros(npairs, g.dtype)
     start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
     flat = g.reshape(-1)
     for c in prange(chunks):
         _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, flat, g.shape[1], start, rows, pos, gm, gx,
                             c, chunks)
-    return gm, gx
+    return gx
 
 
 @njit(cache=True)
-def grad_values_serial(aptr, aidx, n, m, main_out, extra_out, g):
+def grad_values_serial(aptr, aidx, n, m, main_out, extra_out, g, gm):
     R = aptr.shape[0] - 1
     npairs = n * (n - 1) // 2
-    gm = np.zeros(npairs * m, g.dtype)
     gx = np.zeros(npairs, g.dtype)
     start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
     _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, g.reshape(-1), g.shape[1], start, rows, pos, gm, gx,
                         0, 1)
-    return gm, gx
+    return gx
 
 
 @njit(fastmath=True, cache=True)

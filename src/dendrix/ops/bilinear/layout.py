@@ -49,6 +49,7 @@ class PairLayout:
     main_out: Tensor       # [pairs * m]  output index of each main value (sorted within a pair)
     extra_pair: Tensor     # [extras]     pairs that keep one more output (ascending), int64
     extra_out: Tensor      # [extras]     that output
+    extra_pad: Tensor | None = None  # cached result of extra_out_padded() (optional)
 
     @property
     def pairs(self) -> int:
@@ -65,6 +66,8 @@ class PairLayout:
 
     def extra_out_padded(self) -> Tensor:
         """``[pairs]`` the extra output of each pair, or ``out_features`` (a dummy column) where it has none."""
+        if self.extra_pad is not None:
+            return self.extra_pad
         pad = torch.full((self.pairs,), self.out_features, dtype=self.main_out.dtype, device=self.main_out.device)
         pad[self.extra_pair] = self.extra_out
         return pad

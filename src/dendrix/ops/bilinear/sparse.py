@@ -157,11 +157,15 @@ def _numba_forward(s, main_val, extra_val, main_out, extra_out, layout, check):
 
 
 def _numba_grad_values(s, g, main_out, extra_out, layout):
+    """The full value gradient ``[nnz]``: main block written in place by the kernel, extras gathered after."""
     aptr, aidx, _ = _kernels.active_lists(_np(s))
-    args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(extra_out), _np(g))
+    grad = g.new_zeros(layout.nnz)
+    main = layout.pairs * layout.m
+    args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(extra_out), _np(g), grad[:main].numpy())
     workers = _workers(len(aidx), layout.in_features)
-    gm, gx = _kernels.grad_values_serial(*args) if workers == 1 else _kernels.grad_values(*args, workers)
-    return torch.from_numpy(gm), torch.from_numpy(gx)
+    gx = _kernels.grad_values_serial(*args) if workers == 1 else _kernels.grad_values(*args, workers)
+    grad[main:] = torch.from_numpy(gx)[layout.extra_pair]
+    return grad
 
 
 def _numba_grad_input(s, g, main_val, extra_val, main_out, extra_out, layout):
@@ -218,10 +222,10 @@ class SparseBilinear(torch.autograd.Function):
         grad_s = grad_values = None
         if ctx.needs_input_grad[1]:
             if ctx.engine == "numba":
-                gm, gx = _numba_grad_values(sc, g, main_out, extra_out, layout)
+                grad_values = _numba_grad_values(sc, g, main_out, extra_out, layout)
             else:
                 gm, gx = _torch_grad_values(sc, g, main_out, extra_out, layout)
-            grad_values = torch.cat([gm, gx[layout.extra_pair.to(gx.device)]])
+                grad_values = torch.cat([gm, gx[layout.extra_pair.to(gx.device)]])
         if ctx.needs_input_grad[0]:
             vd = values.detach().to(dtype)
             main_val, extra_val = vd[:layout.pairs * layout.m], _pad_extra(vd, layout)
