@@ -187,6 +187,8 @@ def test_quick_evaluation_headline(trained):
     assert set(out) >= {"energy_uj", "overall_robustness"}
     assert out["energy_uj"] > 0 and 0 <= out["overall_robustness"] <= 1
     assert quick_evaluation(model, loader, seed=0) == out
+    head = quick_evaluation(model, loader, seed=0, max_samples=60)  # 48 + the first 12 of the second batch
+    assert head == quick_evaluation(model, [loader[0], (loader[1][0][:, :12], loader[1][1][:12])], seed=0)
 
 
 def test_report_argument_errors(trained):

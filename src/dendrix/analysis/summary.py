@@ -14,6 +14,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..validation import check_int
 from .attacks import resolve_input_kind
 from .energy import energy_report
 from .robustness import robustness_report
@@ -27,14 +28,24 @@ QUICK_FGSM_EPS_ANALOG = 0.03
 
 
 def quick_evaluation(model: nn.Module, loader: Iterable, *, seed: int = 0, max_batches: int | None = None,
-                     device: str | torch.device | None = None) -> dict:
+                     max_samples: int | None = None, device: str | torch.device | None = None) -> dict:
     """``{"energy_uj": μJ per sample, "overall_robustness": fraction, "clean_accuracy": fraction,
-    "break_even_rate": float | None}`` for ``model`` on ``loader`` (see the module docstring for the grid)."""
-    batches = []
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
+    "break_even_rate": float | None}`` for ``model`` on ``loader`` (see the module docstring for the grid).
+
+    ``max_batches`` / ``max_samples`` limit the evaluation to the first batches / samples (time-first batches
+    are cut along dim 1), e.g. to bound the cost in a table over many neuron kinds.
+    """
+    if max_samples is not None:
+        max_samples = check_int("max_samples", max_samples, 1)
+    batches, taken = [], 0
+    for i, (x, y) in enumerate(loader):
+        if (max_batches is not None and i >= max_batches) or (max_samples is not None and taken >= max_samples):
             break
-        batches.append(batch)
+        if max_samples is not None and taken + len(y) > max_samples:
+            keep = max_samples - taken
+            x, y = x[:, :keep], y[:keep]
+        batches.append((x, y))
+        taken += len(y)
     if not batches:
         raise ValueError("loader yielded no batches")
     energy = energy_report(model, batches, device=device)

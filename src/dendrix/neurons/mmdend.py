@@ -15,13 +15,14 @@ The equations, derivations and design choices are in ``docs/mmdend.md``.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.linear import causal_conv, linear_recurrence, modal_kernel, mode_powers
+from ..ops.linear import causal_conv, complex_expm1, linear_recurrence, modal_kernel, mode_powers
 from ..validation import check_choice, check_int, check_positive, check_range
 from .base import Neuron
 
@@ -112,18 +113,28 @@ class SSF(Neuron):
         """``(V − φ_p)/φ_s`` (φ_s floored at 1e-4)."""
         return (v - self.shift.to(v.dtype)) / self.scale.to(v.dtype).clamp_min(1e-4)
 
-    def fire(self, v: Tensor) -> Tensor:
-        """Integer (or binary) spikes of potential ``v`` (any shape) with the straight-through gradient."""
-        # (V − φ_p)/(φ_s V_th) in one fused pass, then the clip range divided by V_th (same values as the formula)
-        gain = 1.0 / (self.scale.to(v.dtype).clamp_min(1e-4) * self.v_threshold)
-        x = torch.addcmul(-self.shift.to(v.dtype) * gain, v, gain)
+    def affine(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(gain, offset)`` with ``(V − φ_p)/(φ_s V_th) = gain·V + offset`` (differentiable 0-dim tensors)."""
+        gain = 1.0 / (self.scale.to(dtype).clamp_min(1e-4) * self.v_threshold)
+        return gain, -self.shift.to(dtype) * gain
+
+    def clip_bounds(self) -> tuple[float, float]:
+        """The clip range of ``gain·V + offset``: ``[−U/V_th, U/V_th]`` (integer) or ``[0, 1]`` (binary)."""
         if self.firing == "integer":
             bound = self.ssf_range / self.v_threshold
-            clipped = x.clamp(-bound, bound)
-        else:
-            clipped = x.clamp(0.0, 1.0)
+            return -bound, bound
+        return 0.0, 1.0
+
+    def fire(self, v: Tensor) -> Tensor:
+        """Integer (or binary) spikes of potential ``v`` (any shape) with the straight-through gradient.
+
+        The value is exactly the integer level (``levels + (clipped − clipped)``), the gradient that of the clip.
+        """
+        gain, offset = self.affine(v.dtype)
+        x = v * gain + offset  # the same two roundings as MMDEND's chunked kernel (bit-identical spikes)
+        clipped = x.clamp(*self.clip_bounds())
         levels = torch.floor(clipped.detach()).clamp_(-self.levels, self.levels)
-        return clipped + (levels - clipped.detach())
+        return levels + (clipped - clipped.detach())
 
     def binary_spikes(self, v: Tensor) -> Tensor:
         """Sub-step spikes ``[T, Ū, B, *]`` in {−1, 0, 1} of potentials ``v`` ``[T, B, *]``; sums to :meth:`fire`."""
@@ -230,8 +241,305 @@ def _final_modes(u: Tensor, a: Tensor, bbar: Tensor, z0: Tensor | None) -> Tenso
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# MMDEND's chunked kernel: dendrites, branch nonlinearity, soma and SSF in one pass over time blocks
+# ---------------------------------------------------------------------------------------------------------------
+# Time block length of the chunked kernel: per block a [L+K, L+K] dendrite and a [L, L+1] soma matrix multiply
+# (about L + 2K and L multiply-adds per element); between blocks only the K compartment and the soma states
+# are carried. Measured on the shared 2-core CPU (channels 128, B 32, T 1024, fwd+bwd): see docs/mmdend.md.
+_BLOCK = 16
+# On a CPU the kernel runs its small per-block operators on one intra-op thread when one time step has at most
+# this many elements: on the loaded 2-core machine an OpenMP hand-off cost 5-30 ms per operator against
+# 0.1-0.2 ms for the same 0.5M-element multiply on one thread (measured), and the fused LIF's operators are
+# single-threaded too (below ATen's grain size).
+_SERIAL_STEP_ELEMENTS = 1 << 16
+
+
+@contextmanager
+def _serial_on_cpu(device: torch.device, step_numel: int):
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or step_numel > _SERIAL_STEP_ELEMENTS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _SerialGraph(torch.autograd.Function):
+    """``fn(*params)`` on one intra-op thread in both directions (CPU): forward builds the small parameter graph
+    (eig, exp, sin, cos on [J, K]-sized tensors) on detached leaves, backward differentiates it there too.
+    Measured on the loaded 2-core machine: one ``sin`` of 136 float64 elements took 28 ms with two threads
+    (MKL's vector maths splits even tiny inputs) against 2-4 µs with one; autograd's backward of these
+    operators ran with two threads and cost more than the whole chunked kernel."""
+
+    @staticmethod
+    def forward(ctx, fn, step_numel, *params):  # type: ignore[override]
+        ctx.device, ctx.step_numel = params[0].device, step_numel
+        leaves = [p.detach().requires_grad_(p.requires_grad) for p in params]
+        with torch.enable_grad(), _serial_on_cpu(ctx.device, step_numel):
+            outs = fn(*leaves)
+        ctx.leaves, ctx.outs = leaves, outs
+        return tuple(o.detach() for o in outs)
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        pairs = [(o, g) for o, g in zip(ctx.outs, grads) if g is not None and o.requires_grad]
+        wanted = [i for i, p in enumerate(ctx.leaves) if p.requires_grad]
+        result: list[Tensor | None] = [None] * len(ctx.leaves)
+        if pairs and wanted:
+            with _serial_on_cpu(ctx.device, ctx.step_numel):
+                got = torch.autograd.grad([o for o, _ in pairs], [ctx.leaves[i] for i in wanted],
+                                          [g for _, g in pairs], allow_unused=True)
+            for i, g in zip(wanted, got):
+                result[i] = g
+        ctx.leaves = ctx.outs = None
+        return (None, None, *result)
+
+
+def _activation_grad(name: str, saved: Tensor, grad: Tensor, out: Tensor) -> Tensor:
+    """``grad · f'(d)`` into ``out``; ``saved`` is f(d) (d itself for gelu)."""
+    if name == "tanh":
+        return torch.addcmul(grad, grad * saved, saved, value=-1.0, out=out)      # g (1 − f²)
+    if name == "sigmoid":
+        return torch.mul(grad, saved, out=out).mul_(1.0 - saved)                   # g f (1 − f)
+    if name == "relu":
+        return torch.mul(grad, saved > 0, out=out)
+    if name == "gelu":                                                             # Φ(d) + d φ(d)
+        cdf = torch.special.ndtr(saved)
+        pdf = torch.exp(saved * saved * -0.5).mul_(1.0 / math.sqrt(2.0 * math.pi))
+        return torch.mul(grad, torch.addcmul(cdf, saved, pdf), out=out)
+    return out.copy_(grad)                                                         # identity
+
+
+class _Layout(NamedTuple):
+    """Shapes of the chunked kernel: ``x`` is ``[T, batch·channels]``; branch data ``[J, L, batch·window]``."""
+    batch: int
+    channels: int
+    window: int
+    branches: int
+    compartments: int
+    block: int
+    disjoint: bool
+    index: Tensor          # [J·D'] channel of (branch j, position i) at j·D' + i
+    activation: str
+    clip: tuple[float, float]
+    levels: int            # clamp the floor to ±levels (0: not needed)
+
+
+def _gather_block(x_b: Tensor, lay: _Layout, out: Tensor, scale: Tensor | None = None) -> None:
+    """``x_b`` ``[L, B·D]`` → ``out`` ``[J, L, B·D']`` (branch j's window), times ``scale[j]`` if given."""
+    L = x_b.shape[0]
+    B, D, Dp, J = lay.batch, lay.channels, lay.window, lay.branches
+    if lay.disjoint:
+        src = x_b.view(L, B, J, Dp)
+    else:
+        src = x_b.view(L, B, D).index_select(-1, lay.index).view(L, B, J, Dp)
+    if scale is None:
+        out.view(J, L, B, Dp).copy_(src.permute(2, 0, 1, 3))
+    else:
+        torch.mul(src.permute(2, 0, 1, 3), scale.view(J, 1, 1, 1), out=out.view(J, L, B, Dp))
+
+
+def _scatter_add_block(src: Tensor, lay: _Layout, out: Tensor) -> None:
+    """``out`` ``[L, B·D]`` += ``src`` ``[J, L, B·D']`` summed over the branches that see each channel."""
+    J, L = src.shape[0], src.shape[1]
+    B, D, Dp = lay.batch, lay.channels, lay.window
+    s = src.view(J, L, B, Dp).permute(1, 2, 0, 3)
+    if lay.disjoint:
+        out.view(L, B, J, Dp).add_(s)
+    else:
+        out.view(L, B, D).index_add_(-1, lay.index, s.reshape(L, B, J * Dp))
+
+
+def _soma_matrices(beta: float, L: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Forward ``[L, L+1]``: v_blk = [Toeplitz β^(i−k) | β^(i+1)] · [u; v_prev]; adjoint ``[L, L+1]``:
+    λ_blk = [Toeplitz β^(k−i) | β^(L−i)] · [g; λ_next]."""
+    i = torch.arange(L, dtype=torch.float64, device=device)
+    lag = i.unsqueeze(1) - i.unsqueeze(0)
+    toeplitz = torch.where(lag >= 0, torch.tensor(beta, dtype=torch.float64, device=device).pow(lag.clamp_min(0)),
+                           torch.zeros((), dtype=torch.float64, device=device))
+    fwd = torch.cat([toeplitz, (beta ** (i + 1)).unsqueeze(1)], 1)
+    adj = torch.cat([toeplitz.T, (beta ** (L - i)).unsqueeze(1)], 1)
+    return fwd.to(dtype), adj.to(dtype)
+
+
+class _ChunkedMMDEND(torch.autograd.Function):
+    """MMDEND from input current to spikes, block by block over time, with a hand-written backward.
+
+    Per block of L steps (``docs/mmdend.md``): branch data ``Z = [G; v_prev]`` ``[J, L+K, B·D']`` (inputs of the
+    window and the compartment state) → ``W = M Z`` gives the dendrite outputs ``[J, L, ·]`` and the state after
+    the block ``[J, K, ·]``; f → soma input ``u = Σ_j w_j f_j + g_in I`` → ``v = [T_β | β^(i+1)] [u; v_prev]``
+    → SSF. Backward runs the blocks in reverse with the transposed matrices; parameter gradients are returned
+    for the block operators ``M`` (autograd takes them on to the compartment parameters), β, w, g_in and the
+    SSF affine terms. Saved: the soma potential ``[T+1, B·D]`` (with v[−1]), the branch outputs
+    ``[J, T, B·D']`` and the compartment state at each block start (K/L of the data).
+    """
+
+    @staticmethod
+    def forward(ctx, x, M, M_tail, beta, w, g_in, gain, offset, vd0, vs0, lay: _Layout):  # type: ignore[override]
+        T, N = x.shape
+        J, K, L = lay.branches, lay.compartments, lay.block
+        Np = lay.batch * lay.window
+        dtype, device = x.dtype, x.device
+        beta_f, g_in_f = float(beta), float(g_in)
+        w_view = w.detach().view(1, 1, J, 1)
+        gain_f, offset_f = float(gain), float(offset)
+        lo, hi = lay.clip
+        n_full, tail = divmod(T, L)
+        blocks = [(b * L, L) for b in range(n_full)] + ([(n_full * L, tail)] if tail else [])
+        spikes = torch.empty_like(x)
+        v_ext = torch.empty(T + 1, N, dtype=dtype, device=device)     # v_ext[t + 1] = v[t]; v_ext[0] = v[−1]
+        f_all = torch.empty(J, T, Np, dtype=dtype, device=device)     # branch outputs (gelu: pre-activation)
+        starts = torch.empty(len(blocks), J, K, Np, dtype=dtype, device=device)
+        with torch.no_grad(), _serial_on_cpu(device, N):
+            v_ext[0].copy_(vs0)
+            state = vd0
+            buffers = {}
+            for n, (s, Lb) in enumerate(blocks):
+                if Lb not in buffers:
+                    buffers[Lb] = (torch.empty(J, Lb + K, Np, dtype=dtype, device=device),
+                                   torch.empty(J, Lb + K, Np, dtype=dtype, device=device),
+                                   torch.empty(Lb + 1, N, dtype=dtype, device=device),
+                                   _soma_matrices(beta_f, Lb, dtype, device)[0],
+                                   M if Lb == L else M_tail)
+                Z, W, Zs, Ms, Mb = buffers[Lb]
+                e = s + Lb
+                x_b = x[s:e]
+                _gather_block(x_b, lay, Z[:, :Lb])
+                starts[n].copy_(state)
+                Z[:, Lb:].copy_(state)
+                torch.bmm(Mb, Z, out=W)
+                state = W[:, Lb:]
+                dend, f_b = W[:, :Lb], f_all[:, s:e]
+                if lay.activation == "tanh":
+                    dend = torch.tanh(dend, out=f_b)
+                elif lay.activation == "sigmoid":
+                    dend = torch.sigmoid(dend, out=f_b)
+                elif lay.activation == "relu":
+                    dend = torch.clamp_min(dend, 0.0, out=f_b)
+                else:  # gelu keeps the pre-activation for its derivative; identity: f = d
+                    f_b.copy_(dend)
+                    if lay.activation == "gelu":
+                        dend = F.gelu(dend)
+                # soma input u = Σ_j w_j f_j + g_in I (channels of every window), then the block's soma matrix
+                u = Zs[:Lb]
+                if lay.disjoint:
+                    torch.mul(dend.view(J, Lb, lay.batch, lay.window).permute(1, 2, 0, 3), w_view,
+                              out=u.view(Lb, lay.batch, J, lay.window))
+                    u.add_(x_b, alpha=g_in_f)
+                else:
+                    torch.mul(x_b, g_in_f, out=u)
+                    _scatter_add_block(dend * w.detach().view(J, 1, 1), lay, u)
+                Zs[Lb].copy_(v_ext[s])
+                v_b = v_ext[s + 1:e + 1]
+                torch.mm(Ms, Zs, out=v_b)
+                sp = spikes[s:e]
+                torch.mul(v_b, gain_f, out=sp).add_(offset_f).clamp_(lo, hi).floor_()
+                if lay.levels:
+                    sp.clamp_(-lay.levels, lay.levels)
+            vdT = state.clone()
+        vsT = v_ext[T].clone()
+        ctx.lay, ctx.blocks, ctx.beta, ctx.g_in = lay, blocks, beta_f, g_in_f
+        ctx.set_materialize_grads(False)
+        ctx.has_tail = M_tail is not None
+        ctx.save_for_backward(x, M, M_tail if M_tail is not None else M.new_empty(0), w, gain, offset,
+                              v_ext, f_all, starts)
+        v = v_ext[1:]
+        ctx.mark_non_differentiable(v, f_all)
+        return spikes, v, f_all, vdT, vsT
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_v, g_f, g_vdT, g_vsT):  # type: ignore[override]
+        x, M, M_tail, w, gain, offset, v_ext, f_all, starts = ctx.saved_tensors
+        lay, blocks, beta_f, g_in_f = ctx.lay, ctx.blocks, ctx.beta, ctx.g_in
+        T, N = x.shape
+        J, K, L = lay.branches, lay.compartments, lay.block
+        Np = lay.batch * lay.window
+        dtype, device = x.dtype, x.device
+        lo, hi = lay.clip
+        gain_f, offset_f = float(gain), float(offset)
+        w_d = w.detach()
+        if g_spikes is None:
+            g_spikes = torch.zeros_like(x)
+        grad_x = torch.empty_like(x)
+        gM, gM_tail = torch.zeros_like(M), torch.zeros_like(M_tail) if ctx.has_tail else None
+        acc = torch.zeros(5, dtype=dtype, device=device)               # β, g_in, gain, offset, (spare)
+        g_w = torch.zeros(J, dtype=dtype, device=device)
+        with torch.no_grad(), _serial_on_cpu(device, N):
+            g_state = g_vdT if g_vdT is not None else torch.zeros(J, K, Np, dtype=dtype, device=device)
+            lam_next = None                                            # λ at the first step of the next block
+            buffers = {}
+            for n in range(len(blocks) - 1, -1, -1):
+                s, Lb = blocks[n]
+                e = s + Lb
+                if Lb not in buffers:
+                    buffers[Lb] = (torch.empty(J, Lb + K, Np, dtype=dtype, device=device),   # Z
+                                   torch.empty(J, Lb + K, Np, dtype=dtype, device=device),   # gW
+                                   torch.empty(J, Lb + K, Np, dtype=dtype, device=device),   # gZ
+                                   torch.empty(Lb + 1, N, dtype=dtype, device=device),       # [gv; λ_next]
+                                   torch.empty(Lb, N, dtype=dtype, device=device),           # λ
+                                   torch.empty(Lb, N, dtype=dtype, device=device),           # scratch
+                                   torch.empty(J, Lb, Np, dtype=dtype, device=device),       # g f
+                                   _soma_matrices(beta_f, Lb, dtype, device)[1],
+                                   (M, gM) if Lb == L else (M_tail, gM_tail))
+                Z, gW, gZ, Zg, lam, tmp, gf, Ma, (Mb, gMb) = buffers[Lb]
+                v_b, x_b = v_ext[s + 1:e + 1], x[s:e]
+                # SSF: straight-through inside the clip range (clamp's inclusive mask)
+                xs = torch.mul(v_b, gain_f, out=tmp).add_(offset_f)
+                mask = xs.abs_().le_(hi) if lo == -hi else torch.logical_and(xs >= lo, xs <= hi)
+                gx = torch.mul(g_spikes[s:e], mask, out=tmp)
+                acc[2] += torch.vdot(gx.reshape(-1), v_b.reshape(-1))
+                acc[3] += gx.sum()
+                gv = torch.mul(gx, gain_f, out=Zg[:Lb])
+                if n == len(blocks) - 1:
+                    if g_vsT is not None:
+                        gv[-1].add_(g_vsT)
+                    Zg[Lb].zero_()
+                else:
+                    Zg[Lb].copy_(lam_next)
+                torch.mm(Ma, Zg, out=lam)
+                lam_next = lam[0]
+                acc[0] += torch.vdot(lam.reshape(-1), v_ext[s:e].reshape(-1))
+                acc[1] += torch.vdot(lam.reshape(-1), x_b.reshape(-1))
+                torch.mul(lam, g_in_f, out=grad_x[s:e])
+                # branch outputs: g f_j = w_j λ at the channels of window j; g w_j = Σ λ f_j = Σ (g f_j) f_j / w_j
+                _gather_block(lam, lay, gf, scale=w_d)
+                f_b = f_all[:, s:e]
+                f_val = F.gelu(f_b) if lay.activation == "gelu" else f_b
+                g_w += torch.bmm(gf.view(J, 1, -1), f_val.reshape(J, -1, 1)).view(J)
+                _activation_grad(lay.activation, f_b, gf, gW[:, :Lb])
+                gW[:, Lb:].copy_(g_state)
+                torch.bmm(Mb.transpose(1, 2), gW, out=gZ)
+                _gather_block(x_b, lay, Z[:, :Lb])
+                Z[:, Lb:].copy_(starts[n])
+                gMb.baddbmm_(gW, Z.transpose(1, 2))
+                _scatter_add_block(gZ[:, :Lb], lay, grad_x[s:e])
+                g_state = gZ[:, Lb:]
+            g_vd0 = g_state.clone()
+            g_vs0 = lam_next * beta_f
+        g_w = g_w / w_d
+        g_beta, g_gin, g_gain, g_off = acc[0], acc[1], acc[2], acc[3]
+        return (grad_x, gM, gM_tail if ctx.has_tail else None, g_beta, g_w, g_gin, g_gain, g_off, g_vd0, g_vs0,
+                None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # MMDEND
 # ---------------------------------------------------------------------------------------------------------------
+class _OperatorView(nn.Module):
+    """``forward = model.kernel_operators``, so :func:`torch.func.functional_call` can evaluate it with
+    detached parameter leaves (see :class:`_SerialGraph`)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, L: int, tail: int, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        return self.model.kernel_operators(L, tail, dtype)
+
+
 class MMDENDState(NamedTuple):
     compartments: Tensor  # [B, *, D', J, K] compartment voltages of every branch at every window position
     soma: Tensor          # [B, *, D] soma potential V^s
@@ -291,7 +599,7 @@ class MMDEND(Neuron):
         self.branches, self.window, self.stride = channel_windows(self.channels, branches, window, stride)
         J = self.branches
         self.branch_activation = check_choice("branch_activation", branch_activation, tuple(_ACTIVATIONS))
-        self.method = check_choice("method", method, ("auto", "fft", "sequential"))
+        self.method = check_choice("method", method, ("auto", "chunked", "fft", "sequential"))
         tau_soma = check_positive("tau_soma", tau_soma)
         self.dt_soma = check_positive("dt_soma", dt_soma)
         leak, dt_min, dt_max = check_positive("leak", leak), check_positive("dt_min", dt_min), check_positive("dt_max", dt_max)
@@ -371,6 +679,33 @@ class MMDEND(Neuron):
             return modal_kernel(lam.unsqueeze(1), dt[:, None, None], T, b=b_modal.unsqueeze(1), c=P, real=True)
         return modal_kernel(lam, dt.unsqueeze(-1), T, b=b_modal, c=c_modal, real=True)
 
+    def block_operator(self, L: int, modes=None, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The chunked kernel's per-block map ``[J, L+K, L+K]``: ``[y; v_end] = M [I; v_start]`` for L steps of
+        one branch, where y are the dendrite outputs (with the direct path), v the compartment voltages:
+        ``M = [[T, O], [S, Ā^L]]``, ``T[i,k] = K[i−k]`` (lower-triangular Toeplitz of the branch kernel),
+        ``O[i] = c Ā^{i+1}``, ``S[:, k] = Ā^{L−1−k} B̄``. Built from the modes in float64 (differentiable)."""
+        lam, P, Pinv, dt, a, b_modal, c_modal, bbar = self._modes() if modes is None else modes
+        pw = mode_powers(a, L + 1)                                                        # a^0 … a^L, [J, K, L+1]
+        kern = torch.einsum("jm,jml->jl", c_modal * bbar, pw[..., :L]).real
+        kern = torch.cat([kern[:, :1] + self.direct_gain.double().unsqueeze(-1), kern[:, 1:]], -1)
+        i = torch.arange(L, device=kern.device)
+        lag = i.unsqueeze(1) - i.unsqueeze(0)
+        toeplitz = kern[:, lag.clamp_min(0)] * (lag >= 0)
+        out_rows = torch.einsum("jm,jmi,jmk->jik", c_modal, pw[..., 1:], Pinv).real        # c Ā^{i+1}
+        in_cols = torch.einsum("jkm,jmc,jm->jkc", P, pw[..., :L].flip(-1), bbar).real     # Ā^{L−1−c} B̄
+        carry = torch.einsum("jkm,jm,jml->jkl", P, pw[..., L], Pinv).real                 # Ā^L
+        return torch.cat([torch.cat([toeplitz, out_rows], -1), torch.cat([in_cols, carry], -1)], -2).to(dtype)
+
+    def kernel_operators(self, L: int, tail: int, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        """Everything the chunked kernel needs from the parameters: ``M`` (block L), β, ``α/τ^s_j``, ``α γ^s``,
+        the SSF gain and offset, and ``M`` for the last, shorter block when ``tail > 0``."""
+        modes = self._modes()
+        beta, alpha = self.soma_decay()
+        gain, offset = self.ssf.affine(dtype)
+        out = (self.block_operator(L, modes, dtype), beta.to(dtype), (alpha * self.branch_weights()).to(dtype),
+               (alpha * self.soma_input_gain).to(dtype), gain, offset)
+        return out + ((self.block_operator(tail, modes, dtype),) if tail else ())
+
     def soma_decay(self) -> tuple[Tensor, Tensor]:
         """``β = exp(−dt_s/τ^s)`` and ``α = τ^s (1 − β)``."""
         tau = self.log_tau_soma.exp()
@@ -427,6 +762,65 @@ class MMDEND(Neuron):
         return self._parallel(x, state, need_state=True)
 
     def _parallel(self, x: Tensor, state: MMDENDState | None, need_state: bool) -> tuple[Tensor, MMDENDState | None]:
+        if self.method == "fft":
+            return self._parallel_fft(x, state, need_state)
+        return self._chunked(x, state, need_state)
+
+    def _chunked(self, x: Tensor, state: MMDENDState | None, need_state: bool) -> tuple[Tensor, MMDENDState | None]:
+        """The chunked kernel (:class:`_ChunkedMMDEND`): exact, blocks of ``_BLOCK`` steps, no complex tensors
+        and no FFT over the data."""
+        self.check_input(x, self.channels)
+        if state is not None:
+            state = self.resolve_state(x, state)
+        xc = _compute_dtype(x)
+        dtype = xc.dtype
+        T, lead = xc.shape[0], xc.shape[1:-1]
+        J, K, D, Dp = self.branches, self.compartments, self.channels, self.window
+        x2 = xc.reshape(T, -1).contiguous()                               # [T, B'·D]
+        Bp = x2.shape[1] // D
+        L = min(_BLOCK, T)
+        tail = T % L
+        names = [n for n, _ in self.named_parameters()]
+        view = _OperatorView(self)
+
+        def operators(*params: Tensor) -> tuple[Tensor, ...]:
+            return torch.func.functional_call(view, {"model." + n: p for n, p in zip(names, params)}, (L, tail, dtype))
+
+        ops = _SerialGraph.apply(operators, x2.shape[1], *self.parameters())
+        M, beta, w, g_in, gain, offset = ops[:6]
+        M_tail = ops[6] if tail else None
+        if state is None:
+            vd0 = x2.new_zeros(J, K, Bp * Dp)
+            vs0 = x2.new_zeros(Bp * D)
+        else:
+            vd0 = state.compartments.to(dtype).reshape(Bp, Dp, J, K).permute(2, 3, 0, 1).reshape(J, K, Bp * Dp)
+            vs0 = state.soma.to(dtype).reshape(Bp * D)
+        lo, hi = self.ssf.clip_bounds()
+        levels = self.ssf.levels if self.ssf.firing == "integer" and hi != self.ssf.levels else 0
+        lay = _Layout(Bp, D, Dp, J, K, L, self._disjoint, self.channel_index.T.flatten(), self.branch_activation,
+                      (lo, hi), levels)
+        spikes, v, f_all, vdT, vsT = _ChunkedMMDEND.apply(x2, M, M_tail, beta, w, g_in, gain, offset, vd0, vs0, lay)
+        if self.recording:
+            self.record_state("v", v.reshape(xc.shape))
+            f = F.gelu(f_all) if self.branch_activation == "gelu" else f_all
+            self.record_state("branches", f.view(J, T, Bp, Dp).permute(1, 2, 3, 0).reshape(T, *lead, Dp, J))
+            lam, P, Pinv, dt, a, b_modal, c_modal, bbar = self._modes()
+            z0 = None
+            if state is not None:
+                cdt = _complex_dtype(dtype)
+                v0 = state.compartments.reshape(-1, Dp, J, K).to(cdt)
+                z0 = torch.einsum("jmk,bdjk->bdjm", Pinv.to(cdt), v0)
+            g = self._gather(xc.reshape(T, -1, D))
+            self.record_state("compartments", self._compartment_trace(g, z0, lam, P, dt, b_modal, a).reshape(
+                T, *lead, Dp, J, K))
+        out = spikes.reshape(x.shape).to(x.dtype)
+        if not need_state:
+            return out, None
+        compartments = vdT.view(J, K, Bp, Dp).permute(2, 3, 0, 1).reshape(*lead, Dp, J, K)
+        return out, MMDENDState(compartments, vsT.reshape(*lead, D))
+
+    def _parallel_fft(self, x: Tensor, state: MMDENDState | None, need_state: bool) -> tuple[Tensor, MMDENDState | None]:
+        """``method="fft"``: FFT causal convolutions for the dendrites and the soma."""
         self.check_input(x, self.channels)
         if state is not None:
             state = self.resolve_state(x, state)
@@ -439,8 +833,7 @@ class MMDEND(Neuron):
         kernel = modal_kernel(lam, dt.unsqueeze(-1), T, b=b_modal, c=c_modal, real=True).to(xc.dtype)   # [J, T]
         # the direct path γ^o I[t] is lag 0 of the same convolution
         kernel = torch.cat([kernel[:, :1] + self.direct_gain.to(xc.dtype).unsqueeze(-1), kernel[:, 1:]], -1)
-        method = "fft" if self.method == "fft" else "auto"
-        dend = causal_conv(g, kernel, method=method)
+        dend = causal_conv(g, kernel, method="fft")
         z0 = None
         if state is not None:
             v0 = state.compartments.reshape(-1, self.window, self.branches, self.compartments).to(cdt)
@@ -450,9 +843,7 @@ class MMDEND(Neuron):
         beta, alpha = self.soma_decay()
         soma_in = self._soma_input(branch_out, xf, alpha)
         h0 = None if state is None else state.soma.reshape(-1, self.channels).to(xc.dtype)
-        # On a CPU the engine's fused loop is the fastest soma for this first-order real recurrence (docs/mmdend.md)
-        soma_method = "fft" if self.method == "fft" else ("loop" if xc.device.type == "cpu" else "auto")
-        v = linear_recurrence(beta.to(xc.dtype), soma_in, h0, method=soma_method)
+        v = linear_recurrence(beta.to(xc.dtype), soma_in, h0, method="fft")
         spikes = self.ssf.fire(v)
         if self.recording:
             self.record_state("v", v.reshape(xc.shape))
