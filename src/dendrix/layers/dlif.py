@@ -187,7 +187,7 @@ _ARGS_DOC = """
 class DLIFLinear(_Bilinear):
     __doc__ = r"""Fully connected DLIF layer ``[T, B, in_features] -> [T, B, out_features]`` (spikes).
 
-    Zhang et al., "Dendritic bilinear integration in spiking neurons", ICLR 2026 (DLIF)::
+    DLIF, the dendritic bilinear integration neuron (ICLR 2026; equations as in ``docs/SPEC.md``)::
 
         I_o[t] = Σ_i W_oi s_i[t] + b_o + s[t]ᵀ K_o s[t]      (K_o symmetric, zero diagonal, masked)
         H[t] = V[t-1] + (I[t] - V[t-1]) / tau;  S[t] = Θ(H[t] - v_threshold);  V[t] = H[t] - v_threshold S[t]
@@ -249,7 +249,7 @@ class DLIFConv2d(_Bilinear):
 
     followed by the LIF soma with soft reset. With ``stride > 1`` the bilinear term is taken at the pixels the
     convolution centres on (every ``stride``-th); the default padding ``kernel_size // 2`` keeps both grids
-    equal for odd kernels. Zhang et al., ICLR 2026 (DLIF).
+    equal for odd kernels. DLIF (ICLR 2026), conv form of the authors' code.
     """ + _ARGS_DOC
 
     in_rank = 5
