@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 
 import torch
@@ -26,6 +27,8 @@ from dendrix.neurons import LIF, MMDEND, PMSN  # noqa: E402
 
 
 def run(lengths, batch, channels, repeat, device, with_pmsn):
+    """Per T: ``repeat`` rounds, each timing every model once (forward, then forward+backward), so that load
+    swings of the shared machine hit all models alike; the medians over rounds are reported."""
     rows: list[tuple[int, dict[str, Measurement]]] = []
     for T in lengths:
         torch.manual_seed(0)
@@ -33,10 +36,15 @@ def run(lengths, batch, channels, repeat, device, with_pmsn):
         models = {"LIF (fused)": LIF().to(device), "MMDEND": MMDEND(channels).to(device)}
         if with_pmsn:
             models["PMSN"] = PMSN(channels).to(device)
-        res = {}
-        for name, model in models.items():
-            params = [x, *model.parameters()]
-            res[name] = measure(f"{name} T={T}", lambda m=model: m(x), params, repeat=repeat, warmup=1, device=device)
+        rounds: dict[str, list[Measurement]] = {name: [] for name in models}
+        for r in range(repeat):
+            for name, model in models.items():
+                params = [x, *model.parameters()]
+                rounds[name].append(measure(f"{name} T={T}", lambda m=model: m(x), params, repeat=1,
+                                            warmup=1 if r == 0 else 0, device=device))
+        res = {name: Measurement(name, statistics.median(m.fwd_ms for m in ms),
+                                 statistics.median(m.fwd_bwd_ms for m in ms), ms[0].saved_mb)
+               for name, ms in rounds.items()}
         rows.append((T, res))
         print(f"T={T}: " + ", ".join(f"{k} {v.fwd_ms:.1f}/{v.fwd_bwd_ms:.1f} ms" for k, v in res.items()),
               file=sys.stderr, flush=True)
@@ -76,7 +84,7 @@ def main(argv=None):
     ap.add_argument("--channels", type=int, default=128)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024, 4096])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds per T (median reported)")
     ap.add_argument("--pmsn", action="store_true", help="add PMSN rows")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
@@ -84,7 +92,8 @@ def main(argv=None):
         args.lengths, args.batch, args.channels, args.repeat = [32, 64], 4, 16, 2
     rows = run(args.lengths, args.batch, args.channels, args.repeat, args.device, args.pmsn)
     others = ["MMDEND"] + (["PMSN"] if args.pmsn else [])
-    print(f"channels {args.channels}, batch {args.batch}, device {args.device}, median of {args.repeat}")
+    print(f"channels {args.channels}, batch {args.batch}, device {args.device}, median of {args.repeat} "
+          f"interleaved rounds")
     print(machine_line())
     print()
     print(table(rows, others))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.linear import causal_conv, complex_expm1, linear_recurrence, modal_kernel, mode_powers
+from ..ops.linear import causal_conv, linear_recurrence, modal_kernel, mode_powers
 from ..validation import check_choice, check_int, check_positive, check_range
 from .base import Neuron
 
@@ -306,11 +306,12 @@ class _SerialGraph(torch.autograd.Function):
 
 
 def _activation_grad(name: str, saved: Tensor, grad: Tensor, out: Tensor) -> Tensor:
-    """``grad · f'(d)`` into ``out``; ``saved`` is f(d) (d itself for gelu)."""
+    """``grad · f'(d)`` into ``out``; ``saved`` is f(d) (d itself for gelu). No temporaries for tanh and sigmoid:
+    a fresh block-sized buffer costs page faults."""
     if name == "tanh":
-        return torch.addcmul(grad, grad * saved, saved, value=-1.0, out=out)      # g (1 − f²)
+        return torch.mul(saved, saved, out=out).sub_(1.0).mul_(grad).neg_()      # g (1 − f²)
     if name == "sigmoid":
-        return torch.mul(grad, saved, out=out).mul_(1.0 - saved)                   # g f (1 − f)
+        return torch.mul(saved, saved, out=out).sub_(saved).mul_(grad).neg_()    # g f (1 − f)
     if name == "relu":
         return torch.mul(grad, saved > 0, out=out)
     if name == "gelu":                                                             # Φ(d) + d φ(d)
@@ -472,8 +473,7 @@ class _ChunkedMMDEND(torch.autograd.Function):
             g_spikes = torch.zeros_like(x)
         grad_x = torch.empty_like(x)
         gM, gM_tail = torch.zeros_like(M), torch.zeros_like(M_tail) if ctx.has_tail else None
-        acc = torch.zeros(5, dtype=dtype, device=device)               # β, g_in, gain, offset, (spare)
-        g_w = torch.zeros(J, dtype=dtype, device=device)
+        acc: list[list[Tensor]] = [[], [], [], [], []]                 # β, g_in, gain, offset, w: per-block terms
         with torch.no_grad(), _serial_on_cpu(device, N):
             g_state = g_vdT if g_vdT is not None else torch.zeros(J, K, Np, dtype=dtype, device=device)
             lam_next = None                                            # λ at the first step of the next block
@@ -497,8 +497,8 @@ class _ChunkedMMDEND(torch.autograd.Function):
                 xs = torch.mul(v_b, gain_f, out=tmp).add_(offset_f)
                 mask = xs.abs_().le_(hi) if lo == -hi else torch.logical_and(xs >= lo, xs <= hi)
                 gx = torch.mul(g_spikes[s:e], mask, out=Zg[:Lb])
-                acc[2] += torch.vdot(gx.reshape(-1), v_b.reshape(-1))
-                acc[3] += gx.sum()
+                acc[2].append(torch.vdot(gx.reshape(-1), v_b.reshape(-1)))
+                acc[3].append(gx.sum())
                 gv = gx.mul_(gain_f)  # in place: measured several times cheaper than a multiply into another buffer
                 if n == len(blocks) - 1:
                     if g_vsT is not None:
@@ -508,14 +508,14 @@ class _ChunkedMMDEND(torch.autograd.Function):
                     Zg[Lb].copy_(lam_next)
                 torch.mm(Ma, Zg, out=lam)
                 lam_next = lam[0]
-                acc[0] += torch.vdot(lam.reshape(-1), v_ext[s:e].reshape(-1))
-                acc[1] += torch.vdot(lam.reshape(-1), x_b.reshape(-1))
+                acc[0].append(torch.vdot(lam.reshape(-1), v_ext[s:e].reshape(-1)))
+                acc[1].append(torch.vdot(lam.reshape(-1), x_b.reshape(-1)))
                 torch.mul(lam, g_in_f, out=grad_x[s:e])
                 # branch outputs: g f_j = w_j λ at the channels of window j; g w_j = Σ λ f_j = Σ (g f_j) f_j / w_j
                 _gather_block(lam, lay, gf, scale=w_d)
                 f_b = f_all[:, s:e]
                 f_val = F.gelu(f_b) if lay.activation == "gelu" else f_b
-                g_w += torch.bmm(gf.view(J, 1, -1), f_val.reshape(J, -1, 1)).view(J)
+                acc[4].append(torch.bmm(gf.view(J, 1, -1), f_val.reshape(J, -1, 1)).view(J))
                 _activation_grad(lay.activation, f_b, gf, gW[:, :Lb])
                 gW[:, Lb:].copy_(g_state)
                 torch.bmm(Mb.transpose(1, 2), gW, out=gZ)
@@ -526,8 +526,8 @@ class _ChunkedMMDEND(torch.autograd.Function):
                 g_state = gZ[:, Lb:]
             g_vd0 = g_state.clone()
             g_vs0 = lam_next * beta_f
+        g_beta, g_gin, g_gain, g_off, g_w = (torch.stack(terms).sum(0) for terms in acc)
         g_w = g_w / w_d
-        g_beta, g_gin, g_gain, g_off = acc[0], acc[1], acc[2], acc[3]
         return (grad_x, gM, gM_tail if ctx.has_tail else None, g_beta, g_w, g_gin, g_gain, g_off, g_vd0, g_vs0,
                 None)
 
@@ -570,7 +570,7 @@ class MMDEND(Neuron):
       Modes with Re λ > −1e-4 are held at −1e-4 (a stability guard; inactive at the initialisation).
     * Branch nonlinearity: ``f(V^dend)`` (``branch_activation``, default tanh).
     * Soma (per channel): ``V^s[t] = β V^s[t−1] + α (Σ_{j∋c} f(V^dend_{j,c}[t]) / τ^s_j + γ^s I_c[t])``,
-      ``β = exp(−dt_s/τ^s)``, ``α = τ^s (1 − β)`` (ZOH); linear, so computed in parallel.
+      ``β = exp(−dt_s/τ^s)``, ``α = τ^s (1 − β)`` (ZOH); linear, so computed by block matrix products.
     * Firing: :class:`SSF`, integer spikes in [−Ū, Ū] (``emits = "integer"``).
 
     Parameters (independent of D and T): per branch, leak rates 1/τ_k (log), couplings 1/τ^f_k and 1/τ^p_k
@@ -588,9 +588,10 @@ class MMDEND(Neuron):
         leak, coupling: initial 1/τ_k and couplings (0.5 and 0.25: eigenvalues in (−1, 0), a stable chain).
         dt_min, dt_max: the initial dt_j are log-spaced over [dt_min, dt_max] across branches (0.1, 1.0).
         soma_input_gain: initial γ^s (default 1.0).
-        method: ``"auto"`` (dendrites by FFT convolution; soma by ``linear_recurrence(method="loop")`` on a
-            CPU, ``"auto"`` elsewhere), ``"fft"`` (FFT for both) or ``"sequential"`` (a ``step`` loop, the
-            reference).
+        method: ``"auto"`` = ``"chunked"`` (the default: dendrites, nonlinearity, soma and SSF in one autograd
+            node over blocks of 16 steps, block matrix products, hand-written backward; see ``docs/mmdend.md``),
+            ``"fft"`` (FFT causal convolutions for dendrites and soma, plain autograd) or ``"sequential"`` (a
+            ``step`` loop, the reference).
     """
 
     emits = "integer"
