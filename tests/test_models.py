@@ -127,3 +127,12 @@ def test_build_model_errors():
     model = build_model({"kind": "lif", "hidden": [8]}, Info())
     with pytest.raises(ValueError, match="features"):
         model(torch.zeros(T, B, C + 1))
+
+
+def test_sequence_arch_is_built_lazily():
+    model = build_model({"arch": "sequence", "kind": "drf", "d_model": 16, "depth": 1}, Info())
+    assert type(model).__name__ == "SequenceModel"
+    logits = model(_spikes())
+    assert logits.shape == (B, K)
+    F.cross_entropy(logits, torch.arange(B) % K).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -130,8 +130,9 @@ def forward_serial(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, o
 def _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, flat, width, start, rows, pos, gm, gx, c, chunks):
     mu = U(m)
     wu = U(width)
-    for t in range(c, n, chunks):
-        i = t // 2 if t % 2 == 0 else n - 1 - t // 2
+    # i = c, c + chunks, ...: every thread gets first inputs spread over the whole range (pairs (i, ·) get
+    # fewer as i grows, so contiguous ranges, or a front/back split, would leave one thread most of the work)
+    for i in range(c, n, chunks):
         base = _pair_base(i, n)
         for q in range(start[i], start[i + 1]):
             r = U(rows[q])
@@ -149,7 +150,7 @@ def grad_values(aptr, aidx, n, m, main_out, extra_out, g, gm, chunks):
     """Gradients of the main values (accumulated into ``gm``, zero-initialised) and of the padded extra values
     (returned) for upstream ``g`` ``[R, out+1]`` (last column zero).
 
-    Parallel over first inputs i (interleaved for balance: pairs (i, ·) get fewer as i grows); each thread
+    Parallel over first inputs i (strided, for balance: pairs (i, ·) get fewer as i grows); each thread
     owns the values of its pairs, so no reduction is needed. ``chunks=1`` runs serially in the caller's thread.
     """
     R = aptr.shape[0] - 1

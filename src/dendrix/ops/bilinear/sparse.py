@@ -6,8 +6,10 @@ Two engines behind one autograd function (:class:`SparseBilinear`, hand-written 
 * ``"torch"`` (any device): the active pairs of every row are listed with tensor index arithmetic and their
   kept entries are scattered with ``index_add_``, in chunks that bound the temporary memory.
 
-Saved for backward: the input spikes (shared with the synaptic ``Linear``, so no extra memory) and, only when
-the input needs a gradient, the values. Active-pair lists are recomputed in backward instead of stored.
+Saved for backward: the numba engine keeps the active lists of its forward scan (row pointers and the indices of
+the input spikes, 4 bytes per spike), so the backward does not rescan the input; the torch engine keeps the input
+spikes (shared with the synaptic ``Linear``) and recomputes its pair lists. The values are saved only when the
+input needs a gradient.
 """
 
 from __future__ import annotations
@@ -146,6 +148,8 @@ def _workers(active: int, limit: int) -> int:
 
 
 def _numba_forward(s, main_val, extra_val, main_out, extra_out, layout, check):
+    """Returns the padded output and the active lists ``(aptr, aidx)`` as tensors (saved for backward, so the
+    backward does not rescan the input)."""
     aptr, aidx, bad = _kernels.active_lists(_np(s))
     if check and bad:
         check_binary(s)  # raises with the full message
@@ -153,12 +157,12 @@ def _numba_forward(s, main_val, extra_val, main_out, extra_out, layout, check):
             layout.out_features)
     workers = _workers(len(aidx), s.shape[0])
     out = _kernels.forward_serial(*args) if workers == 1 else _kernels.forward(*args, workers)
-    return torch.from_numpy(out)
+    return torch.from_numpy(out), torch.from_numpy(aptr), torch.from_numpy(aidx)
 
 
-def _numba_grad_values(s, g, main_out, extra_out, layout):
+def _numba_grad_values(lists, g, main_out, extra_out, layout):
     """The full value gradient ``[nnz]``: main block written in place by the kernel, extras gathered after."""
-    aptr, aidx, _ = _kernels.active_lists(_np(s))
+    aptr, aidx = (t.numpy() for t in lists)
     grad = g.new_zeros(layout.nnz)
     main = layout.pairs * layout.m
     args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(extra_out), _np(g), grad[:main].numpy())
@@ -168,11 +172,11 @@ def _numba_grad_values(s, g, main_out, extra_out, layout):
     return grad
 
 
-def _numba_grad_input(s, g, main_val, extra_val, main_out, extra_out, layout):
-    aptr, aidx, _ = _kernels.active_lists(_np(s))
+def _numba_grad_input(lists, g, main_val, extra_val, main_out, extra_out, layout):
+    aptr, aidx = (t.numpy() for t in lists)
     args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val), _np(extra_out), _np(extra_val),
             _np(g))
-    workers = _workers(len(aidx), s.shape[0])
+    workers = _workers(len(aidx), g.shape[0])
     gs = _kernels.grad_input_serial(*args) if workers == 1 else _kernels.grad_input(*args, workers)
     return torch.from_numpy(gs)
 
@@ -197,32 +201,34 @@ class SparseBilinear(torch.autograd.Function):
         main_val = vd[:layout.pairs * layout.m]
         extra_val = _pad_extra(vd, layout)
         if engine == "numba":
-            out = _numba_forward(sc, main_val, extra_val, main_out, extra_out, layout, check)
+            out, aptr, aidx = _numba_forward(sc, main_val, extra_val, main_out, extra_out, layout, check)
+            saved = (aptr, aidx)  # the active lists (≈ 4 bytes per input spike) replace a rescan of s
         else:
             if check:
                 check_binary(s)
             out = _torch_forward(sc, main_val, extra_val, main_out, extra_out, layout)
+            saved = (s,)
         ctx.layout, ctx.engine = layout, engine
         ctx.s_dtype, ctx.v_dtype = s.dtype, values.dtype
-        ctx.save_for_backward(s, values if ctx.needs_input_grad[0] else None)
+        ctx.save_for_backward(values if ctx.needs_input_grad[0] else None, *saved)
         return out[:, :layout.out_features].mul_(2.0).to(s.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        s, values = ctx.saved_tensors
+        values, *saved = ctx.saved_tensors
         layout: PairLayout = ctx.layout
         dtype = grad.dtype if grad.dtype not in _HALF else torch.float32
         R = grad.shape[0]
         g = grad.new_zeros(R, layout.out_features + 1, dtype=dtype)
         g[:, :layout.out_features] = grad
         g.mul_(2.0)
-        sc = s.detach().to(dtype).contiguous()
+        sc = saved[0].detach().to(dtype).contiguous() if ctx.engine != "numba" else None
         main_out, extra_out = _layout_tensors(layout, grad.device)
         grad_s = grad_values = None
         if ctx.needs_input_grad[1]:
             if ctx.engine == "numba":
-                grad_values = _numba_grad_values(sc, g, main_out, extra_out, layout)
+                grad_values = _numba_grad_values(saved, g, main_out, extra_out, layout)
             else:
                 gm, gx = _torch_grad_values(sc, g, main_out, extra_out, layout)
                 grad_values = torch.cat([gm, gx[layout.extra_pair.to(gx.device)]])
@@ -230,7 +236,7 @@ class SparseBilinear(torch.autograd.Function):
             vd = values.detach().to(dtype)
             main_val, extra_val = vd[:layout.pairs * layout.m], _pad_extra(vd, layout)
             if ctx.engine == "numba":
-                gs = _numba_grad_input(sc, g, main_val, extra_val, main_out, extra_out, layout)
+                gs = _numba_grad_input(saved, g, main_val, extra_val, main_out, extra_out, layout)
             else:
                 gs = _torch_grad_input(sc, g, main_val, extra_val, main_out, extra_out, layout)
             grad_s = gs.to(ctx.s_dtype)
