@@ -72,10 +72,13 @@ def _record_failure(out_dir: Path, kind: str, err: BaseException, details: str) 
 
 
 def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] | None = None, *,
-               verbose: bool = True, rasters: bool = True, progress: bool | None = None
+               verbose: bool = True, rasters: bool = True, progress: bool | None = None, evaluation: bool = True
                ) -> tuple[dict[str, Any], list[dict]]:
     """Train one kind of a comparison; returns (report row, per-epoch history). Never raises for a failing
-    kind (the row carries the error) except on KeyboardInterrupt."""
+    kind (the row carries the error) except on KeyboardInterrupt.
+
+    ``evaluation`` adds the headline energy (μJ per test sample) and small-grid overall robustness of
+    :func:`dendrix.analysis.summary.quick_evaluation` to the row (keys ``energy_uj``, ``overall_robustness``)."""
     from .trainer import Trainer
 
     out_dir = Path(out_dir)
@@ -97,9 +100,15 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
             raster = first_layer_raster(trainer.model, trainer.test_data)
             if raster is not None:
                 plot_raster(out_dir / f"raster_{kind}.png", raster, f"{kind}: first hidden layer, one test sample")
+        extra: dict[str, Any] = {}
+        if evaluation:
+            from ..analysis.summary import quick_evaluation
+
+            quick = quick_evaluation(trainer.model, trainer.test_data, seed=cfg["seed"])
+            extra = {"energy_uj": quick["energy_uj"], "overall_robustness": quick["overall_robustness"]}
         # cpu_seconds: this process's CPU time (with threads=1, about the wall time on an idle core)
         row = make_row(kind, result, wall_seconds=time.perf_counter() - start,
-                       cpu_seconds=time.process_time() - cpu_start)
+                       cpu_seconds=time.process_time() - cpu_start, **extra)
         log(f"test accuracy {100 * row['test_accuracy']:.1f}% ({row['wall_seconds']:.0f} s)")
         return row, history
     except KeyboardInterrupt:
@@ -111,7 +120,7 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
 
 def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: Sequence[str] | None = None, *,
                   log: Callable[[str], None] | None = print, rasters: bool = True, progress: bool | None = None,
-                  workers: int = 1) -> tuple[list[dict[str, Any]], dict[str, list[dict]]]:
+                  workers: int = 1, evaluation: bool = True) -> tuple[list[dict[str, Any]], dict[str, list[dict]]]:
     """Train every kind in ``kinds`` with the config ``source``; returns (rows in ``kinds`` order, histories)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +131,7 @@ def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: 
             if log:
                 log(f"[{i + 1}/{len(kinds)}] {kind}")
             results[kind] = train_kind(source, kind, out_dir, overrides, verbose=verbose, rasters=rasters,
-                                       progress=progress)
+                                       progress=progress, evaluation=evaluation)
     else:
         # spawn: a fresh interpreter per worker (fork would copy this process's thread pools and locks)
         context = multiprocessing.get_context("spawn")
@@ -130,7 +139,7 @@ def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: 
         try:
             futures = {kind: pool.submit(train_kind, str(source) if isinstance(source, Path) else source, kind,
                                          str(out_dir), list(overrides or []), verbose=verbose, rasters=rasters,
-                                         progress=False)
+                                         progress=False, evaluation=evaluation)
                        for kind in kinds}
             for i, kind in enumerate(kinds):
                 try:

@@ -23,6 +23,8 @@ COLUMNS = [
     ("params", "params", "{:,}"),
     ("spike_rate", "spike rate", "{:.4f}"),
     ("sec_per_epoch", "s/epoch", "{:.1f}"),
+    ("energy_uj", "energy (μJ/sample)", "{:.3f}"),
+    ("overall_robustness", "robustness (%)", "pct"),
     ("best_epoch", "best epoch", "{}"),
 ]
 
