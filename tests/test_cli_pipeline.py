@@ -57,7 +57,9 @@ def test_compare_writes_markdown_and_json(tmp_path, capsys):
         assert row["error"] is None
         assert 0.1 < row["test_accuracy"] <= 1 and row["params"] > 0 and row["sec_per_epoch"] > 0
         assert 0 <= row["spike_rate"] < 1
+        assert row["energy_uj"] > 0 and 0 <= row["overall_robustness"] <= 1
     table = (out / "report.md").read_text()
+    assert "energy (μJ/sample)" in table and "robustness (%)" in table
     assert "| lif |" in table and "| alif |" in table
     for png in ("learning_curves.png", "accuracy.png", "raster_lif.png", "raster_alif.png"):
         assert (out / png).stat().st_size > 1000

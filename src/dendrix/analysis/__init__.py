@@ -6,8 +6,7 @@ Submodules load on first use (``dendrix.analysis.energy_report`` imports ``analy
 
 from __future__ import annotations
 
-import importlib
-
+from .._lazy import lazy_exports
 _LAZY = {
     "energy_report": "energy", "count_operations": "energy", "EnergyReport": "energy",
     "robustness_report": "robustness", "RobustnessReport": "robustness", "evaluate_accuracy": "robustness",
@@ -16,15 +15,4 @@ _LAZY = {
     "quick_evaluation": "summary",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, ())

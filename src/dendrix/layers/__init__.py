@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from .._lazy import lazy_exports
 from .sequential import SpikingLinear
 
 _LAZY = {
@@ -11,15 +10,4 @@ _LAZY = {
     "DGNLinear": "dgn",
 }
 
-__all__ = ["SpikingLinear", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, ["SpikingLinear"])

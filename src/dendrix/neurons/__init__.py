@@ -5,8 +5,7 @@ Imported lazily (``dendrix.neurons.LIF`` loads ``neurons/lif.py`` on first use).
 
 from __future__ import annotations
 
-import importlib
-
+from .._lazy import lazy_exports
 from .base import Neuron
 
 _LAZY = {
@@ -19,15 +18,4 @@ _LAZY = {
     "PSN": "psn", "MaskedPSN": "psn", "SlidingPSN": "psn",
 }
 
-__all__ = ["Neuron", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, ["Neuron"])

@@ -15,13 +15,13 @@ The equations, derivations and design choices are in ``docs/mmdend.md``.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.threads import serial_on_cpu
 from ..ops.linear import causal_conv, linear_recurrence, modal_kernel, mode_powers
 from ..validation import check_choice, check_int, check_positive, check_range
 from .base import Neuron
@@ -254,24 +254,7 @@ def _final_modes(u: Tensor, a: Tensor, bbar: Tensor, z0: Tensor | None) -> Tenso
 # (about L + 2K and L multiply-adds per element); between blocks only the K compartment and the soma states
 # are carried. Measured on the shared 2-core CPU (channels 128, B 32, T 1024, fwd+bwd): see docs/mmdend.md.
 _BLOCK = 16
-# On a CPU the kernel runs its small per-block operators on one intra-op thread when one time step has at most
-# this many elements: on the loaded 2-core machine an OpenMP hand-off cost 5-30 ms per operator against
-# 0.1-0.2 ms for the same 0.5M-element multiply on one thread (measured), and the fused LIF's operators are
-# single-threaded too (below ATen's grain size).
-_SERIAL_STEP_ELEMENTS = 1 << 16
-
-
-@contextmanager
-def _serial_on_cpu(device: torch.device, step_numel: int):
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or step_numel > _SERIAL_STEP_ELEMENTS or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+# On a CPU the kernel runs its small per-block operators on one intra-op thread (ops/threads.py).
 
 
 class _SerialGraph(torch.autograd.Function):
@@ -285,7 +268,7 @@ class _SerialGraph(torch.autograd.Function):
     def forward(ctx, fn, step_numel, *params):  # type: ignore[override]
         ctx.device, ctx.step_numel = params[0].device, step_numel
         leaves = [p.detach().requires_grad_(p.requires_grad) for p in params]
-        with torch.enable_grad(), _serial_on_cpu(ctx.device, step_numel):
+        with torch.enable_grad(), serial_on_cpu(ctx.device, step_numel):
             outs = fn(*leaves)
         ctx.leaves, ctx.outs = leaves, outs
         return tuple(o.detach() for o in outs)
@@ -296,7 +279,7 @@ class _SerialGraph(torch.autograd.Function):
         wanted = [i for i, p in enumerate(ctx.leaves) if p.requires_grad]
         result: list[Tensor | None] = [None] * len(ctx.leaves)
         if pairs and wanted:
-            with _serial_on_cpu(ctx.device, ctx.step_numel):
+            with serial_on_cpu(ctx.device, ctx.step_numel):
                 got = torch.autograd.grad([o for o, _ in pairs], [ctx.leaves[i] for i in wanted],
                                           [g for _, g in pairs], allow_unused=True)
             for i, g in zip(wanted, got):
@@ -401,7 +384,7 @@ class _ChunkedMMDEND(torch.autograd.Function):
         v_ext = torch.empty(T + 1, N, dtype=dtype, device=device)     # v_ext[t + 1] = v[t]; v_ext[0] = v[−1]
         f_all = torch.empty(J, T, Np, dtype=dtype, device=device)     # branch outputs (gelu: pre-activation)
         starts = torch.empty(len(blocks), J, K, Np, dtype=dtype, device=device)
-        with torch.no_grad(), _serial_on_cpu(device, N):
+        with torch.no_grad(), serial_on_cpu(device, N):
             v_ext[0].copy_(vs0)
             state = vd0
             buffers = {}
@@ -474,7 +457,7 @@ class _ChunkedMMDEND(torch.autograd.Function):
         grad_x = torch.empty_like(x)
         gM, gM_tail = torch.zeros_like(M), torch.zeros_like(M_tail) if ctx.has_tail else None
         acc: list[list[Tensor]] = [[], [], [], [], []]                 # β, g_in, gain, offset, w: per-block terms
-        with torch.no_grad(), _serial_on_cpu(device, N):
+        with torch.no_grad(), serial_on_cpu(device, N):
             g_state = g_vdT if g_vdT is not None else torch.zeros(J, K, Np, dtype=dtype, device=device)
             lam_next = None                                            # λ at the first step of the next block
             buffers = {}

@@ -16,38 +16,20 @@ Adjoint equations (g_X = dL/dX, t = T..1, quantities at T+1 are zero):
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from ...surrogate import Surrogate
 from ..lif import surrogate_derivative_
+from ..threads import serial_on_cpu
 from .reference import apply_gate
 
 __all__ = ["SynapticTraceFunction", "DGNMembraneFunction", "exponential_filter"]
 
 
-# The membrane kernels are loops of small per-step operations plus a few elementwise passes over [T, B, out].
-# On CPU, intra-op threads do not pay for either: a [32, 128] x [128, 256] product or a 4096-element op is too
-# small to split, and on a busy machine the OpenMP hand-off costs far more than the work (measured on our shared
-# 2-core machine: 0.13 ms with one thread against 1-20 ms with two for the product; 1.8 ms against 32 ms for one
-# pass over 1M elements). The kernels therefore run on one intra-op thread (restored afterwards) when one time
-# step has at most this many elements; the big input matmul outside the kernel keeps all threads.
-_SERIAL_STEP_ELEMENTS = 1 << 16
-
-
-@contextmanager
-def _serial_on_cpu(step: Tensor):
-    threads = torch.get_num_threads()
-    if step.device.type != "cpu" or step.numel() > _SERIAL_STEP_ELEMENTS or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+# The membrane kernels are loops of small per-step operations: they run on one intra-op thread on CPU
+# (ops/threads.py); the big input matmul outside the kernel keeps all threads.
 
 
 def exponential_filter(z: Tensor, d0: Tensor, decay: float) -> Tensor:
@@ -82,13 +64,13 @@ class DGNMembraneFunction(torch.autograd.Function):
                 dt: float, threshold: float, gate: str, surrogate: Surrogate, detach_reset: bool,
                 rec_decay: float):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        with _serial_on_cpu(v0):
+        with serial_on_cpu(v0.device, v0.numel()):
             return _membrane_forward(ctx, conductance, current, v0, s0, rec_weight, rec_conductance, rec_trace0,
                                      dt, threshold, gate, surrogate, detach_reset, rec_decay)
 
     @staticmethod
     def backward(ctx, grad_s: Tensor | None, grad_v: Tensor | None, grad_rec_last: Tensor | None = None):  # type: ignore[override]
-        with _serial_on_cpu(ctx.saved_tensors[2]):
+        with serial_on_cpu(ctx.saved_tensors[2].device, ctx.saved_tensors[2].numel()):
             return _membrane_backward(ctx, grad_s, grad_v, grad_rec_last)
 
 
