@@ -157,15 +157,22 @@ class DGNLinear(Neuron):
 
         trace = synaptic_trace(z, self.decay, state.trace.to(dtype), backend=self.backend)
         # Matmuls over all T·B rows at once. S-DGN needs only C·D: W·D = E ⊙ (C·D), so it costs one matmul
-        # like LIF's Linear; DGN needs W·D and C·D.
+        # like LIF's Linear; DGN needs C·D and W·D, done as ONE matmul with the stacked [C; W] ([2·out, in]):
+        # one pass over the trace instead of two, forward and for the weight gradients.
         if self.shared_reversal:
             cd = F.linear(trace, self.conductance)
             conductance = cd + self.g_leak
             current = cd * self.reversal if self.bias is None else torch.addcmul(self.bias, cd, self.reversal)
         else:
-            leak = torch.full((self.out_features,), self.g_leak, dtype=dtype, device=z.device)
-            conductance = F.linear(trace, self.conductance, leak)
-            current = F.linear(trace, self.weight, self.bias)
+            n_out = self.out_features
+            stacked_bias = torch.empty(2 * n_out, dtype=dtype, device=z.device)
+            stacked_bias[:n_out] = self.g_leak
+            if self.bias is None:
+                stacked_bias[n_out:] = 0.0
+            else:
+                stacked_bias = torch.cat([stacked_bias[:n_out], self.bias])
+            both = F.linear(trace, torch.cat([self.conductance, self.weight], 0), stacked_bias)
+            conductance, current = both[..., :n_out], both[..., n_out:]
 
         rec = {}
         if self.recurrent:

@@ -88,11 +88,11 @@ def _membrane_forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0:
         a_seq = torch.mul(conductance, -dt).add_(1.0)
         rho = apply_gate(a_seq, gate)
         drive = current * dt if dt != 1.0 else current
+        # Spikes are written straight into the float output (no bool temporaries or casts per step).
         for t in range(T):
             v = torch.addcmul(drive[t], rho[t], v, out=v_seq[t])
             v.sub_(s, alpha=threshold)
-            s = s_seq[t]
-            s.copy_(v >= threshold)
+            s = torch.ge(v, threshold, out=s_seq[t])
         ctx.save_for_backward(a_seq, v_seq, v0)
         rec_last = None
     else:
@@ -105,19 +105,21 @@ def _membrane_forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0:
         scaled = torch.cat([rec_conductance * -dt, rec_weight * dt], 0)  # [2·out, out]
         scaled_t = scaled.t().contiguous()
         dr_seq = torch.empty_like(conductance)
-        spiked = torch.empty(conductance.shape, dtype=torch.bool, device=conductance.device)
+        rho_buf = torch.empty_like(v0)
+        clamp_gate = gate == "clamp"
         # Views made once (unbind) instead of indexing in the loop: the per-step tensors are small, so Python
         # and dispatcher overhead is a large part of each step.
         pre_t, a_t, drive_t = pre.unbind(0), pre[..., :n_out].unbind(0), pre[..., n_out:].unbind(0)
-        dr_t, v_t, spiked_t = dr_seq.unbind(0), v_seq.unbind(0), spiked.unbind(0)
+        # Spikes go straight into the float output: no bool temporaries, no dtype casts in the loop.
+        dr_t, v_t, s_t = dr_seq.unbind(0), v_seq.unbind(0), s_seq.unbind(0)
         dr = rec_trace0
         for t in range(T):
             dr = torch.add(s, dr, alpha=rec_decay, out=dr_t[t])
             pre_t[t].addmm_(dr, scaled_t)
-            v = torch.addcmul(drive_t[t], apply_gate(a_t[t], gate), v, out=v_t[t])
+            rho = torch.clamp(a_t[t], 0.0, 1.0, out=rho_buf) if clamp_gate else torch.sigmoid(a_t[t], out=rho_buf)
+            v = torch.addcmul(drive_t[t], rho, v, out=v_t[t])
             v.add_(s, alpha=-threshold)
-            s = torch.ge(v, threshold, out=spiked_t[t])
-        s_seq.copy_(spiked)
+            s = torch.ge(v, threshold, out=s_t[t])
         ctx.save_for_backward(pre, v_seq, v0, dr_seq, scaled)
         rec_last = dr_seq[-1].clone()
     ctx.recurrent, ctx.dt, ctx.threshold, ctx.gate = recurrent, dt, threshold, gate
