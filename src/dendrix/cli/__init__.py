@@ -23,7 +23,9 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dendrix", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="dendrix",
+        description="dendrix: train, compare and evaluate dendritic, resonating and gated spiking neurons.")
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"dendrix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
