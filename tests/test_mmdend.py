@@ -136,7 +136,8 @@ def test_parallel_equals_sequential_and_streaming(kw):
     assert torch.allclose(state.compartments, last.compartments, atol=1e-10)
 
 
-@pytest.mark.parametrize("T, kw", [(40, {}), (37, {"window": 4, "stride": 1}), (21, {"branches": 3, "compartments": 2}),
+@pytest.mark.parametrize("T, kw", [(40, {}), (37, {"window": 4, "stride": 1}), (70, {}),
+                                    (64, {"window": 4, "stride": 1, "compartments": 3}), (21, {"branches": 3, "compartments": 2}),
                                     (19, {"branch_activation": "gelu"}), (18, {"branch_activation": "relu"}),
                                     (16, {"branch_activation": "sigmoid", "firing": "binary"}),
                                     (5, {"branch_activation": "identity", "ssf_range": 3, "v_threshold": 2.0})])
@@ -154,6 +155,20 @@ def test_chunked_kernel_matches_fft_path_with_gradients(T, kw):
     want = torch.autograd.grad((y_ref * w).sum(), [x, *ref.parameters()])
     for (name, _), g, h in zip([("x", None), *m.named_parameters()], got, want):
         assert torch.allclose(g, h, rtol=1e-9, atol=1e-10), name
+
+
+@pytest.mark.parametrize("kw", [{}, {"window": 4, "stride": 1, "branch_activation": "gelu"}])
+def test_chunked_kernel_without_grad_matches_with_grad(kw):
+    """Under no_grad the kernel keeps only block-sized scratch for v and f: spikes and final states must equal
+    those of a run that keeps the traces for backward (several full blocks and a short last one)."""
+    m = _perturb(MMDEND(6, **kw), seed=3)
+    x = _seq(75, 3, 6, seed=11, dtype=torch.float32)
+    with torch.no_grad():
+        y0, st0 = m.run(x)
+    y1, st1 = m.run(x.clone().requires_grad_())
+    assert torch.equal(y0, y1.detach())
+    assert torch.equal(st0.soma, st1.soma.detach())
+    assert torch.equal(st0.compartments, st1.compartments.detach())
 
 
 def test_chunked_kernel_gradcheck_and_streaming_gradients():

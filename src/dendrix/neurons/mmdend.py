@@ -253,7 +253,7 @@ def _final_modes(u: Tensor, a: Tensor, bbar: Tensor, z0: Tensor | None) -> Tenso
 # Time block length of the chunked kernel: per block a [L+K, L+K] dendrite and a [L, L+1] soma matrix multiply
 # (about L + 2K and L multiply-adds per element); between blocks only the K compartment and the soma states
 # are carried. Measured on the shared 2-core CPU (channels 128, B 32, T 1024, fwd+bwd): see docs/mmdend.md.
-_BLOCK = 16
+_BLOCK = 32
 # On a CPU the kernel runs its small per-block operators on one intra-op thread (ops/threads.py).
 
 
@@ -291,8 +291,8 @@ class _SerialGraph(torch.autograd.Function):
 def _activation_grad(name: str, saved: Tensor, grad: Tensor, out: Tensor) -> Tensor:
     """``grad · f'(d)`` into ``out``; ``saved`` is f(d) (d itself for gelu). No temporaries for tanh and sigmoid:
     a fresh block-sized buffer costs page faults."""
-    if name == "tanh":
-        return torch.mul(saved, saved, out=out).sub_(1.0).mul_(grad).neg_()      # g (1 − f²)
+    if name == "tanh":                                                             # g − g f²
+        return torch.addcmul(grad, grad, torch.mul(saved, saved, out=out), value=-1.0, out=out)
     if name == "sigmoid":
         return torch.mul(saved, saved, out=out).sub_(saved).mul_(grad).neg_()    # g f (1 − f)
     if name == "relu":
@@ -317,6 +317,7 @@ class _Layout(NamedTuple):
     activation: str
     clip: tuple[float, float]
     levels: int            # clamp the floor to ±levels (0: not needed)
+    traces: bool = True    # keep v [T+1, ·] and f [J, T, ·] (for backward or recording); False: block-sized scratch
 
 
 def _gather_block(x_b: Tensor, lay: _Layout, out: Tensor, scale: Tensor | None = None) -> None:
@@ -381,31 +382,41 @@ class _ChunkedMMDEND(torch.autograd.Function):
         n_full, tail = divmod(T, L)
         blocks = [(b * L, L) for b in range(n_full)] + ([(n_full * L, tail)] if tail else [])
         spikes = torch.empty_like(x)
-        v_ext = torch.empty(T + 1, N, dtype=dtype, device=device)     # v_ext[t + 1] = v[t]; v_ext[0] = v[−1]
-        f_all = torch.empty(J, T, Np, dtype=dtype, device=device)     # branch outputs (gelu: pre-activation)
+        # without traces (inference, not recording) v and f live in block-sized scratch: T-sized buffers that are
+        # never read again would only cost first-touch page faults
+        rows = T if lay.traces else L
+        v_ext = torch.empty(rows + 1, N, dtype=dtype, device=device)  # v_ext[t + 1] = v[t]; v_ext[0] = v[−1]
+        f_all = torch.empty(J, rows, Np, dtype=dtype, device=device)  # branch outputs (gelu: pre-activation)
         starts = torch.empty(len(blocks), J, K, Np, dtype=dtype, device=device)
         with torch.no_grad(), serial_on_cpu(device, N):
             v_ext[0].copy_(vs0)
-            state = vd0
+            state, state_in_next = vd0, False   # state_in_next: the last product left it in the next Z's rows
             buffers = {}
             for n, (s, Lb) in enumerate(blocks):
                 if Lb not in buffers:
-                    buffers[Lb] = (torch.empty(J, Lb + K, Np, dtype=dtype, device=device),
-                                   torch.empty(J, Lb + K, Np, dtype=dtype, device=device),
+                    Mb = M if Lb == L else M_tail
+                    if lay.activation == "tanh":  # tanh(d) = 2σ(2d) − 1: the exact factor 2 goes into M's output rows
+                        Mb = torch.cat([Mb[:, :Lb] * 2.0, Mb[:, Lb:]], 1)
+                    buffers[Lb] = ([torch.empty(J, Lb + K, Np, dtype=dtype, device=device),
+                                    torch.empty(J, Lb + K, Np, dtype=dtype, device=device)],
                                    torch.empty(Lb + 1, N, dtype=dtype, device=device),
-                                   _soma_matrices(beta_f, Lb, dtype, device)[0],
-                                   M if Lb == L else M_tail)
-                Z, W, Zs, Ms, Mb = buffers[Lb]
+                                   _soma_matrices(beta_f, Lb, dtype, device)[0], Mb)
+                    state_in_next = False
+                pair, Zs, Ms, Mb = buffers[Lb]
+                Z, W = pair  # ping-pong: W's state rows [Lb:] are the next block's Z rows, no copy between blocks
+                pair.reverse()
                 e = s + Lb
                 x_b = x[s:e]
                 _gather_block(x_b, lay, Z[:, :Lb])
-                starts[n].copy_(state)
-                Z[:, Lb:].copy_(state)
+                if not state_in_next:
+                    Z[:, Lb:].copy_(state)
+                starts[n].copy_(Z[:, Lb:])
                 torch.bmm(Mb, Z, out=W)
-                state = W[:, Lb:]
-                dend, f_b = W[:, :Lb], f_all[:, s:e]
-                if lay.activation == "tanh":  # _tanh's operations, in place
-                    dend = torch.sigmoid(torch.mul(dend, 2.0, out=f_b), out=f_b).mul_(2.0).sub_(1.0)
+                state, state_in_next = W[:, Lb:], True
+                r = s if lay.traces else 0                              # row of this block in v_ext, f_all
+                dend, f_b = W[:, :Lb], f_all[:, r:r + Lb]
+                if lay.activation == "tanh":  # _tanh's operations (2·d is already in W), in place
+                    dend = torch.sigmoid(dend, out=f_b).mul_(2.0).sub_(1.0)
                 elif lay.activation == "sigmoid":
                     dend = torch.sigmoid(dend, out=f_b)
                 elif lay.activation == "relu":
@@ -423,15 +434,16 @@ class _ChunkedMMDEND(torch.autograd.Function):
                 else:
                     torch.mul(x_b, g_in_f, out=u)
                     _scatter_add_block(dend * w.detach().view(J, 1, 1), lay, u)
-                Zs[Lb].copy_(v_ext[s])
-                v_b = v_ext[s + 1:e + 1]
+                Zs[Lb].copy_(v_ext[s] if lay.traces else v_ext[0] if n == 0 else v_ext[Lb_prev])
+                v_b = v_ext[r + 1:r + Lb + 1]
                 torch.mm(Ms, Zs, out=v_b)
+                Lb_prev = Lb
                 sp = spikes[s:e]
                 torch.mul(v_b, gain_f, out=sp).add_(offset_f).clamp_(lo, hi).floor_()
                 if lay.levels:
                     sp.clamp_(-lay.levels, lay.levels)
             vdT = state.clone()
-        vsT = v_ext[T].clone()
+        vsT = (v_ext[T] if lay.traces else v_ext[blocks[-1][1]]).clone()
         ctx.lay, ctx.blocks, ctx.beta, ctx.g_in = lay, blocks, beta_f, g_in_f
         ctx.set_materialize_grads(False)
         ctx.has_tail = M_tail is not None
@@ -439,10 +451,13 @@ class _ChunkedMMDEND(torch.autograd.Function):
                               v_ext, f_all, starts)
         v = v_ext[1:]
         ctx.mark_non_differentiable(v, f_all)
+        ctx.traces = lay.traces
         return spikes, v, f_all, vdT, vsT
 
     @staticmethod
     def backward(ctx, g_spikes, g_v, g_f, g_vdT, g_vsT):  # type: ignore[override]
+        if not ctx.traces:
+            raise RuntimeError("MMDEND's chunked kernel ran without traces (grad mode was off); it has no backward")
         x, M, M_tail, w, gain, offset, v_ext, f_all, starts = ctx.saved_tensors
         lay, blocks, beta_f, g_in_f = ctx.lay, ctx.blocks, ctx.beta, ctx.g_in
         T, N = x.shape
@@ -456,9 +471,13 @@ class _ChunkedMMDEND(torch.autograd.Function):
             g_spikes = torch.zeros_like(x)
         grad_x = torch.empty_like(x)
         gM, gM_tail = torch.zeros_like(M), torch.zeros_like(M_tail) if ctx.has_tail else None
-        acc: list[list[Tensor]] = [[], [], [], [], []]                 # β, g_in, gain, offset, w: per-block terms
+        acc: list[list[Tensor]] = [[], [], [], []]                     # β, g_in, gain, offset: per-block terms
         with torch.no_grad(), serial_on_cpu(device, N):
+            # Σ_t (g f_j) f_j elementwise over one block: one addcmul per block (a [1, N]·[N, 1] bmm took 100-150 µs).
+            # Block-sized fills and sums stay inside the one-thread region (a thread hand-off costs milliseconds)
+            gw_acc = torch.zeros(J, L, Np, dtype=dtype, device=device)
             g_state = g_vdT if g_vdT is not None else torch.zeros(J, K, Np, dtype=dtype, device=device)
+            g_state_in_next = False  # the last product left g_state in the next gW's rows
             lam_next = None                                            # λ at the first step of the next block
             buffers = {}
             for n in range(len(blocks) - 1, -1, -1):
@@ -466,15 +485,18 @@ class _ChunkedMMDEND(torch.autograd.Function):
                 e = s + Lb
                 if Lb not in buffers:
                     buffers[Lb] = (torch.empty(J, Lb + K, Np, dtype=dtype, device=device),   # Z
-                                   torch.empty(J, Lb + K, Np, dtype=dtype, device=device),   # gW
-                                   torch.empty(J, Lb + K, Np, dtype=dtype, device=device),   # gZ
+                                   [torch.empty(J, Lb + K, Np, dtype=dtype, device=device),  # gW, gZ
+                                    torch.empty(J, Lb + K, Np, dtype=dtype, device=device)],
                                    torch.empty(Lb + 1, N, dtype=dtype, device=device),       # [gv; λ_next]
                                    torch.empty(Lb, N, dtype=dtype, device=device),           # λ
                                    torch.empty(Lb, N, dtype=dtype, device=device),           # scratch
                                    torch.empty(J, Lb, Np, dtype=dtype, device=device),       # g f
                                    _soma_matrices(beta_f, Lb, dtype, device)[1],
                                    (M, gM) if Lb == L else (M_tail, gM_tail))
-                Z, gW, gZ, Zg, lam, tmp, gf, Ma, (Mb, gMb) = buffers[Lb]
+                    g_state_in_next = False
+                Z, pair, Zg, lam, tmp, gf, Ma, (Mb, gMb) = buffers[Lb]
+                gW, gZ = pair  # ping-pong: gZ's state rows [Lb:] are the next (earlier) block's gW rows
+                pair.reverse()
                 v_b, x_b = v_ext[s + 1:e + 1], x[s:e]
                 # SSF: straight-through inside the clip range (clamp's inclusive mask)
                 xs = torch.mul(v_b, gain_f, out=tmp).add_(offset_f)
@@ -498,19 +520,20 @@ class _ChunkedMMDEND(torch.autograd.Function):
                 _gather_block(lam, lay, gf, scale=w_d)
                 f_b = f_all[:, s:e]
                 f_val = F.gelu(f_b) if lay.activation == "gelu" else f_b
-                acc[4].append(torch.bmm(gf.view(J, 1, -1), f_val.reshape(J, -1, 1)).view(J))
+                gw_acc[:, :Lb].addcmul_(gf, f_val)
                 _activation_grad(lay.activation, f_b, gf, gW[:, :Lb])
-                gW[:, Lb:].copy_(g_state)
+                if not g_state_in_next:
+                    gW[:, Lb:].copy_(g_state)
                 torch.bmm(Mb.transpose(1, 2), gW, out=gZ)
                 _gather_block(x_b, lay, Z[:, :Lb])
                 Z[:, Lb:].copy_(starts[n])
                 gMb.baddbmm_(gW, Z.transpose(1, 2))
                 _scatter_add_block(gZ[:, :Lb], lay, grad_x[s:e])
-                g_state = gZ[:, Lb:]
+                g_state, g_state_in_next = gZ[:, Lb:], True
             g_vd0 = g_state.clone()
             g_vs0 = lam_next * beta_f
-        g_beta, g_gin, g_gain, g_off, g_w = (torch.stack(terms).sum(0) for terms in acc)
-        g_w = g_w / w_d
+            g_w = gw_acc.sum((1, 2)) / w_d
+        g_beta, g_gin, g_gain, g_off = (torch.stack(terms).sum(0) for terms in acc)
         return (grad_x, gM, gM_tail if ctx.has_tail else None, g_beta, g_w, g_gin, g_gain, g_off, g_vd0, g_vs0,
                 None)
 
@@ -572,7 +595,7 @@ class MMDEND(Neuron):
         dt_min, dt_max: the initial dt_j are log-spaced over [dt_min, dt_max] across branches (0.1, 1.0).
         soma_input_gain: initial γ^s (default 1.0).
         method: ``"auto"`` = ``"chunked"`` (the default: dendrites, nonlinearity, soma and SSF in one autograd
-            node over blocks of 16 steps, block matrix products, hand-written backward; see ``docs/mmdend.md``),
+            node over blocks of 32 steps, block matrix products, hand-written backward; see ``docs/mmdend.md``),
             ``"fft"`` (FFT causal convolutions for dendrites and soma, plain autograd) or ``"sequential"`` (a
             ``step`` loop, the reference).
     """
@@ -788,8 +811,9 @@ class MMDEND(Neuron):
             vs0 = state.soma.to(dtype).reshape(Bp * D)
         lo, hi = self.ssf.clip_bounds()
         levels = self.ssf.levels if self.ssf.firing == "integer" and hi != self.ssf.levels else 0
+        traces = self.recording or (torch.is_grad_enabled() and any(t.requires_grad for t in (x2, vd0, vs0, *ops)))
         lay = _Layout(Bp, D, Dp, J, K, L, self._disjoint, self.channel_index.T.flatten(), self.branch_activation,
-                      (lo, hi), levels)
+                      (lo, hi), levels, traces)
         spikes, v, f_all, vdT, vsT = _ChunkedMMDEND.apply(x2, M, M_tail, beta, w, g_in, gain, offset, vd0, vs0, lay)
         if self.recording:
             self.record_state("v", v.reshape(xc.shape))
