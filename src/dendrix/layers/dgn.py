@@ -172,7 +172,8 @@ class DGNLinear(Neuron):
             else:
                 stacked_bias = torch.cat([stacked_bias[:n_out], self.bias])
             both = F.linear(trace, torch.cat([self.conductance, self.weight], 0), stacked_bias)
-            conductance, current = both[..., :n_out], both[..., n_out:]
+            # unbind (not two slices): its backward is one stack instead of two zero-filled full-size buffers.
+            conductance, current = both.unflatten(-1, (2, n_out)).unbind(-2)
 
         rec = {}
         if self.recurrent:
