@@ -34,6 +34,12 @@ _HALF = (torch.float16, torch.bfloat16)
 _TORCH_CHUNK = 1 << 22
 
 
+
+def _active_pair_ids(s: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Rows and upper-triangle pair indices (i < j, row-major over i) of every active pair of each row."""
+    row, i, j = active_pairs(s)
+    return row, i * (2 * n - i - 1) // 2 + (j - i - 1)
+
 def check_binary(s: Tensor, what: str = "input") -> None:
     bad = ((s != 0) & (s != 1)).any()
     if bool(bad):
@@ -76,8 +82,7 @@ def _torch_forward(s: Tensor, main_val: Tensor, extra_val: Tensor, main_out: Ten
     width = out_f + 1
     R = s.shape[0]
     out = main_val.new_zeros(R * width)
-    row, i, j = active_pairs(s)
-    pid = i * (2 * n - i - 1) // 2 + (j - i - 1)
+    row, pid = _active_pair_ids(s, n)
     step = max(1, _TORCH_CHUNK // max(1, m))
     t = torch.arange(m, device=s.device)
     for c in range(0, pid.numel(), step):
@@ -95,8 +100,7 @@ def _torch_grad_values(s: Tensor, g: Tensor, main_out: Tensor, extra_out: Tensor
     flat = g.reshape(-1)
     gm = g.new_zeros(layout.pairs * m)
     gx = g.new_zeros(layout.pairs)
-    row, i, j = active_pairs(s)
-    pid = i * (2 * n - i - 1) // 2 + (j - i - 1)
+    row, pid = _active_pair_ids(s, n)
     step = max(1, _TORCH_CHUNK // max(1, m))
     t = torch.arange(m, device=s.device)
     for c in range(0, pid.numel(), step):
