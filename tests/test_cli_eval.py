@@ -1,22 +1,14 @@
 """``dendrix eval RUN_DIR``: accuracy always, energy and robustness reports written into the run folder."""
 
 import json
-from typing import NamedTuple
 
 import pytest
 import torch
 
 import dendrix.data
 from dendrix.cli import main
+from dendrix.data import DatasetInfo
 from dendrix.train import Trainer, load_run, resolve_config
-
-
-class _Info(NamedTuple):
-    name: str
-    num_inputs: int
-    num_classes: int
-    time_steps: int
-    input_kind: str = "spikes"
 
 
 class _Spikes(torch.utils.data.Dataset):
@@ -28,7 +20,7 @@ class _Spikes(torch.utils.data.Dataset):
         probs = torch.rand(4, 10, 12, generator=torch.Generator().manual_seed(0)) ** 2
         self.y = torch.arange(n) % 4
         self.x = (torch.rand(n, 10, 12, generator=g) < probs[self.y]).float()
-        self.info = _Info("patterns", 12, 4, 10)
+        self.info = DatasetInfo("patterns", 12, 4, 10)
 
     def __len__(self):
         return len(self.y)

@@ -6,24 +6,17 @@ the real-data checks are in test_train_fsdd.py.
 
 import json
 import math
-from typing import NamedTuple
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import dendrix.data
+from dendrix.data import DatasetInfo
 from dendrix.train import ConfigError, Trainer, TrainingDiverged, load_run, resolve_config
 from dendrix.train.checkpoint import latest_checkpoint
 from dendrix.train.config import parse_overrides
 
-
-class _Info(NamedTuple):
-    name: str
-    num_inputs: int
-    num_classes: int
-    time_steps: int
-    input_kind: str = "spikes"
 
 
 class PatternSpikes(torch.utils.data.Dataset):
@@ -35,7 +28,7 @@ class PatternSpikes(torch.utils.data.Dataset):
         probs = torch.rand(K, T, C, generator=torch.Generator().manual_seed(0)) ** 2
         self.y = torch.arange(n) % K
         self.x = (torch.rand(n, T, C, generator=g) < probs[self.y]).float()
-        self.info = _Info("patterns", C, K, T)
+        self.info = DatasetInfo("patterns", C, K, T)
 
     def __len__(self):
         return len(self.y)
