@@ -76,21 +76,30 @@ def _layout_tensors(layout: PairLayout, device) -> tuple[Tensor, Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------------- torch engine
+def _pair_chunks(s: Tensor, n: int, m: int, width: int, main_out: Tensor, extra_out: Tensor):
+    """Chunks of the active pairs of every row: ``(pair ids p, value slots k, flat [R·width] positions of the
+    main values (empty when m = 0), flat positions of the extra values)``; the forward scatters values there, the value gradient
+    gathers from there."""
+    row, pid = _active_pair_ids(s, n)
+    step = max(1, _TORCH_CHUNK // max(1, m))
+    t = torch.arange(m, device=s.device)
+    for c in range(0, pid.numel(), step):
+        p, r = pid[c:c + step], row[c:c + step] * width
+        k = (p[:, None] * m + t).reshape(-1)
+        main_at = (r[:, None] + main_out[k].view(-1, m).long()).reshape(-1) if m else k
+        yield p, k, main_at, r + extra_out[p].long()
+
+
 def _torch_forward(s: Tensor, main_val: Tensor, extra_val: Tensor, main_out: Tensor, extra_out: Tensor,
                    layout: PairLayout) -> Tensor:
     n, m, out_f = layout.in_features, layout.m, layout.out_features
     width = out_f + 1
     R = s.shape[0]
     out = main_val.new_zeros(R * width)
-    row, pid = _active_pair_ids(s, n)
-    step = max(1, _TORCH_CHUNK // max(1, m))
-    t = torch.arange(m, device=s.device)
-    for c in range(0, pid.numel(), step):
-        p, r = pid[c:c + step], row[c:c + step] * width
+    for p, k, main_at, extra_at in _pair_chunks(s, n, m, width, main_out, extra_out):
         if m:
-            k = (p[:, None] * m + t).reshape(-1)
-            out.index_add_(0, (r[:, None] + main_out[k].view(-1, m).long()).reshape(-1), main_val[k])
-        out.index_add_(0, r + extra_out[p].long(), extra_val[p])
+            out.index_add_(0, main_at, main_val[k])
+        out.index_add_(0, extra_at, extra_val[p])
     return out.view(R, width)
 
 
@@ -100,15 +109,10 @@ def _torch_grad_values(s: Tensor, g: Tensor, main_out: Tensor, extra_out: Tensor
     flat = g.reshape(-1)
     gm = g.new_zeros(layout.pairs * m)
     gx = g.new_zeros(layout.pairs)
-    row, pid = _active_pair_ids(s, n)
-    step = max(1, _TORCH_CHUNK // max(1, m))
-    t = torch.arange(m, device=s.device)
-    for c in range(0, pid.numel(), step):
-        p, r = pid[c:c + step], row[c:c + step] * width
+    for p, k, main_at, extra_at in _pair_chunks(s, n, m, width, main_out, extra_out):
         if m:
-            k = (p[:, None] * m + t).reshape(-1)
-            gm.index_add_(0, k, flat[(r[:, None] + main_out[k].view(-1, m).long()).reshape(-1)])
-        gx.index_add_(0, p, flat[r + extra_out[p].long()])
+            gm.index_add_(0, k, flat[main_at])
+        gx.index_add_(0, p, flat[extra_at])
     return gm, gx
 
 
