@@ -23,18 +23,23 @@ from ...surrogate import Surrogate
 __all__ = ["leaky_sequence_reference", "lif_sequence_reference"]
 
 
+def _fire_and_reset(h: Tensor, v_threshold: float, v_reset: float | None, detach_reset: bool,
+                    surrogate: Surrogate) -> tuple[Tensor, Tensor]:
+    """S[t] and the post-reset V[t] from the pre-reset membrane H[t] (hard or soft reset)."""
+    s = surrogate(h - v_threshold)
+    s_reset = s.detach() if detach_reset else s
+    if v_reset is None:
+        return s, h - v_threshold * s_reset
+    return s, h * (1 - s_reset) + v_reset * s_reset
+
+
 def leaky_sequence_reference(x: Tensor, v0: Tensor, leak, gain, bias, v_threshold: float, v_reset: float | None,
                              detach_reset: bool, surrogate: Surrogate) -> tuple[Tensor, Tensor, Tensor]:
     spikes, potentials = [], []
     v = v0
     for x_t in x.unbind(0):  # unbind: one backward node for all steps (x[t] would cost a full-size gradient each)
         h = leak * v + gain * x_t + bias
-        s = surrogate(h - v_threshold)
-        s_reset = s.detach() if detach_reset else s
-        if v_reset is None:
-            v = h - v_threshold * s_reset
-        else:
-            v = h * (1 - s_reset) + v_reset * s_reset
+        s, v = _fire_and_reset(h, v_threshold, v_reset, detach_reset, surrogate)
         spikes.append(s)
         potentials.append(h)
     return torch.stack(spikes), torch.stack(potentials), v
@@ -51,12 +56,7 @@ def lif_sequence_reference(x: Tensor, v0: Tensor, decay, v_threshold: float, v_r
             h = v + (x_t - (v - reset_value)) * decay
         else:
             h = v - (v - reset_value) * decay + x_t
-        s = surrogate(h - v_threshold)
-        s_reset = s.detach() if detach_reset else s
-        if v_reset is None:
-            v = h - v_threshold * s_reset
-        else:
-            v = h * (1 - s_reset) + v_reset * s_reset
+        s, v = _fire_and_reset(h, v_threshold, v_reset, detach_reset, surrogate)
         spikes.append(s)
         potentials.append(h)
     return torch.stack(spikes), torch.stack(potentials), v
