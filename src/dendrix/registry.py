@@ -11,7 +11,6 @@ the first time it is asked, so ``import dendrix`` stays cheap.
 from __future__ import annotations
 
 import importlib
-import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -45,7 +44,6 @@ _BUILTIN_MODULES = (
     "dendrix.layers.dgn",
 )
 _loaded = False
-_UNAVAILABLE: dict[str, str] = {}  # built-in modules that could not be found, with the reason
 
 
 def register(kind: str, factory: Callable[..., nn.Module], *, family: str, description: str,
@@ -61,12 +59,7 @@ def _load_builtins() -> None:
     if _loaded:
         return
     for name in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:  # a dependency of the module is missing: that is a real error
-                raise
-            _UNAVAILABLE[name] = str(err)  # the module itself is absent (partial install)
+        importlib.import_module(name)  # every built-in module ships with the package: a failure is a real error
     _loaded = True
 
 
@@ -98,11 +91,3 @@ def spiking_layer(kind: str, in_features: int, out_features: int, *, time_steps:
         kw["time_steps"] = time_steps
     return reg.factory(in_features, out_features, **kw)
 
-
-def accepts(factory: Callable, name: str) -> bool:
-    """Whether ``factory`` takes keyword ``name`` (used by builders to pass optional context)."""
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return False
-    return name in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())

@@ -91,11 +91,6 @@ def check_sequence(x: Any, name: str = "x", *, min_rank: int = 3, features: int 
     return x
 
 
-def check_step_input(x_t: Any, name: str = "x_t", *, min_rank: int = 2, features: int | None = None) -> Tensor:
-    """One time step ``[B, *features]``."""
-    return check_sequence(x_t, name, min_rank=min_rank, features=features)
-
-
 def check_state_shape(name: str, tensor: Tensor, expected: torch.Size | tuple) -> None:
     if tuple(tensor.shape) != tuple(expected):
         raise ValueError(f"state {name} has shape {tuple(tensor.shape)} but the input needs {tuple(expected)}; "

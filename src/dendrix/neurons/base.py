@@ -16,14 +16,13 @@ internal traces (membrane potential, branch states); it costs nothing when no re
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
-import torch
 from torch import Tensor, nn
 
 from ..validation import check_sequence, check_state_shape
 
-__all__ = ["Neuron", "State", "map_state", "state_to", "expand_param"]
+__all__ = ["Neuron", "State"]
 
 State = Any  # a NamedTuple (or tuple) of tensors
 
@@ -97,25 +96,3 @@ class Neuron(nn.Module):
         if self._recorder is not None:
             self._recorder(name, value)
 
-
-def map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
-    """Apply ``fn`` to every tensor of a (named) tuple state."""
-    items = [fn(v) if isinstance(v, Tensor) else v for v in state]
-    return type(state)(*items) if hasattr(state, "_fields") else type(state)(items)
-
-
-def state_to(state: State, like: Tensor) -> State:
-    return map_state(state, lambda v: v.to(device=like.device, dtype=like.dtype) if v.is_floating_point() else v.to(like.device))
-
-
-def expand_param(p: Tensor, feature_shape: torch.Size) -> Tensor:
-    """Broadcast a scalar or per-channel parameter against ``[..., *feature_shape]`` (channels last)."""
-    if p.dim() == 0:
-        return p
-    if p.shape[-1] != feature_shape[-1]:
-        raise ValueError(f"per-channel parameter of size {p.shape[-1]} does not match {feature_shape[-1]} channels")
-    return p
-
-
-class _Example(NamedTuple):  # documentation aid: what a state looks like
-    v: Tensor
