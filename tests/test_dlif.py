@@ -206,6 +206,33 @@ def test_low_rank_form_matches_its_dense_matrix():
     torch.testing.assert_close(low_rank_form(s, u, v), torch.einsum("ri,oij,rj->ro", s, K, s))
 
 
+def test_window_mask_law_each_neuron_keeps_a_fraction_d_of_pairs_in_contiguous_windows():
+    n, out, d = 40, 16, 0.3
+    lay = build_layout(n, out, d, generator=torch.Generator().manual_seed(3))
+    o, i, j = lay.entries()
+    pid = i * (2 * n - i - 1) // 2 + (j - i - 1)
+    kept = torch.zeros(lay.pairs, out, dtype=torch.bool)
+    kept[pid, o] = True
+    sizes = kept.sum(1)
+    assert set(sizes.unique().tolist()) <= {lay.m, lay.m + 1}
+    # every pair's kept outputs are the cyclic window start, start + 1, ... (some wrap past out - 1)
+    offsets = (torch.arange(out)[None, :] - lay.start.long()[:, None]) % out
+    assert torch.equal(kept, offsets < sizes[:, None])
+    assert bool(((lay.start.long() + sizes) > out).any())
+    # per neuron: a Bernoulli(d) fraction of the pairs (binomial sd ~ 0.017 here)
+    per_neuron = kept.float().mean(0)
+    assert float((per_neuron - d).abs().max()) < 0.07
+    assert abs(lay.density - d) < 0.02
+
+
+def test_loading_an_independent_mask_state_dict_from_0_1_raises_a_clear_error():
+    layer = DLIFLinear(6, 3, sparsity=0.5, seed=0)
+    old = {k: v for k, v in layer.state_dict().items() if k != "window_start"}
+    old["pair_outputs"] = torch.zeros(15, dtype=torch.int16)
+    with pytest.raises(RuntimeError, match="window_start"):
+        layer.load_state_dict(old)
+
+
 def test_state_dict_round_trip_restores_the_mask():
     a, b = DLIFLinear(9, 4, sparsity=0.6, seed=1), DLIFLinear(9, 4, sparsity=0.6, seed=2)
     b.load_state_dict(a.state_dict())

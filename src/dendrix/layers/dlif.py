@@ -76,11 +76,8 @@ class _Bilinear(Neuron):
             seed = int(torch.randint(0, 2**62, (1,)).item())
         gen = torch.Generator().manual_seed(int(seed))
         layout = build_layout(n, out, 1.0 - self.sparsity, generator=gen)
-        self.register_buffer("pair_outputs", layout.main_out)
+        self.register_buffer("window_start", layout.start)
         self.register_buffer("extra_pairs", layout.extra_pair)
-        self.register_buffer("extra_outputs", layout.extra_out)
-        # Derived from the two buffers above; cached because the kernels need it on every call.
-        self.register_buffer("extra_outputs_padded", layout.extra_out_padded(), persistent=False)
         self._m = layout.m
         self.bilinear_values = nn.Parameter(torch.empty(layout.nnz).uniform_(-bound, bound, generator=gen))
 
@@ -89,8 +86,7 @@ class _Bilinear(Neuron):
     def layout(self) -> PairLayout:
         if self.rank is not None:
             raise AttributeError("a low-rank DLIF layer has no sparse pair layout")
-        return PairLayout(self._n, self._out, self._m, self.pair_outputs, self.extra_pairs, self.extra_outputs,
-                          self.extra_outputs_padded)
+        return PairLayout(self._n, self._out, self._m, self.window_start, self.extra_pairs)
 
     def bilinear_matrix(self) -> Tensor:
         """The dense symmetric, zero-diagonal K ``[out, n, n]`` (``n`` = inputs or input channels)."""
@@ -146,17 +142,17 @@ class _Bilinear(Neuron):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The number of pairs with an extra kept output is random: adopt the saved mask's sizes.
-        for name in ("extra_pairs", "extra_outputs"):
-            key = prefix + name
-            if key in state_dict and name in self._buffers and self._buffers[name].shape != state_dict[key].shape:
-                self._buffers[name] = torch.empty_like(state_dict[key], device=self._buffers[name].device)
+        key = prefix + "extra_pairs"
+        if key in state_dict and "extra_pairs" in self._buffers and self.extra_pairs.shape != state_dict[key].shape:
+            self.extra_pairs = torch.empty_like(state_dict[key], device=self.extra_pairs.device)
         key = prefix + "bilinear_values"
         if key in state_dict and self.bilinear_values is not None and self.bilinear_values.shape != state_dict[key].shape:
             self.bilinear_values = nn.Parameter(torch.empty_like(state_dict[key], device=self.bilinear_values.device))
+        if prefix + "pair_outputs" in state_dict:
+            raise RuntimeError(f"{type(self).__name__}: this state dict stores the mask as per-value output indices "
+                               "(dendrix 0.1.0, independent masks); dendrix >= 0.2 stores cyclic-window masks "
+                               "(`window_start`) and cannot load it. Retrain, or load it with dendrix 0.1.0.")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        if self.rank is None:
-            fresh = PairLayout(self._n, self._out, self._m, self.pair_outputs, self.extra_pairs, self.extra_outputs)
-            self.extra_outputs_padded = fresh.extra_out_padded()
 
     def _extra(self) -> str:
         kind = f"rank={self.rank}" if self.rank is not None else f"sparsity={self.sparsity:g}"

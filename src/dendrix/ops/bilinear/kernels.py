@@ -1,11 +1,16 @@
 """Numba CPU kernels of the sparse bilinear form (imported only when numba is installed).
 
 Work is proportional to the active pairs: for a row with active inputs a, only the pairs (i, j), i < j, both in
-a, are visited, and for each such pair its fixed-length block of kept outputs. Loops run "by first input":
-within a block of rows, all (row, i) with s[row, i] = 1 are bucketed by i (a counting sort), and then for each
-i the pairs (i, j) of every such row are visited. The values of the pairs (i, ·) form one contiguous region of
-a few tens of kB, so they stay in cache while all rows where i fires are served; visiting pairs row by row
-instead jumps over the whole value array and was measured 4-5x slower.
+a, are visited, and for each such pair its window of kept outputs (``layout.py``): ``m`` values added to, or
+gathered from, a contiguous slice ``[start_p, start_p + m)`` of an extended output row of width ``out + m``,
+plus the pair's padded extra value at ``start_p + m`` (zero for pairs without one). Contiguous slices compile
+to vector instructions.
+
+Loops run "by first input": within a block of rows, all (row, i) with s[row, i] = 1 are bucketed by i (a
+counting sort), and then for each i the pairs (i, j) of every such row are visited. The values of the pairs
+(i, ·) form one contiguous region of a few tens of kB, so they stay in cache while all rows where i fires are
+served; visiting pairs row by row instead jumps over the whole value array and was measured 4-5x slower. Row
+blocks of a few thousand rows were measured fastest: smaller blocks reuse the value regions less.
 
 Indices are cast to unsigned integers in the hot loops, which lets LLVM drop negative-index wrap-around code.
 All outputs/gradients are for the half-sum ``Σ_{i<j} K_ij s_i s_j``; the caller multiplies by 2.
@@ -84,8 +89,18 @@ def _pair_base(i, n):
     return iu * (U(2) * U(n) - iu - U(1)) // U(2) - iu - U(1)
 
 
+@njit(cache=True)
+def _fold_rows(out, out_features, m, scale, r0, r1):
+    """Columns ``out_features + t`` onto ``t`` (wrapped windows), then ``× scale``, for rows [r0, r1)."""
+    for r in range(r0, r1):
+        for t in range(m):
+            out[r, t] += out[r, out_features + t]
+        for o in range(out_features):
+            out[r, o] *= scale
+
+
 @njit(fastmath=True, cache=True)
-def _forward_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, flat, width, r0, r1):
+def _forward_rows(aptr, aidx, n, m, start_, main_val, extra_val, flat, width, r0, r1):
     start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
     mu = U(m)
     wu = U(width)
@@ -97,37 +112,41 @@ def _forward_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, fl
             for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
                 pid = base + U(aidx[y])
                 kb = pid * mu
-                for k in range(kb, kb + mu):
-                    flat[ro + U(main_out[k])] += main_val[k]
-                flat[ro + U(extra_out[pid])] += extra_val[pid]
+                o = ro + U(start_[pid])
+                for t in range(mu):
+                    flat[o + t] += main_val[kb + t]
+                flat[o + mu] += extra_val[pid]
 
 
 @njit(parallel=True, cache=True)
-def forward(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, out_features, blocks):
-    """``out[r, o] = Σ_{i<j active in r} K_o,ij`` as ``[R, out_features + 1]`` (last column: padding sink).
-
-    Row blocks run in parallel (each writes its own rows)."""
+def forward(aptr, aidx, n, m, start_, main_val, extra_val, out_features, scale, blocks):
+    """``out[r, o] = scale · Σ_{i<j active in r} K_o,ij`` as ``[R, out_features + m]`` (use columns
+    ``[:out_features]``; the rest is the folded-over window tail). Row blocks run in parallel (``blocks``
+    workers, each writing its own rows)."""
     R = aptr.shape[0] - 1
-    width = out_features + 1
+    width = out_features + m
     out = np.zeros((R, width), main_val.dtype)
     flat = out.reshape(-1)
     for b in prange(blocks):
-        _forward_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, flat, width,
-                      R * b // blocks, R * (b + 1) // blocks)
+        r0, r1 = R * b // blocks, R * (b + 1) // blocks
+        _forward_rows(aptr, aidx, n, m, start_, main_val, extra_val, flat, width, r0, r1)
+        _fold_rows(out, out_features, m, scale, r0, r1)
     return out
 
 
 @njit(cache=True)
-def forward_serial(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, out_features):
+def forward_serial(aptr, aidx, n, m, start_, main_val, extra_val, out_features, scale):
+    """:func:`forward` in the caller's thread (small inputs: a parallel launch costs more than it saves)."""
     R = aptr.shape[0] - 1
-    width = out_features + 1
+    width = out_features + m
     out = np.zeros((R, width), main_val.dtype)
-    _forward_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, out.reshape(-1), width, 0, R)
+    _forward_rows(aptr, aidx, n, m, start_, main_val, extra_val, out.reshape(-1), width, 0, R)
+    _fold_rows(out, out_features, m, scale, 0, R)
     return out
 
 
 @njit(fastmath=True, cache=True)
-def _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, flat, width, start, rows, pos, gm, gx, c, chunks):
+def _grad_values_inputs(aptr, aidx, n, m, start_, flat, width, start, rows, pos, gm, gx, c, chunks):
     mu = U(m)
     wu = U(width)
     # i = c, c + chunks, ...: every thread gets first inputs spread over the whole range (pairs (i, ·) get
@@ -140,43 +159,48 @@ def _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, flat, width, star
             for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
                 pid = base + U(aidx[y])
                 kb = pid * mu
-                for k in range(kb, kb + mu):
-                    gm[k] += flat[ro + U(main_out[k])]
-                gx[pid] += flat[ro + U(extra_out[pid])]
+                o = ro + U(start_[pid])
+                for t in range(mu):
+                    gm[kb + t] += flat[o + t]
+                gx[pid] += flat[o + mu]
 
 
 @njit(parallel=True, cache=True)
-def grad_values(aptr, aidx, n, m, main_out, extra_out, g, gm, chunks):
+def grad_values(aptr, aidx, n, m, start_, g, gm, chunks):
     """Gradients of the main values (accumulated into ``gm``, zero-initialised) and of the padded extra values
-    (returned) for upstream ``g`` ``[R, out+1]`` (last column zero).
+    (returned, one per pair) for the extended upstream gradient ``g`` ``[R, out + m]``.
 
     Parallel over first inputs i (strided, for balance: pairs (i, ·) get fewer as i grows); each thread
-    owns the values of its pairs, so no reduction is needed. ``chunks=1`` runs serially in the caller's thread.
+    owns the values of its pairs, so no reduction is needed.
     """
     R = aptr.shape[0] - 1
-    npairs = n * (n - 1) // 2
-    gx = np.zeros(npairs, g.dtype)
+    gx = np.zeros(n * (n - 1) // 2, g.dtype)
     start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
     flat = g.reshape(-1)
     for c in prange(chunks):
-        _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, flat, g.shape[1], start, rows, pos, gm, gx,
-                            c, chunks)
+        _grad_values_inputs(aptr, aidx, n, m, start_, flat, g.shape[1], start, rows, pos, gm, gx, c, chunks)
     return gx
 
 
 @njit(cache=True)
-def grad_values_serial(aptr, aidx, n, m, main_out, extra_out, g, gm):
+def grad_values_serial(aptr, aidx, n, m, start_, g, gm):
     R = aptr.shape[0] - 1
-    npairs = n * (n - 1) // 2
-    gx = np.zeros(npairs, g.dtype)
+    gx = np.zeros(n * (n - 1) // 2, g.dtype)
     start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
-    _grad_values_inputs(aptr, aidx, n, m, main_out, extra_out, g.reshape(-1), g.shape[1], start, rows, pos, gm, gx,
-                        0, 1)
+    _grad_values_inputs(aptr, aidx, n, m, start_, g.reshape(-1), g.shape[1], start, rows, pos, gm, gx, 0, 1)
     return gx
 
 
+@njit(fastmath=True, cache=True, inline="always")
+def _window_dot(flat, o, main_val, kb, mu, extra):
+    acc = flat[o + mu] * extra
+    for t in range(mu):
+        acc += flat[o + t] * main_val[kb + t]
+    return acc
+
+
 @njit(fastmath=True, cache=True)
-def _grad_input_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, flat, width, gs, r0, r1):
+def _grad_input_rows(aptr, aidx, n, m, start_, main_val, extra_val, flat, width, gs, r0, r1):
     start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
     mu = U(m)
     wu = U(width)
@@ -188,24 +212,17 @@ def _grad_input_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val,
             # partners b < a: pair (b, a) lies in region b
             for b in range(a):
                 pid = _pair_base(b, n) + U(a)
-                kb = pid * mu
-                acc = flat[ro + U(extra_out[pid])] * extra_val[pid]
-                for k in range(kb, kb + mu):
-                    acc += flat[ro + U(main_out[k])] * main_val[k]
-                gs[r, b] += acc
+                gs[r, b] += _window_dot(flat, ro + U(start_[pid]), main_val, pid * mu, mu, extra_val[pid])
             # partners b > a: pairs (a, b) are contiguous in region a
             for b in range(a + 1, n):
                 pid = base_a + U(b)
-                kb = pid * mu
-                acc = flat[ro + U(extra_out[pid])] * extra_val[pid]
-                for k in range(kb, kb + mu):
-                    acc += flat[ro + U(main_out[k])] * main_val[k]
-                gs[r, b] += acc
+                gs[r, b] += _window_dot(flat, ro + U(start_[pid]), main_val, pid * mu, mu, extra_val[pid])
 
 
 @njit(parallel=True, cache=True)
-def grad_input(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g, blocks):
-    """``gs[r, b] = Σ_{a active in r, a≠b} K(a,b)·g[r, :]`` (the derivative of the half-sum w.r.t. s_b).
+def grad_input(aptr, aidx, n, m, start_, main_val, extra_val, g, blocks):
+    """``gs[r, b] = Σ_{a active in r, a≠b} K(a,b)·g[r, :]`` (the derivative of the half-sum w.r.t. s_b), for the
+    extended upstream gradient ``g`` ``[R, out + m]``.
 
     Every input b, active or not, gets a gradient: cost ~ active inputs × n × kept outputs per pair.
     """
@@ -213,15 +230,14 @@ def grad_input(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g, bl
     gs = np.zeros((R, n), g.dtype)
     flat = g.reshape(-1)
     for blk in prange(blocks):
-        _grad_input_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, flat, g.shape[1], gs,
+        _grad_input_rows(aptr, aidx, n, m, start_, main_val, extra_val, flat, g.shape[1], gs,
                          R * blk // blocks, R * (blk + 1) // blocks)
     return gs
 
 
 @njit(cache=True)
-def grad_input_serial(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g):
+def grad_input_serial(aptr, aidx, n, m, start_, main_val, extra_val, g):
     R = aptr.shape[0] - 1
     gs = np.zeros((R, n), g.dtype)
-    _grad_input_rows(aptr, aidx, n, m, main_out, main_val, extra_out, extra_val, g.reshape(-1), g.shape[1], gs,
-                     0, R)
+    _grad_input_rows(aptr, aidx, n, m, start_, main_val, extra_val, g.reshape(-1), g.shape[1], gs, 0, R)
     return gs

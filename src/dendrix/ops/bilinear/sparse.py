@@ -34,11 +34,11 @@ _HALF = (torch.float16, torch.bfloat16)
 _TORCH_CHUNK = 1 << 22
 
 
-
 def _active_pair_ids(s: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Rows and upper-triangle pair indices (i < j, row-major over i) of every active pair of each row."""
     row, i, j = active_pairs(s)
     return row, i * (2 * n - i - 1) // 2 + (j - i - 1)
+
 
 def check_binary(s: Tensor, what: str = "input") -> None:
     bad = ((s != 0) & (s != 1)).any()
@@ -71,55 +71,60 @@ def _pad_extra(values: Tensor, layout: PairLayout) -> Tensor:
     return pad
 
 
-def _layout_tensors(layout: PairLayout, device) -> tuple[Tensor, Tensor]:
-    return layout.main_out.to(device), layout.extra_out_padded().to(device)
+def _extended_grad(grad: Tensor, layout: PairLayout, dtype: torch.dtype) -> Tensor:
+    """``2·grad`` on extended rows ``[R, out + m]``: column ``out + t`` repeats column ``t`` (wrapped windows)."""
+    out_f, m = layout.out_features, layout.m
+    g = grad.new_empty(grad.shape[0], layout.width, dtype=dtype)
+    torch.mul(grad, 2.0, out=g[:, :out_f])
+    g[:, out_f:] = g[:, :m]
+    return g
 
 
 # ---------------------------------------------------------------------------------------------------- torch engine
-def _pair_chunks(s: Tensor, n: int, m: int, width: int, main_out: Tensor, extra_out: Tensor):
+def _pair_chunks(s: Tensor, layout: PairLayout, start: Tensor):
     """Chunks of the active pairs of every row: ``(pair ids p, value slots k, flat [R·width] positions of the
-    main values (empty when m = 0), flat positions of the extra values)``; the forward scatters values there, the value gradient
+    main values, flat positions of the extra values)``; the forward scatters values there, the value gradient
     gathers from there."""
+    n, m, width = layout.in_features, layout.m, layout.width
     row, pid = _active_pair_ids(s, n)
     step = max(1, _TORCH_CHUNK // max(1, m))
     t = torch.arange(m, device=s.device)
     for c in range(0, pid.numel(), step):
-        p, r = pid[c:c + step], row[c:c + step] * width
+        p = pid[c:c + step]
+        at = row[c:c + step] * width + start[p]
         k = (p[:, None] * m + t).reshape(-1)
-        main_at = (r[:, None] + main_out[k].view(-1, m).long()).reshape(-1) if m else k
-        yield p, k, main_at, r + extra_out[p].long()
+        yield p, k, (at[:, None] + t).reshape(-1), at + m
 
 
-def _torch_forward(s: Tensor, main_val: Tensor, extra_val: Tensor, main_out: Tensor, extra_out: Tensor,
-                   layout: PairLayout) -> Tensor:
-    n, m, out_f = layout.in_features, layout.m, layout.out_features
-    width = out_f + 1
-    R = s.shape[0]
-    out = main_val.new_zeros(R * width)
-    for p, k, main_at, extra_at in _pair_chunks(s, n, m, width, main_out, extra_out):
+def _torch_forward(s: Tensor, main_val: Tensor, extra_val: Tensor, start: Tensor, layout: PairLayout) -> Tensor:
+    R, out_f, m = s.shape[0], layout.out_features, layout.m
+    ext = main_val.new_zeros(R * layout.width)
+    for p, k, main_at, extra_at in _pair_chunks(s, layout, start):
         if m:
-            out.index_add_(0, main_at, main_val[k])
-        out.index_add_(0, extra_at, extra_val[p])
-    return out.view(R, width)
+            ext.index_add_(0, main_at, main_val[k])
+        ext.index_add_(0, extra_at, extra_val[p])
+    ext = ext.view(R, layout.width)
+    y = ext[:, :out_f].clone()
+    y[:, :m] += ext[:, out_f:]
+    return y.mul_(2.0)
 
 
-def _torch_grad_values(s: Tensor, g: Tensor, main_out: Tensor, extra_out: Tensor, layout: PairLayout):
-    n, m = layout.in_features, layout.m
-    width = g.shape[1]
+def _torch_grad_values(s: Tensor, g: Tensor, start: Tensor, layout: PairLayout):
+    m = layout.m
     flat = g.reshape(-1)
     gm = g.new_zeros(layout.pairs * m)
     gx = g.new_zeros(layout.pairs)
-    for p, k, main_at, extra_at in _pair_chunks(s, n, m, width, main_out, extra_out):
+    for p, k, main_at, extra_at in _pair_chunks(s, layout, start):
         if m:
             gm.index_add_(0, k, flat[main_at])
         gx.index_add_(0, p, flat[extra_at])
     return gm, gx
 
 
-def _torch_grad_input(s: Tensor, g: Tensor, main_val: Tensor, extra_val: Tensor, main_out: Tensor,
-                      extra_out: Tensor, layout: PairLayout) -> Tensor:
-    n, m = layout.in_features, layout.m
-    R, width = s.shape[0], g.shape[1]
+def _torch_grad_input(s: Tensor, g: Tensor, main_val: Tensor, extra_val: Tensor, start: Tensor,
+                      layout: PairLayout) -> Tensor:
+    n, m, width = layout.in_features, layout.m, layout.width
+    R = s.shape[0]
     flat = g.reshape(-1)
     gs = g.new_zeros(R * n)
     rows, a = torch.nonzero(s, as_tuple=True)
@@ -133,11 +138,10 @@ def _torch_grad_input(s: Tensor, g: Tensor, main_val: Tensor, extra_val: Tensor,
         r, aa, b = r.expand_as(b)[keep], aa.expand_as(b)[keep], b[keep]
         lo, hi = torch.minimum(aa, b), torch.maximum(aa, b)
         p = lo * (2 * n - lo - 1) // 2 + (hi - lo - 1)
-        ro = r * width
-        acc = flat[ro + extra_out[p].long()] * extra_val[p]
+        at = r * width + start[p]
+        acc = flat[at + m] * extra_val[p]
         if m:
-            k = p[:, None] * m + t
-            acc = acc + (flat[ro[:, None] + main_out[k].long()] * main_val[k]).sum(1)
+            acc = acc + (flat[at[:, None] + t] * main_val[p[:, None] * m + t]).sum(1)
         gs.index_add_(0, r * n + b, acc)
     return gs.view(R, n)
 
@@ -155,35 +159,34 @@ def _workers(active: int, limit: int) -> int:
     return 1 if active < _PARALLEL_MIN_ACTIVE else max(1, min(_kernels.num_threads(), limit))
 
 
-def _numba_forward(s, main_val, extra_val, main_out, extra_out, layout, check):
-    """Returns the padded output and the active lists ``(aptr, aidx)`` as tensors (saved for backward, so the
+def _numba_forward(s, main_val, extra_val, start, layout, check):
+    """Returns the output and the active lists ``(aptr, aidx)`` as tensors (saved for backward, so the
     backward does not rescan the input)."""
     aptr, aidx, bad = _kernels.active_lists(_np(s))
     if check and bad:
         check_binary(s)  # raises with the full message
-    args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val), _np(extra_out), _np(extra_val),
-            layout.out_features)
+    args = (aptr, aidx, layout.in_features, layout.m, _np(start), _np(main_val), _np(extra_val),
+            layout.out_features, 2.0)
     workers = _workers(len(aidx), s.shape[0])
-    out = _kernels.forward_serial(*args) if workers == 1 else _kernels.forward(*args, workers)
-    return torch.from_numpy(out), torch.from_numpy(aptr), torch.from_numpy(aidx)
+    ext = _kernels.forward_serial(*args) if workers == 1 else _kernels.forward(*args, workers)
+    return torch.from_numpy(ext)[:, :layout.out_features], torch.from_numpy(aptr), torch.from_numpy(aidx)
 
 
-def _numba_grad_values(lists, g, main_out, extra_out, layout):
+def _numba_grad_values(lists, g, start, layout):
     """The full value gradient ``[nnz]``: main block written in place by the kernel, extras gathered after."""
     aptr, aidx = (t.numpy() for t in lists)
     grad = g.new_zeros(layout.nnz)
     main = layout.pairs * layout.m
-    args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(extra_out), _np(g), grad[:main].numpy())
+    args = (aptr, aidx, layout.in_features, layout.m, _np(start), _np(g), grad[:main].numpy())
     workers = _workers(len(aidx), layout.in_features)
     gx = _kernels.grad_values_serial(*args) if workers == 1 else _kernels.grad_values(*args, workers)
     grad[main:] = torch.from_numpy(gx)[layout.extra_pair]
     return grad
 
 
-def _numba_grad_input(lists, g, main_val, extra_val, main_out, extra_out, layout):
+def _numba_grad_input(lists, g, main_val, extra_val, start, layout):
     aptr, aidx = (t.numpy() for t in lists)
-    args = (aptr, aidx, layout.in_features, layout.m, _np(main_out), _np(main_val), _np(extra_out), _np(extra_val),
-            _np(g))
+    args = (aptr, aidx, layout.in_features, layout.m, _np(start), _np(main_val), _np(extra_val), _np(g))
     workers = _workers(len(aidx), g.shape[0])
     gs = _kernels.grad_input_serial(*args) if workers == 1 else _kernels.grad_input(*args, workers)
     return torch.from_numpy(gs)
@@ -205,21 +208,21 @@ class SparseBilinear(torch.autograd.Function):
         dtype = torch.float32 if values.dtype in _HALF else values.dtype
         sc = s.detach().to(dtype).contiguous()
         vd = values.detach().to(dtype)
-        main_out, extra_out = _layout_tensors(layout, values.device)
+        start = layout.start.to(values.device)
         main_val = vd[:layout.pairs * layout.m]
         extra_val = _pad_extra(vd, layout)
         if engine == "numba":
-            out, aptr, aidx = _numba_forward(sc, main_val, extra_val, main_out, extra_out, layout, check)
+            out, aptr, aidx = _numba_forward(sc, main_val, extra_val, start, layout, check)
             saved = (aptr, aidx)  # the active lists (≈ 4 bytes per input spike) replace a rescan of s
         else:
             if check:
                 check_binary(s)
-            out = _torch_forward(sc, main_val, extra_val, main_out, extra_out, layout)
+            out = _torch_forward(sc, main_val, extra_val, start, layout)
             saved = (s,)
         ctx.layout, ctx.engine = layout, engine
         ctx.s_dtype, ctx.v_dtype = s.dtype, values.dtype
         ctx.save_for_backward(values if ctx.needs_input_grad[0] else None, *saved)
-        return out[:, :layout.out_features].mul_(2.0).to(s.dtype)
+        return out.to(s.dtype)
 
     @staticmethod
     @once_differentiable
@@ -227,26 +230,23 @@ class SparseBilinear(torch.autograd.Function):
         values, *saved = ctx.saved_tensors
         layout: PairLayout = ctx.layout
         dtype = grad.dtype if grad.dtype not in _HALF else torch.float32
-        R = grad.shape[0]
-        g = grad.new_zeros(R, layout.out_features + 1, dtype=dtype)
-        g[:, :layout.out_features] = grad
-        g.mul_(2.0)
+        g = _extended_grad(grad, layout, dtype)
         sc = saved[0].detach().to(dtype).contiguous() if ctx.engine != "numba" else None
-        main_out, extra_out = _layout_tensors(layout, grad.device)
+        start = layout.start.to(grad.device)
         grad_s = grad_values = None
         if ctx.needs_input_grad[1]:
             if ctx.engine == "numba":
-                grad_values = _numba_grad_values(saved, g, main_out, extra_out, layout)
+                grad_values = _numba_grad_values(saved, g, start, layout)
             else:
-                gm, gx = _torch_grad_values(sc, g, main_out, extra_out, layout)
+                gm, gx = _torch_grad_values(sc, g, start, layout)
                 grad_values = torch.cat([gm, gx[layout.extra_pair.to(gx.device)]])
         if ctx.needs_input_grad[0]:
             vd = values.detach().to(dtype)
             main_val, extra_val = vd[:layout.pairs * layout.m], _pad_extra(vd, layout)
             if ctx.engine == "numba":
-                gs = _numba_grad_input(saved, g, main_val, extra_val, main_out, extra_out, layout)
+                gs = _numba_grad_input(saved, g, main_val, extra_val, start, layout)
             else:
-                gs = _torch_grad_input(sc, g, main_val, extra_val, main_out, extra_out, layout)
+                gs = _torch_grad_input(sc, g, main_val, extra_val, start, layout)
             grad_s = gs.to(ctx.s_dtype)
         if grad_values is not None:
             grad_values = grad_values.to(ctx.v_dtype)
