@@ -7,6 +7,7 @@ of Linear + LIF, for the feed-forward and the recurrent layer.
 
     .venv/bin/python benchmarks/bench_dgn.py            # full
     .venv/bin/python benchmarks/bench_dgn.py --quick    # smoke run (small shape, one round)
+    python benchmarks/bench_dgn.py --device cuda         # on the GPU (synchronised timing, CUDA peak memory)
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dendrix.layers import SpikingLinear  # noqa: E402
 from dendrix.layers.dgn import DGNLinear  # noqa: E402
 
 
-def build_cases(n_in: int, n_out: int, with_reference: bool) -> dict[str, torch.nn.Module]:
+def build_cases(n_in: int, n_out: int, with_reference: bool, device: torch.device | str = "cpu"
+                ) -> dict[str, torch.nn.Module]:
     from dendrix.neurons import LIF
 
     torch.manual_seed(0)
@@ -39,7 +41,7 @@ def build_cases(n_in: int, n_out: int, with_reference: bool) -> dict[str, torch.
     if with_reference:
         cases["DGN (reference loop)"] = DGNLinear(n_in, n_out, backend="reference")
         cases["DGN recurrent (reference loop)"] = DGNLinear(n_in, n_out, recurrent=True, backend="reference")
-    return cases
+    return {name: layer.to(device) for name, layer in cases.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,27 +52,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", action="store_true", help="also time the per-step reference backends")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's default); 1 is steadier on a shared machine")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     T, B, n_in, n_out = (20, 4, 70, 16) if args.quick else (250, 32, 700, 128)
     rounds, repeat = (1, 2) if args.quick else (args.rounds, args.repeat)
 
-    cases = build_cases(n_in, n_out, args.reference)
-    x = (torch.rand(T, B, n_in, generator=torch.Generator().manual_seed(1)) < 0.05).float()
+    cases = build_cases(n_in, n_out, args.reference, device)
+    x = (torch.rand(T, B, n_in, generator=torch.Generator().manual_seed(1)) < 0.05).float().to(device)
     runs: dict[str, list[Measurement]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, layer in cases.items():
             reps = 1 if "reference" in name else repeat
-            runs[name].append(measure(name, lambda layer=layer: layer(x), list(layer.parameters()), repeat=reps))
+            runs[name].append(measure(name, lambda layer=layer: layer(x), list(layer.parameters()), repeat=reps,
+                                      device=device))
     rows = []
     for name, ms in runs.items():
         params = sum(p.numel() for p in cases[name].parameters())
         rows.append(Measurement(name, statistics.median(m.fwd_ms for m in ms),
-                                statistics.median(m.fwd_bwd_ms for m in ms), ms[0].saved_mb,
+                                statistics.median(m.fwd_bwd_ms for m in ms), ms[0].saved_mb, ms[0].peak_mb,
                                 extra={"params": params}))
     print(f"DGN layer benchmark: {n_in}->{n_out}, T={T}, B={B}, 5% input spikes, fwd+bwd; "
-          f"median of {rounds} interleaved rounds × {repeat} repeats")
+          f"median of {rounds} interleaved rounds × {repeat} repeats" + ("" if device.type == "cpu" else
+                                                                           f"; device {device}"))
     print(machine_line())
     print()
     print(format_table(rows, reference="Linear+LIF"))

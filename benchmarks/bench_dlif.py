@@ -2,6 +2,7 @@
 
     python benchmarks/bench_dlif.py            # full: 700->128 at rates 1/5/20 %, conv 64->128
     python benchmarks/bench_dlif.py --quick    # small smoke run
+    python benchmarks/bench_dlif.py --device cuda   # the torch engine on a GPU
 
 Times are medians of forward and forward+backward (``.sum().backward()``); memory is the harness's
 saved-for-backward count (parameters saved by the graph included). The input spikes do not require a gradient
@@ -33,22 +34,25 @@ def spikes(shape, rate, seed=0):
     return (torch.rand(*shape, generator=g) < rate).float()
 
 
+DEVICE = torch.device("cpu")
+
+
 def interleaved(cases, rounds):
     """``cases``: (name, forward, params). Every round measures each case once (after one warm-up in the first
     round); returns per case the medians over rounds, and the saved-for-backward size."""
     runs = {name: [] for name, _, _ in cases}
     for r in range(rounds):
         for name, fn, params in cases:
-            runs[name].append(measure(name, fn, params, repeat=1, warmup=1 if r == 0 else 0))
+            runs[name].append(measure(name, fn, params, repeat=1, warmup=1 if r == 0 else 0, device=DEVICE))
     return [Measurement(name, statistics.median(m.fwd_ms for m in ms), statistics.median(m.fwd_bwd_ms for m in ms),
                         ms[0].saved_mb) for name, ms in runs.items()]
 
 
 def linear_case(n_in, n_out, T, B, rate, repeat, sparsity, with_input_grad):
     torch.manual_seed(0)
-    x = spikes((T, B, n_in), rate)
-    ref = SpikingLinear(n_in, n_out, LIF(v_reset=None))
-    dlif = DLIFLinear(n_in, n_out, sparsity=sparsity)
+    x = spikes((T, B, n_in), rate).to(DEVICE)
+    ref = SpikingLinear(n_in, n_out, LIF(v_reset=None)).to(DEVICE)
+    dlif = DLIFLinear(n_in, n_out, sparsity=sparsity).to(DEVICE)
     rows = interleaved([("Linear+LIF", lambda: ref(x), list(ref.parameters())),
                         (f"DLIF s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()))], repeat)
     if with_input_grad:
@@ -61,15 +65,15 @@ def linear_case(n_in, n_out, T, B, rate, repeat, sparsity, with_input_grad):
 
 def conv_case(c_in, c_out, T, B, hw, rate, repeat, sparsity):
     torch.manual_seed(0)
-    x = spikes((T, B, c_in, hw, hw), rate)
-    conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1)
-    lif = LIF(v_reset=None)
+    x = spikes((T, B, c_in, hw, hw), rate).to(DEVICE)
+    conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1).to(DEVICE)
+    lif = LIF(v_reset=None).to(DEVICE)
 
     def ref():
         y = conv(x.reshape(T * B, c_in, hw, hw))
         return lif(y.view(T, B, *y.shape[1:]))
 
-    dlif = DLIFConv2d(c_in, c_out, 3, sparsity=sparsity)
+    dlif = DLIFConv2d(c_in, c_out, 3, sparsity=sparsity).to(DEVICE)
     return interleaved([("Conv2d+LIF", ref, list(conv.parameters())),
                         (f"DLIFConv2d s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()))], repeat)
 
@@ -77,7 +81,12 @@ def conv_case(c_in, c_out, T, B, hw, rate, repeat, sparsity):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes, one repeat")
+    ap.add_argument("--device", default="cpu", help="cpu (numba engine) or cuda (torch engine)")
     args = ap.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available")
     print(machine_line())
     if args.quick:
         settings = [dict(n_in=100, n_out=32, T=20, B=4, rate=0.05)]

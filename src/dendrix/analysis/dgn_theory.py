@@ -46,9 +46,10 @@ class NoiseInputs:
 
 
 def reduce_inputs(p: NoiseInputs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(a, G0, β, γ) per parameter set: a = ΣWμ, G0 = g_l + ΣCμ, β = ΣWσ, γ = ΣCσ."""
-    w, c, mu, sigma = (torch.as_tensor(t, dtype=torch.float64) for t in (p.weight, p.conductance, p.mu, p.sigma))
-    g_leak = torch.as_tensor(p.g_leak, dtype=torch.float64)
+    """(a, G0, β, γ) per parameter set: a = ΣWμ, G0 = g_l + ΣCμ, β = ΣWσ, γ = ΣCσ (on the device of ``weight``)."""
+    w = torch.as_tensor(p.weight, dtype=torch.float64)
+    c, mu, sigma = (torch.as_tensor(t, dtype=torch.float64, device=w.device) for t in (p.conductance, p.mu, p.sigma))
+    g_leak = torch.as_tensor(p.g_leak, dtype=torch.float64, device=w.device)
     if (g_leak < 0).any():
         raise ValueError(f"g_leak must be >= 0, got {p.g_leak!r}")
     if (sigma < 0).any():
@@ -95,7 +96,8 @@ def simulate_variance(p: NoiseInputs, *, dt: float = 1e-3, burn_in: float = 6.0,
     one noise, Σ_i W_i x_i dt = a dt + β ΔB and Σ_i C_i x_i dt = (G0 − g_l) dt + γ ΔB exactly, so simulating the
     reduced coefficients is simulating the per-input model. ``burn_in`` and ``duration`` are in units of the
     slowest relaxation time 1/(G0 − γ²/2) (the decay rate of E[V²]) of each set; statistics pool all paths and all
-    steps after the burn-in. Returns (mean [K], variance [K]) in float64.
+    steps after the burn-in. Returns (mean [K], variance [K]) in float64, on the device of ``p.weight``; the noise is
+    drawn on the CPU (seeded) and moved there, so the paths do not depend on the device.
     """
     check_positive("dt", dt)
     check_nonnegative("burn_in", burn_in)
@@ -115,13 +117,13 @@ def simulate_variance(p: NoiseInputs, *, dt: float = 1e-3, burn_in: float = 6.0,
     drift = (a * dt).unsqueeze(1)                # a dt
     beta_, gamma_ = beta.unsqueeze(1), gamma.unsqueeze(1)
     scratch = torch.empty_like(v)
-    total = torch.zeros(K, dtype=torch.float64)
-    total_sq = torch.zeros(K, dtype=torch.float64)
+    total = torch.zeros(K, dtype=torch.float64, device=v.device)
+    total_sq = torch.zeros(K, dtype=torch.float64, device=v.device)
     sqrt_dt = math.sqrt(dt)
     step = 0
     while step < n_burn + n_sample:
         n = min(chunk, n_burn + n_sample - step)
-        noise = torch.randn(n, K, paths, generator=gen, dtype=torch.float64).mul_(sqrt_dt)
+        noise = torch.randn(n, K, paths, generator=gen, dtype=torch.float64).to(v.device).mul_(sqrt_dt)
         for k in range(n):
             # V ← V + (a − G0 V) dt + (β − γ V) ΔB, in place on [K, paths]
             torch.mul(v, gamma_, out=scratch).neg_().add_(beta_).mul_(noise[k])  # (β − γ V) ΔB

@@ -56,7 +56,7 @@ class DALIF(Neuron):
             channel (last input dimension).
         detach_reset: drop the spike's gradient path through the reset. Default False.
         surrogate: surrogate gradient name or object. Default ``"atan"``.
-        backend: ``"auto"`` | ``"fused"`` | ``"reference"``.
+        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` (CUDA) | ``"reference"`` (see :mod:`dendrix.ops.lif`).
     """
 
     def __init__(self, alpha_init: float = 0.5, beta_init: float = 0.5, v_threshold: float = 1.0,

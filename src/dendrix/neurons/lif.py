@@ -99,7 +99,7 @@ class LIF(_LIFBase):
         surrogate: surrogate gradient, a name (``"atan"``, ``"sigmoid"``, ...) or a
             :class:`dendrix.surrogate.Surrogate`. Default ``"atan"`` (SpikingJelly's ``LIFNode`` itself defaults
             to Sigmoid; pass ``"sigmoid"`` to match that).
-        backend: ``"auto"`` | ``"fused"`` | ``"reference"`` (see :mod:`dendrix.ops.lif`).
+        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` (CUDA) | ``"reference"`` (see :mod:`dendrix.ops.lif`).
     """
 
     def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float | None = 0.0,

@@ -2,15 +2,20 @@
 
 ``lif_sequence`` follows SpikingJelly's LIFNode conventions (1/tau decay, ``decay_input``, hard/soft reset);
 ``leaky_sequence`` is the general form it reduces to, ``H = leak·V + gain·X + bias`` (DA-LIF uses it with
-independent learnable ``leak`` and ``gain``). ``backend``: ``"auto"`` (fused), ``"fused"`` (one autograd
-function with a hand-written backward, ``fused.py``) or ``"reference"`` (plain autograd step loop,
-``reference.py``). A forced backend is always used as asked.
+independent learnable ``leak`` and ``gain``). ``backend``: ``"auto"``, ``"fused"`` (one autograd
+function with a hand-written backward, ``fused.py``), ``"triton"`` (one Triton GPU kernel for the forward and
+one for the backward, ``triton.py``; optional, needs the ``triton`` package and CUDA tensors) or
+``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"`` picks ``"triton"`` for CUDA tensors
+when Triton imports and the case is supported (built-in surrogate), else ``"fused"``. A forced backend is
+always used as asked, or fails with an error saying why.
 
 Half-precision inputs (float16/bfloat16) are integrated in float32, as SpikingJelly does: spikes come back in
 the input dtype, potentials in float32.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import torch
 from torch import Tensor
@@ -20,9 +25,9 @@ from ...validation import check_choice
 from .fused import LeakyFunction, surrogate_derivative_
 from .reference import leaky_sequence_reference, lif_sequence_reference
 
-__all__ = ["lif_sequence", "leaky_sequence", "BACKENDS", "surrogate_derivative_"]
+__all__ = ["lif_sequence", "leaky_sequence", "BACKENDS", "surrogate_derivative_", "resolve_backend"]
 
-BACKENDS = ("auto", "fused", "reference")
+BACKENDS = ("auto", "fused", "triton", "reference")
 _HALF = (torch.float16, torch.bfloat16)
 
 
@@ -59,6 +64,47 @@ def _coefficient(name: str, value, like: Tensor, dtype: torch.dtype):
     return float(value)
 
 
+_TRITON_ENGINE = None          # dendrix.ops.lif.triton once imported
+_TRITON_IMPORT_ERROR = None    # why it could not be imported (kept so we try once)
+
+
+def _triton_engine():
+    """The Triton engine module, imported on first use (Triton is optional and slow to import)."""
+    global _TRITON_ENGINE, _TRITON_IMPORT_ERROR
+    if _TRITON_ENGINE is None and _TRITON_IMPORT_ERROR is None:
+        if importlib.util.find_spec("triton") is None:
+            _TRITON_IMPORT_ERROR = "the 'triton' package is not installed (pip install triton, or dendrix[gpu])"
+        else:
+            try:
+                from . import triton as engine
+            except Exception as err:  # noqa: BLE001 - any import failure means "no Triton here"
+                _TRITON_IMPORT_ERROR = f"importing Triton failed: {type(err).__name__}: {err}"
+            else:
+                _TRITON_ENGINE = engine
+    return _TRITON_ENGINE
+
+
+def resolve_backend(backend: str, x: Tensor, v0: Tensor, surrogate) -> str:
+    """The engine that runs: ``"auto"`` becomes ``"triton"`` (CUDA tensor, Triton importable, case supported)
+    or ``"fused"``; a forced ``"triton"`` that cannot run raises ``RuntimeError`` saying why.
+
+    ``x``, ``v0`` in the compute dtype; ``surrogate`` a :class:`dendrix.surrogate.Surrogate`.
+    """
+    if backend == "auto":
+        if x.device.type != "cuda":
+            return "fused"
+        engine = _triton_engine()
+        return "triton" if engine is not None and engine.unsupported_reason(x, v0, surrogate) is None else "fused"
+    if backend == "triton":
+        engine = _triton_engine()
+        if engine is None:
+            raise RuntimeError(f"backend='triton' is not available: {_TRITON_IMPORT_ERROR}")
+        reason = engine.unsupported_reason(x, v0, surrogate)
+        if reason is not None:
+            raise RuntimeError(f"backend='triton' cannot run this call: {reason}; use backend='auto' or 'fused'")
+    return backend
+
+
 def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_threshold: float = 1.0,
                    v_reset: float | None = 0.0, detach_reset: bool = False, surrogate: SurrogateLike = "atan",
                    backend: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
@@ -77,9 +123,13 @@ def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_thresho
     bias = _coefficient("bias", bias, v0s, dtype)
     v_threshold = float(v_threshold)
     v_reset = None if v_reset is None else float(v_reset)
+    backend = resolve_backend(backend, xs, v0s, sg)
     if backend == "reference":
         spikes, h, v_last = leaky_sequence_reference(xs, v0s, leak, gain, bias, v_threshold, v_reset,
                                                      detach_reset, sg)
+    elif backend == "triton":
+        spikes, h, v_last = _TRITON_ENGINE.LeakyTritonFunction.apply(xs, v0s, leak, gain, bias, v_threshold,
+                                                                     v_reset, bool(detach_reset), sg)
     else:
         spikes, h, v_last = LeakyFunction.apply(xs, v0s, leak, gain, bias, v_threshold, v_reset,
                                                 bool(detach_reset), sg)
@@ -99,7 +149,7 @@ def lif_sequence(x: Tensor, v0: Tensor, decay, v_threshold: float = 1.0, v_reset
     Args:
         x: input current ``[T, *]``.  v0: membrane before the first step ``[*]``.
         decay: 1/tau, a float in (0, 1] or a tensor broadcastable to ``[*]`` (may require grad, as in PLIF).
-        backend: ``"auto"`` | ``"fused"`` | ``"reference"``.
+        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` | ``"reference"``.
 
     Returns ``(spikes [T,*], h [T,*] = pre-reset H[t], v_last [*] = V after the last step)``.
     """

@@ -1,0 +1,412 @@
+"""Triton GPU kernels for the leaky integrate-and-fire recurrence: one launch for the forward, one for the backward.
+
+Same recurrence and meaning as ``fused.py`` (``reference.py`` has the plain per-step version)::
+
+    H[t] = leak * V[t-1] + gain * X[t] + bias
+    S[t] = Θ(H[t] - θ)
+    V[t] = H[t] (1 - S[t]) + v_reset S[t]   (hard)   or   H[t] - θ S[t]   (soft, v_reset=None)
+
+Why a kernel: the fused engine issues 2-3 torch operators per time step, which on a GPU is bound by kernel
+launches (T = 1024 steps cost thousands of launches). Here each Triton program owns a block of neurons and
+walks the whole sequence in registers, so a forward or backward is a single launch whatever T is.
+
+* Forward: per step one load of ``X[t]``, stores of ``H[t]`` and ``S[t]``; ``V`` lives in registers.
+* Backward: the reverse-time adjoint of ``fused.py`` (``docs/neurons.md``, "Backward")::
+
+      gV[T-1] = dL/dV_last,   gV[t] = leak gH[t+1]   (t < T-1)
+      gH[t]   = gS[t] σ'(H[t] - θ) + gH_ext[t] + gV[t] dV/dH[t]
+      dX[t] = gain gH[t],  dV0 = leak gH[0],  d leak = Σ gH[t] V[t-1],  d gain = Σ gH[t] X[t],  d bias = Σ gH[t]
+
+  with dV/dH = (1 - S) + (v_reset - H) σ' (hard), 1 - θ σ' (soft); ``detach_reset`` drops the σ' term.
+  ``V[t-1]`` is recomputed from ``H[t-1]`` (loaded once per step and reused as the next step's ``H``).
+  Parameter gradients are accumulated per neuron in registers and summed to the parameter's shape afterwards.
+* Saved for backward, as in ``fused.py``: ``H`` (an output); ``X`` only when ``gain`` needs a gradient,
+  ``v0`` only when ``leak`` does.
+* Scalars (θ, v_reset, float coefficients, surrogate constants) travel in a small tensor of the compute dtype,
+  not as kernel arguments: Triton passes Python floats as float32, which would round float64 runs.
+* float64 ``exp`` (Sigmoid and DoubleGaussian surrogates) uses libdevice on the GPU for full precision.
+
+Importing this module imports Triton; ``dendrix.ops.lif`` imports it lazily, only when the Triton backend is
+asked for or chosen by ``"auto"`` for a CUDA tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ...surrogate import ATan, DoubleGaussian, FastSigmoid, Rectangular, Sigmoid, Surrogate, Triangle
+from .fused import reduce_to
+
+try:  # full-precision float64 exp on NVIDIA GPUs (unused by the CPU interpreter)
+    from triton.language.extra import libdevice
+except ImportError:  # pragma: no cover - older Triton layouts
+    libdevice = None
+
+__all__ = ["LeakyTritonFunction", "SURROGATE_KINDS", "unsupported_reason", "interpreting"]
+
+# Surrogate classes the kernels implement -> kernel code. Subclasses are not matched (they may redefine it).
+SURROGATE_KINDS: dict[type, int] = {ATan: 0, Sigmoid: 1, Triangle: 2, FastSigmoid: 3, Rectangular: 4,
+                                    DoubleGaussian: 5}
+_DTYPES = (torch.float32, torch.float64)
+
+# Slots of the scalar table.
+_THETA, _V_RESET, _LEAK, _GAIN, _BIAS, _C0 = 0, 1, 2, 3, 4, 5
+_N_CONSTANTS = 5
+_BLOCK = 128      # neurons per program: one per thread with 4 warps; many programs keep all SMs busy
+_NUM_WARPS = 4
+
+
+def interpreting() -> bool:
+    """Whether Triton runs in its CPU interpreter (``TRITON_INTERPRET=1``), which accepts CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def unsupported_reason(x: Tensor, v0: Tensor, surrogate: Surrogate) -> str | None:
+    """Why the kernels cannot run this case (None when they can). ``x`` is already in the compute dtype."""
+    if type(surrogate) not in SURROGATE_KINDS:
+        names = ", ".join(sorted(cls.__name__ for cls in SURROGATE_KINDS))
+        return f"surrogate {surrogate!r} has no Triton kernel (built-in ones do: {names})"
+    if x.dtype not in _DTYPES:
+        return f"dtype {x.dtype} is not supported (float32/float64, or half precision computed in float32)"
+    if x.device.type != "cuda" and not interpreting():
+        return f"tensors must be on a CUDA device, got {x.device} (TRITON_INTERPRET=1 runs CPU tensors)"
+    if v0.device != x.device:
+        return f"v0 is on {v0.device} but x is on {x.device}"
+    return None
+
+
+def _surrogate_constants(surrogate: Surrogate) -> list[float]:
+    """Constants of σ' precomputed in double precision (the kernel code in ``_surrogate_derivative``)."""
+    kind, p = type(surrogate), surrogate.value
+    if kind is ATan:
+        return [math.pi / 2 * p, p / 2]                      # c1 / (1 + (c0 u)²)
+    if kind is Sigmoid:
+        return [p]                                           # c0 s (1 - s), s = 1 / (1 + exp(-c0 u))
+    if kind is Triangle:
+        return [1.0 / p]                                     # max(0, 1 - c0 |u|) c0
+    if kind is FastSigmoid:
+        return [p]                                           # 1 / (1 + c0 |u|)²
+    if kind is Rectangular:
+        return [p / 2, 1.0 / p]                              # c1 if |u| < c0
+    if kind is DoubleGaussian:
+        h, s = surrogate.h, surrogate.s
+        norm = math.sqrt(2.0 * math.pi)
+        # c3 exp(-½ (c1 u)²) - c4 [exp(-½ (c2 (u - c0))²) + exp(-½ (c2 (u + c0))²)]
+        return [p, 1.0 / p, 1.0 / (s * p), (1.0 + h) / (p * norm), h / (s * p * norm)]
+    raise ValueError(f"no Triton kernel for surrogate {surrogate!r}")
+
+
+@triton.jit
+def _exp(z, EXACT_EXP: tl.constexpr):
+    if EXACT_EXP:
+        return libdevice.exp(z)
+    else:
+        return tl.exp(z)
+
+
+@triton.jit
+def _surrogate_derivative(u, params_ptr, KIND: tl.constexpr, EXACT_EXP: tl.constexpr):
+    """σ'(u) for the built-in surrogates; constants from ``_surrogate_constants`` at slots 5.."""
+    c0 = tl.load(params_ptr + 5)
+    if KIND == 0:  # ATan
+        c1 = tl.load(params_ptr + 6)
+        z = c0 * u
+        return c1 / (1.0 + z * z)
+    elif KIND == 1:  # Sigmoid
+        s = 1.0 / (1.0 + _exp(-(c0 * u), EXACT_EXP))
+        return c0 * s * (1.0 - s)
+    elif KIND == 2:  # Triangle
+        return tl.maximum(1.0 - tl.abs(u) * c0, 0.0) * c0
+    elif KIND == 3:  # FastSigmoid
+        d = 1.0 + c0 * tl.abs(u)
+        return 1.0 / (d * d)
+    elif KIND == 4:  # Rectangular
+        c1 = tl.load(params_ptr + 6)
+        return tl.where(tl.abs(u) < c0, c1, 0.0 * u)
+    else:  # DoubleGaussian
+        c1 = tl.load(params_ptr + 6)
+        c2 = tl.load(params_ptr + 7)
+        c3 = tl.load(params_ptr + 8)
+        c4 = tl.load(params_ptr + 9)
+        z0 = c1 * u
+        zp = c2 * (u - c0)
+        zm = c2 * (u + c0)
+        centre = c3 * _exp(-0.5 * (z0 * z0), EXACT_EXP)
+        sides = _exp(-0.5 * (zp * zp), EXACT_EXP) + _exp(-0.5 * (zm * zm), EXACT_EXP)
+        return centre - c4 * sides
+
+
+@triton.jit
+def _coefficient(ptr, params_ptr, SLOT: tl.constexpr, offs, mask, PER_NEURON: tl.constexpr):
+    """A per-neuron coefficient from ``ptr`` or a scalar from the table."""
+    if PER_NEURON:
+        return tl.load(ptr + offs, mask=mask, other=0.0)
+    else:
+        return tl.load(params_ptr + SLOT)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _leaky_forward_kernel(x_ptr, v0_ptr, leak_ptr, gain_ptr, bias_ptr, params_ptr,
+                          spikes_ptr, h_ptr, v_last_ptr, T, M,
+                          LEAK_PER_NEURON: tl.constexpr, GAIN_PER_NEURON: tl.constexpr,
+                          BIAS_PER_NEURON: tl.constexpr, HARD_RESET: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    leak = _coefficient(leak_ptr, params_ptr, 2, offs, mask, LEAK_PER_NEURON)
+    gain = _coefficient(gain_ptr, params_ptr, 3, offs, mask, GAIN_PER_NEURON)
+    bias = _coefficient(bias_ptr, params_ptr, 4, offs, mask, BIAS_PER_NEURON)
+    theta = tl.load(params_ptr + 0)
+    v_reset = tl.load(params_ptr + 1)
+    v = tl.load(v0_ptr + offs, mask=mask, other=0.0)
+    x_ptrs = x_ptr + offs
+    h_ptrs = h_ptr + offs
+    s_ptrs = spikes_ptr + offs
+    t = tl.full([], 0, tl.int32)
+    while t < T:  # a while loop: Triton's CPU interpreter cannot take range() of a runtime bound
+        x_t = tl.load(x_ptrs, mask=mask, other=0.0)
+        h = leak * v + gain * x_t + bias
+        fired = h >= theta
+        tl.store(h_ptrs, h, mask=mask)
+        tl.store(s_ptrs, fired.to(spikes_ptr.dtype.element_ty), mask=mask)
+        if HARD_RESET:
+            v = tl.where(fired, v_reset, h)
+        else:
+            v = tl.where(fired, h - theta, h)
+        x_ptrs += M
+        h_ptrs += M
+        s_ptrs += M
+        t += 1
+    tl.store(v_last_ptr + offs, v, mask=mask)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _leaky_backward_kernel(h_ptr, x_ptr, v0_ptr, g_spikes_ptr, g_h_ptr, g_v_last_ptr, leak_ptr, gain_ptr,
+                           params_ptr, g_x_ptr, g_v0_ptr, g_leak_ptr, g_gain_ptr, g_bias_ptr, T, M,
+                           LEAK_PER_NEURON: tl.constexpr, GAIN_PER_NEURON: tl.constexpr,
+                           HARD_RESET: tl.constexpr, DETACH_RESET: tl.constexpr, SURROGATE: tl.constexpr,
+                           EXACT_EXP: tl.constexpr, HAS_G_SPIKES: tl.constexpr, HAS_G_H: tl.constexpr,
+                           HAS_G_V_LAST: tl.constexpr, NEED_X: tl.constexpr, NEED_V0: tl.constexpr,
+                           NEED_LEAK: tl.constexpr, NEED_GAIN: tl.constexpr, NEED_BIAS: tl.constexpr,
+                           BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    leak = _coefficient(leak_ptr, params_ptr, 2, offs, mask, LEAK_PER_NEURON)
+    gain = _coefficient(gain_ptr, params_ptr, 3, offs, mask, GAIN_PER_NEURON)
+    theta = tl.load(params_ptr + 0)
+    v_reset = tl.load(params_ptr + 1)
+    zero = tl.zeros([BLOCK], dtype=h_ptr.dtype.element_ty)
+    if HAS_G_V_LAST:
+        g_v = tl.load(g_v_last_ptr + offs, mask=mask, other=0.0)  # dL/dV[t], starting at t = T-1
+    else:
+        g_v = zero
+    if NEED_LEAK:
+        v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0)
+    acc_leak = zero
+    acc_gain = zero
+    acc_bias = zero
+    row = (T - 1).to(tl.int64) * M  # element offset of step t (64-bit: T*M may exceed 2**31)
+    h = tl.load(h_ptr + row + offs, mask=mask, other=0.0)
+    t = T - 1
+    while t >= 0:
+        # H[t-1] (the next iteration's H), and V[t-1] recomputed from it (v0 at t = 0).
+        h_prev = tl.load(h_ptr + (row - M) + offs, mask=mask & (t > 0), other=0.0)
+        sg = _surrogate_derivative(h - theta, params_ptr, SURROGATE, EXACT_EXP)
+        fired = h >= theta
+        if HARD_RESET:
+            if DETACH_RESET:
+                dv_dh = tl.where(fired, 0.0, 1.0)
+            else:
+                dv_dh = tl.where(fired, 0.0, 1.0) + (v_reset - h) * sg
+        else:
+            if DETACH_RESET:
+                dv_dh = zero + 1.0
+            else:
+                dv_dh = 1.0 - theta * sg
+        g = dv_dh * g_v
+        if HAS_G_SPIKES:
+            g += tl.load(g_spikes_ptr + row + offs, mask=mask, other=0.0) * sg
+        if HAS_G_H:
+            g += tl.load(g_h_ptr + row + offs, mask=mask, other=0.0)
+        if NEED_LEAK:
+            if HARD_RESET:
+                v_prev = tl.where(h_prev >= theta, v_reset, h_prev)
+            else:
+                v_prev = tl.where(h_prev >= theta, h_prev - theta, h_prev)
+            v_prev = tl.where(t > 0, v_prev, v0)
+            acc_leak += g * v_prev
+        if NEED_GAIN:
+            acc_gain += g * tl.load(x_ptr + row + offs, mask=mask, other=0.0)
+        if NEED_BIAS:
+            acc_bias += g
+        if NEED_X:
+            tl.store(g_x_ptr + row + offs, g * gain, mask=mask)
+        g_v = leak * g
+        h = h_prev
+        row -= M
+        t -= 1
+    if NEED_V0:
+        tl.store(g_v0_ptr + offs, g_v, mask=mask)
+    if NEED_LEAK:
+        tl.store(g_leak_ptr + offs, acc_leak, mask=mask)
+    if NEED_GAIN:
+        tl.store(g_gain_ptr + offs, acc_gain, mask=mask)
+    if NEED_BIAS:
+        tl.store(g_bias_ptr + offs, acc_bias, mask=mask)
+
+
+def _per_neuron(value, step_shape: torch.Size) -> Tensor | None:
+    """A coefficient tensor with more than one element, expanded to one value per neuron ``[M]``."""
+    if isinstance(value, Tensor) and value.numel() > 1:
+        return value.detach().expand(step_shape).contiguous().view(-1)
+    return None
+
+
+def _scalar_table(leak, gain, bias, theta: float, v_reset: float | None, surrogate: Surrogate,
+                  like: Tensor) -> Tensor:
+    """[θ, v_reset, leak, gain, bias, surrogate constants...] in the compute dtype on the device of ``like``.
+
+    Scalar (one-element) coefficient tensors are copied in on the device: no host synchronisation.
+    """
+    values = [theta, 0.0 if v_reset is None else v_reset]
+    tensor_slots = []
+    for slot, value in ((_LEAK, leak), (_GAIN, gain), (_BIAS, bias)):
+        if isinstance(value, Tensor):
+            values.append(0.0)
+            if value.numel() == 1:
+                tensor_slots.append((slot, value))
+        else:
+            values.append(float(value))
+    values += _surrogate_constants(surrogate)
+    if not tensor_slots:  # all Python floats: reuse the device table (kernels only read it)
+        key = (tuple(values), like.dtype, like.device)
+        table = _TABLE_CACHE.get(key)
+        if table is None:
+            if len(_TABLE_CACHE) >= 256:
+                _TABLE_CACHE.clear()
+            table = _TABLE_CACHE[key] = torch.tensor(values, dtype=like.dtype).to(like.device)
+        return table
+    table = torch.tensor(values, dtype=like.dtype).to(like.device)
+    for slot, value in tensor_slots:
+        table[slot:slot + 1].copy_(value.detach().reshape(1))
+    return table
+
+
+_TABLE_CACHE: dict[tuple, Tensor] = {}  # scalar tables of float-only calls, per (values, dtype, device)
+
+
+def _grid(m: int) -> tuple[int]:
+    return (max(1, triton.cdiv(m, _BLOCK)),)
+
+
+def _device_guard(t: Tensor):
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else _NullContext()
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class LeakyTritonFunction(torch.autograd.Function):
+    """``(x [T,*], v0 [*], leak, gain, bias) -> (spikes [T,*], H [T,*], V[T-1] [*])``, as
+    :class:`dendrix.ops.lif.fused.LeakyFunction`, computed by one Triton kernel each way.
+
+    ``x`` and ``v0`` must be float32/float64 on the same CUDA device (any device with ``TRITON_INTERPRET=1``);
+    ``leak``, ``gain``, ``bias`` are floats or tensors broadcastable to ``[*]`` in the compute dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, v0: Tensor, leak, gain, bias, v_threshold: float, v_reset: float | None,
+                detach_reset: bool, surrogate: Surrogate):  # type: ignore[override]
+        reason = unsupported_reason(x, v0, surrogate)
+        if reason is not None:
+            raise ValueError(f"Triton LIF backend: {reason}")
+        theta = float(v_threshold)
+        x_c = x.contiguous()
+        v0_c = v0.contiguous()
+        step_shape = v0.shape
+        m = v0.numel()
+        n_steps = x.shape[0]
+        coefs = [_per_neuron(p, step_shape) for p in (leak, gain, bias)]
+        table = _scalar_table(leak, gain, bias, theta, v_reset, surrogate, x_c)
+        spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        h = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        v_last = torch.empty(step_shape, dtype=x.dtype, device=x.device)
+        if m > 0:
+            with _device_guard(x_c):
+                _leaky_forward_kernel[_grid(m)](
+                    x_c, v0_c, *(c if c is not None else table for c in coefs), table, spikes, h, v_last,
+                    n_steps, m, LEAK_PER_NEURON=coefs[0] is not None, GAIN_PER_NEURON=coefs[1] is not None,
+                    BIAS_PER_NEURON=coefs[2] is not None, HARD_RESET=v_reset is not None, BLOCK=_BLOCK,
+                    num_warps=_NUM_WARPS)
+
+        ctx.v_reset, ctx.detach_reset, ctx.surrogate = v_reset, detach_reset, surrogate
+        ctx.shapes = tuple(p.shape if isinstance(p, Tensor) else None for p in (leak, gain, bias))
+        ctx.per_neuron = tuple(c is not None for c in coefs[:2])
+        need_leak = isinstance(leak, Tensor) and leak.requires_grad
+        need_gain = isinstance(gain, Tensor) and gain.requires_grad
+        # The scalar table (a few numbers, not an autograd input) rides on ctx; leak/gain tensors are saved in
+        # their original (broadcast) shape.
+        ctx.table = table
+        ctx.save_for_backward(h, v0_c if need_leak else None, x_c if need_gain else None,
+                              leak if isinstance(leak, Tensor) else None,
+                              gain if isinstance(gain, Tensor) else None)
+        ctx.set_materialize_grads(False)
+        return spikes, h, v_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_spikes: Tensor | None, g_h: Tensor | None, g_v_last: Tensor | None):  # type: ignore[override]
+        h, v0, x, leak_t, gain_t = ctx.saved_tensors
+        table = ctx.table
+        need_x, need_v0, need_leak, need_gain, need_bias = ctx.needs_input_grad[:5]
+        step_shape = h.shape[1:]
+        m = h[0].numel()
+        n_steps = h.shape[0]
+        leak_pn = _per_neuron(leak_t, step_shape) if ctx.per_neuron[0] else None
+        gain_pn = _per_neuron(gain_t, step_shape) if ctx.per_neuron[1] else None
+        # Autograd hands expanded (stride-0) gradients for sums; the kernel reads dense rows.
+        g_spikes = None if g_spikes is None else g_spikes.to(h.dtype).contiguous()
+        g_h = None if g_h is None else g_h.to(h.dtype).contiguous()
+        g_v_last = None if g_v_last is None else g_v_last.to(h.dtype).contiguous()
+
+        def new(shape, needed):
+            return torch.empty(shape, dtype=h.dtype, device=h.device) if needed else None
+
+        g_x = new(h.shape, need_x)
+        g_v0 = new(step_shape, need_v0)
+        acc = [new(step_shape, n) for n in (need_leak, need_gain, need_bias)]
+        if m > 0:
+            def ptr(t):
+                return table if t is None else t  # any valid pointer; the kernel never reads it
+
+            with _device_guard(h):
+                _leaky_backward_kernel[_grid(m)](
+                    h, ptr(x), ptr(v0), ptr(g_spikes), ptr(g_h), ptr(g_v_last), ptr(leak_pn), ptr(gain_pn),
+                    table, ptr(g_x), ptr(g_v0), *(ptr(a) for a in acc), n_steps, m,
+                    LEAK_PER_NEURON=leak_pn is not None, GAIN_PER_NEURON=gain_pn is not None,
+                    HARD_RESET=ctx.v_reset is not None, DETACH_RESET=bool(ctx.detach_reset),
+                    SURROGATE=SURROGATE_KINDS[type(ctx.surrogate)],
+                    EXACT_EXP=h.dtype == torch.float64 and h.device.type == "cuda" and libdevice is not None,
+                    HAS_G_SPIKES=g_spikes is not None, HAS_G_H=g_h is not None,
+                    HAS_G_V_LAST=g_v_last is not None, NEED_X=need_x, NEED_V0=need_v0, NEED_LEAK=need_leak,
+                    NEED_GAIN=need_gain, NEED_BIAS=need_bias, BLOCK=_BLOCK, num_warps=_NUM_WARPS)
+        else:
+            for a in (g_x, g_v0, *acc):
+                if a is not None:
+                    a.zero_()
+        leak_shape, gain_shape, bias_shape = ctx.shapes
+        g_leak = reduce_to(acc[0], leak_shape) if need_leak else None
+        g_gain = reduce_to(acc[1], gain_shape) if need_gain else None
+        g_bias = reduce_to(acc[2], bias_shape) if need_bias else None
+        return g_x, g_v0, g_leak, g_gain, g_bias, None, None, None, None
