@@ -12,7 +12,11 @@ counting sort), and then for each i the pairs (i, j) of every such row are visit
 served; visiting pairs row by row instead jumps over the whole value array and was measured 4-5x slower. Row
 blocks of a few thousand rows were measured fastest: smaller blocks reuse the value regions less.
 
-Indices are cast to unsigned integers in the hot loops, which lets LLVM drop negative-index wrap-around code.
+Each (row, first input) visit touches a whole output (or gradient) row, and with thousands of rows per block
+these rows live in L3, not L2: the kernels prefetch the row of the visit two ahead (``_prefetch_row``).
+Interleaved A/B on the DLIF benchmark shape: forward 20.2 -> 19.0 ms, value gradient 19.8 -> 19.3 ms, input
+gradient 480 -> 458 ms (medians); single runs in slower phases of the shared machine showed up to 30 %. Indices are cast to unsigned integers in the hot loops, which lets
+LLVM drop negative-index wrap-around code.
 All outputs/gradients are for the half-sum ``Σ_{i<j} K_ij s_i s_j``; the caller multiplies by 2.
 """
 
@@ -20,9 +24,13 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 U = numba.uint64
+PREFETCH_AHEAD = 2  # visits ahead: one visit (~17 pairs) takes about as long as an L3 fetch
 
 __all__ = ["active_lists", "forward", "forward_serial", "grad_values", "grad_values_serial", "grad_input",
            "grad_input_serial", "num_threads"]
@@ -30,6 +38,31 @@ __all__ = ["active_lists", "forward", "forward_serial", "grad_values", "grad_val
 
 def num_threads() -> int:
     return numba.get_num_threads()
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """LLVM's ``prefetch`` of ``arr[idx]`` (hint for the data cache, kept in all levels; no effect on results)."""
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        if getattr(ptr.type, "is_opaque", False):
+            name = "llvm.prefetch.p0"
+        else:  # typed pointers (older LLVM)
+            ptr, name = builder.bitcast(ptr, ir.IntType(8).as_pointer()), "llvm.prefetch.p0i8"
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                            name)
+        builder.call(fn, [ptr, i32(1), i32(3), i32(1)])  # write intent, keep in all caches, data
+        return context.get_dummy_value()
+    return types.void(arr, idx), codegen
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(flat, at, width):
+    for c in range(U(0), U(width), U(16)):  # one prefetch per 64-byte line of float32
+        _prefetch(flat, at + c)
 
 
 @njit(cache=True)
@@ -104,9 +137,12 @@ def _forward_rows(aptr, aidx, n, m, start_, main_val, extra_val, flat, width, r0
     start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
     mu = U(m)
     wu = U(width)
+    visits = start[n]
     for i in range(n):
         base = _pair_base(i, n)
         for q in range(start[i], start[i + 1]):
+            if q + PREFETCH_AHEAD < visits:
+                _prefetch_row(flat, U(rows[q + PREFETCH_AHEAD]) * wu, width)
             r = U(rows[q])
             ro = r * wu
             for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
@@ -154,6 +190,8 @@ def _grad_values_inputs(aptr, aidx, n, m, start_, flat, width, start, rows, pos,
     for i in range(c, n, chunks):
         base = _pair_base(i, n)
         for q in range(start[i], start[i + 1]):
+            if q + PREFETCH_AHEAD < start[i + 1]:
+                _prefetch_row(flat, U(rows[q + PREFETCH_AHEAD]) * wu, width)
             r = U(rows[q])
             ro = r * wu
             for y in range(U(pos[q]) + U(1), U(aptr[r + U(1)])):
@@ -204,9 +242,15 @@ def _grad_input_rows(aptr, aidx, n, m, start_, main_val, extra_val, flat, width,
     start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
     mu = U(m)
     wu = U(width)
+    visits = start[n]
+    gs_flat = gs.reshape(-1)
     for a in range(n):
         base_a = _pair_base(a, n)
         for q in range(start[a], start[a + 1]):
+            if q + PREFETCH_AHEAD < visits:
+                ahead = U(rows[q + PREFETCH_AHEAD])
+                _prefetch_row(flat, ahead * wu, width)
+                _prefetch_row(gs_flat, ahead * U(n), n)
             r = rows[q]
             ro = U(r) * wu
             # partners b < a: pair (b, a) lies in region b
