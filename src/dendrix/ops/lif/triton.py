@@ -32,40 +32,25 @@ asked for or chosen by ``"auto"`` for a CUDA tensor.
 
 from __future__ import annotations
 
-import math
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ...surrogate import ATan, DoubleGaussian, FastSigmoid, Rectangular, Sigmoid, Surrogate, Triangle
+from ...surrogate import Surrogate
+from ..triton_common import (SURROGATE_KINDS, device_guard, interpreting, surrogate_constants,
+                             surrogate_derivative)
 from .fused import reduce_to
 
-try:  # full-precision float64 exp on NVIDIA GPUs (unused by the CPU interpreter)
-    from triton.language.extra import libdevice
-except ImportError:  # pragma: no cover - older Triton layouts
-    libdevice = None
+__all__ = ["LeakyTritonFunction", "unsupported_reason"]
 
-__all__ = ["LeakyTritonFunction", "SURROGATE_KINDS", "unsupported_reason", "interpreting"]
-
-# Surrogate classes the kernels implement -> kernel code. Subclasses are not matched (they may redefine it).
-SURROGATE_KINDS: dict[type, int] = {ATan: 0, Sigmoid: 1, Triangle: 2, FastSigmoid: 3, Rectangular: 4,
-                                    DoubleGaussian: 5}
 _DTYPES = (torch.float32, torch.float64)
 
 # Slots of the scalar table.
 _THETA, _V_RESET, _LEAK, _GAIN, _BIAS, _C0 = 0, 1, 2, 3, 4, 5
-_N_CONSTANTS = 5
 _BLOCK = 128      # neurons per program: one per thread with 4 warps; many programs keep all SMs busy
 _NUM_WARPS = 4
-
-
-def interpreting() -> bool:
-    """Whether Triton runs in its CPU interpreter (``TRITON_INTERPRET=1``), which accepts CPU tensors."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def unsupported_reason(x: Tensor, v0: Tensor, surrogate: Surrogate) -> str | None:
@@ -80,67 +65,6 @@ def unsupported_reason(x: Tensor, v0: Tensor, surrogate: Surrogate) -> str | Non
     if v0.device != x.device:
         return f"v0 is on {v0.device} but x is on {x.device}"
     return None
-
-
-def _surrogate_constants(surrogate: Surrogate) -> list[float]:
-    """Constants of σ' precomputed in double precision (the kernel code in ``_surrogate_derivative``)."""
-    kind, p = type(surrogate), surrogate.value
-    if kind is ATan:
-        return [math.pi / 2 * p, p / 2]                      # c1 / (1 + (c0 u)²)
-    if kind is Sigmoid:
-        return [p]                                           # c0 s (1 - s), s = 1 / (1 + exp(-c0 u))
-    if kind is Triangle:
-        return [1.0 / p]                                     # max(0, 1 - c0 |u|) c0
-    if kind is FastSigmoid:
-        return [p]                                           # 1 / (1 + c0 |u|)²
-    if kind is Rectangular:
-        return [p / 2, 1.0 / p]                              # c1 if |u| < c0
-    if kind is DoubleGaussian:
-        h, s = surrogate.h, surrogate.s
-        norm = math.sqrt(2.0 * math.pi)
-        # c3 exp(-½ (c1 u)²) - c4 [exp(-½ (c2 (u - c0))²) + exp(-½ (c2 (u + c0))²)]
-        return [p, 1.0 / p, 1.0 / (s * p), (1.0 + h) / (p * norm), h / (s * p * norm)]
-    raise ValueError(f"no Triton kernel for surrogate {surrogate!r}")
-
-
-@triton.jit
-def _exp(z, EXACT_EXP: tl.constexpr):
-    if EXACT_EXP:
-        return libdevice.exp(z)
-    else:
-        return tl.exp(z)
-
-
-@triton.jit
-def _surrogate_derivative(u, params_ptr, KIND: tl.constexpr, EXACT_EXP: tl.constexpr):
-    """σ'(u) for the built-in surrogates; constants from ``_surrogate_constants`` at slots 5.."""
-    c0 = tl.load(params_ptr + 5)
-    if KIND == 0:  # ATan
-        c1 = tl.load(params_ptr + 6)
-        z = c0 * u
-        return c1 / (1.0 + z * z)
-    elif KIND == 1:  # Sigmoid
-        s = 1.0 / (1.0 + _exp(-(c0 * u), EXACT_EXP))
-        return c0 * s * (1.0 - s)
-    elif KIND == 2:  # Triangle
-        return tl.maximum(1.0 - tl.abs(u) * c0, 0.0) * c0
-    elif KIND == 3:  # FastSigmoid
-        d = 1.0 + c0 * tl.abs(u)
-        return 1.0 / (d * d)
-    elif KIND == 4:  # Rectangular
-        c1 = tl.load(params_ptr + 6)
-        return tl.where(tl.abs(u) < c0, c1, 0.0 * u)
-    else:  # DoubleGaussian
-        c1 = tl.load(params_ptr + 6)
-        c2 = tl.load(params_ptr + 7)
-        c3 = tl.load(params_ptr + 8)
-        c4 = tl.load(params_ptr + 9)
-        z0 = c1 * u
-        zp = c2 * (u - c0)
-        zm = c2 * (u + c0)
-        centre = c3 * _exp(-0.5 * (z0 * z0), EXACT_EXP)
-        sides = _exp(-0.5 * (zp * zp), EXACT_EXP) + _exp(-0.5 * (zm * zm), EXACT_EXP)
-        return centre - c4 * sides
 
 
 @triton.jit
@@ -217,7 +141,7 @@ def _leaky_backward_kernel(h_ptr, x_ptr, v0_ptr, g_spikes_ptr, g_h_ptr, g_v_last
     while t >= 0:
         # H[t-1] (the next iteration's H), and V[t-1] recomputed from it (v0 at t = 0).
         h_prev = tl.load(h_ptr + (row - M) + offs, mask=mask & (t > 0), other=0.0)
-        sg = _surrogate_derivative(h - theta, params_ptr, SURROGATE, EXACT_EXP)
+        sg = surrogate_derivative(h - theta, params_ptr + _C0, SURROGATE, EXACT_EXP)
         fired = h >= theta
         if HARD_RESET:
             if DETACH_RESET:
@@ -283,7 +207,7 @@ def _scalar_table(leak, gain, bias, theta: float, v_reset: float | None, surroga
                 tensor_slots.append((slot, value))
         else:
             values.append(float(value))
-    values += _surrogate_constants(surrogate)
+    values += surrogate_constants(surrogate)
     if not tensor_slots:  # all Python floats: reuse the device table (kernels only read it)
         key = (tuple(values), like.dtype, like.device)
         table = _TABLE_CACHE.get(key)
@@ -303,18 +227,6 @@ _TABLE_CACHE: dict[tuple, Tensor] = {}  # scalar tables of float-only calls, per
 
 def _grid(m: int) -> tuple[int]:
     return (max(1, triton.cdiv(m, _BLOCK)),)
-
-
-def _device_guard(t: Tensor):
-    return torch.cuda.device(t.device) if t.device.type == "cuda" else _NullContext()
-
-
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class LeakyTritonFunction(torch.autograd.Function):
@@ -343,7 +255,7 @@ class LeakyTritonFunction(torch.autograd.Function):
         h = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         v_last = torch.empty(step_shape, dtype=x.dtype, device=x.device)
         if m > 0:
-            with _device_guard(x_c):
+            with device_guard(x_c):
                 _leaky_forward_kernel[_grid(m)](
                     x_c, v0_c, *(c if c is not None else table for c in coefs), table, spikes, h, v_last,
                     n_steps, m, LEAK_PER_NEURON=coefs[0] is not None, GAIN_PER_NEURON=coefs[1] is not None,
@@ -390,7 +302,7 @@ class LeakyTritonFunction(torch.autograd.Function):
             def ptr(t):
                 return table if t is None else t  # any valid pointer; the kernel never reads it
 
-            with _device_guard(h):
+            with device_guard(h):
                 _leaky_backward_kernel[_grid(m)](
                     h, ptr(x), ptr(v0), ptr(g_spikes), ptr(g_h), ptr(g_v_last), ptr(leak_pn), ptr(gain_pn),
                     table, ptr(g_x), ptr(g_v0), *(ptr(a) for a in acc), n_steps, m,
