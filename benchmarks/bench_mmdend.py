@@ -26,7 +26,7 @@ from harness import Measurement, machine_line, measure  # noqa: E402
 from dendrix.neurons import LIF, MMDEND, PMSN  # noqa: E402
 
 
-def run(lengths, batch, channels, repeat, device, with_pmsn):
+def run(lengths, batch, channels, repeat, device, with_pmsn, with_fft=False):
     """Per T: ``repeat`` rounds, each timing every model once (forward, then forward+backward), so that load
     swings of the shared machine hit all models alike; the medians over rounds are reported."""
     rows: list[tuple[int, dict[str, Measurement]]] = []
@@ -34,6 +34,8 @@ def run(lengths, batch, channels, repeat, device, with_pmsn):
         torch.manual_seed(0)
         x = (torch.randn(T, batch, channels, device=device) * 1.5).requires_grad_()
         models = {"LIF (fused)": LIF().to(device), "MMDEND": MMDEND(channels).to(device)}
+        if with_fft:
+            models["MMDEND (fft)"] = MMDEND(channels, method="fft").to(device)
         if with_pmsn:
             models["PMSN"] = PMSN(channels).to(device)
         rounds: dict[str, list[Measurement]] = {name: [] for name in models}
@@ -86,12 +88,13 @@ def main(argv=None):
     ap.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024, 4096])
     ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds per T (median reported)")
     ap.add_argument("--pmsn", action="store_true", help="add PMSN rows")
+    ap.add_argument("--fft", action="store_true", help="add MMDEND with method='fft' (the default is 'chunked')")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
     if args.quick:
         args.lengths, args.batch, args.channels, args.repeat = [32, 64], 4, 16, 2
-    rows = run(args.lengths, args.batch, args.channels, args.repeat, args.device, args.pmsn)
-    others = ["MMDEND"] + (["PMSN"] if args.pmsn else [])
+    rows = run(args.lengths, args.batch, args.channels, args.repeat, args.device, args.pmsn, args.fft)
+    others = ["MMDEND"] + (["MMDEND (fft)"] if args.fft else []) + (["PMSN"] if args.pmsn else [])
     print(f"channels {args.channels}, batch {args.batch}, device {args.device}, median of {args.repeat} "
           f"interleaved rounds")
     print(machine_line())

@@ -7,6 +7,6 @@ from . import surrogate
 from .recording import Recording, record
 from .registry import available, describe, register, spiking_layer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["available", "describe", "register", "spiking_layer", "record", "Recording", "surrogate", "__version__"]
