@@ -8,6 +8,9 @@ of Linear + LIF, for the feed-forward and the recurrent layer.
     .venv/bin/python benchmarks/bench_dgn.py            # full
     .venv/bin/python benchmarks/bench_dgn.py --quick    # smoke run (small shape, one round)
     python benchmarks/bench_dgn.py --device cuda         # on the GPU (synchronised timing, CUDA peak memory)
+
+The table names the engine each case ran ("auto" picks the Triton kernels for CUDA tensors when Triton is
+installed); on CUDA the feed-forward and recurrent DGN are also timed with the fused engine forced, for comparison.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ def build_cases(n_in: int, n_out: int, with_reference: bool, device: torch.devic
                 ) -> dict[str, torch.nn.Module]:
     from dendrix.neurons import LIF
 
+    device = torch.device(device)
+
     torch.manual_seed(0)
     cases = {
         "Linear+LIF": SpikingLinear(n_in, n_out, LIF(), bias=False),
@@ -38,10 +43,29 @@ def build_cases(n_in: int, n_out: int, with_reference: bool, device: torch.devic
         "DGN recurrent": DGNLinear(n_in, n_out, recurrent=True),
         "S-DGN recurrent": DGNLinear(n_in, n_out, recurrent=True, shared_reversal=True),
     }
+    if device.type == "cuda":  # the CPU engine on the GPU, against whatever "auto" picked
+        cases["DGN (fused forced)"] = DGNLinear(n_in, n_out, backend="fused")
+        cases["DGN recurrent (fused forced)"] = DGNLinear(n_in, n_out, recurrent=True, backend="fused")
     if with_reference:
         cases["DGN (reference loop)"] = DGNLinear(n_in, n_out, backend="reference")
         cases["DGN recurrent (reference loop)"] = DGNLinear(n_in, n_out, recurrent=True, backend="reference")
     return {name: layer.to(device) for name, layer in cases.items()}
+
+
+def engine_name(layer: torch.nn.Module, device: torch.device) -> str:
+    """The engine that ``layer`` runs on ``device`` (what its ``backend`` resolves to)."""
+    probe = torch.zeros(1, 1, 1, device=device)
+    if isinstance(layer, DGNLinear):
+        from dendrix.ops.dgn import resolve_backend
+
+        return resolve_backend(layer.backend, {"conductance": probe.to(layer.conductance.dtype)}, layer.surrogate,
+                               layer.out_features if layer.recurrent else None)
+    neuron = getattr(layer, "neuron", None)
+    if neuron is not None and hasattr(neuron, "backend"):
+        from dendrix.ops.lif import resolve_backend as lif_backend
+
+        return "lif " + lif_backend(neuron.backend, probe, probe[0], neuron.surrogate)
+    return "?"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         params = sum(p.numel() for p in cases[name].parameters())
         rows.append(Measurement(name, statistics.median(m.fwd_ms for m in ms),
                                 statistics.median(m.fwd_bwd_ms for m in ms), ms[0].saved_mb, ms[0].peak_mb,
-                                extra={"params": params}))
+                                extra={"params": params, "engine": engine_name(cases[name], device)}))
     print(f"DGN layer benchmark: {n_in}->{n_out}, T={T}, B={B}, 5% input spikes, fwd+bwd; "
           f"median of {rounds} interleaved rounds × {repeat} repeats" + ("" if device.type == "cpu" else
                                                                            f"; device {device}"))
@@ -83,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(rows, reference="Linear+LIF"))
     print()
-    print("| case | parameters |\n|---|---|")
+    print("| case | engine | parameters |\n|---|---|---|")
     for r in rows:
-        print(f"| {r.name} | {r.extra['params']:,} |")
+        print(f"| {r.name} | {r.extra['engine']} | {r.extra['params']:,} |")
     return 0
 
 

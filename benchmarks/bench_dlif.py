@@ -2,7 +2,8 @@
 
     python benchmarks/bench_dlif.py            # full: 700->128 at rates 1/5/20 %, conv 64->128
     python benchmarks/bench_dlif.py --quick    # small smoke run
-    python benchmarks/bench_dlif.py --device cuda   # the torch engine on a GPU
+    python benchmarks/bench_dlif.py --device cuda   # on a GPU ("auto": the Triton engine when Triton imports)
+    python benchmarks/bench_dlif.py --device cuda --backend torch   # a given bilinear engine
 
 Times are medians of forward and forward+backward (``.sum().backward()``); memory is the harness's
 saved-for-backward count (parameters saved by the graph included). The input spikes do not require a gradient
@@ -26,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Measurement, format_table, machine_line, measure  # noqa: E402
 
 from dendrix.layers import DLIFConv2d, DLIFLinear, SpikingLinear  # noqa: E402
+from dendrix.ops.bilinear import BACKENDS, resolve_backend  # noqa: E402
 from dendrix.neurons.lif import LIF  # noqa: E402
 
 
@@ -35,6 +37,7 @@ def spikes(shape, rate, seed=0):
 
 
 DEVICE = torch.device("cpu")
+BACKEND = "auto"  # bilinear engine of the DLIF layers (--backend)
 
 
 def interleaved(cases, rounds):
@@ -52,7 +55,7 @@ def linear_case(n_in, n_out, T, B, rate, repeat, sparsity, with_input_grad):
     torch.manual_seed(0)
     x = spikes((T, B, n_in), rate).to(DEVICE)
     ref = SpikingLinear(n_in, n_out, LIF(v_reset=None)).to(DEVICE)
-    dlif = DLIFLinear(n_in, n_out, sparsity=sparsity).to(DEVICE)
+    dlif = DLIFLinear(n_in, n_out, sparsity=sparsity, backend=BACKEND).to(DEVICE)
     rows = interleaved([("Linear+LIF", lambda: ref(x), list(ref.parameters())),
                         (f"DLIF s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()))], repeat)
     if with_input_grad:
@@ -73,7 +76,7 @@ def conv_case(c_in, c_out, T, B, hw, rate, repeat, sparsity):
         y = conv(x.reshape(T * B, c_in, hw, hw))
         return lif(y.view(T, B, *y.shape[1:]))
 
-    dlif = DLIFConv2d(c_in, c_out, 3, sparsity=sparsity).to(DEVICE)
+    dlif = DLIFConv2d(c_in, c_out, 3, sparsity=sparsity, backend=BACKEND).to(DEVICE)
     return interleaved([("Conv2d+LIF", ref, list(conv.parameters())),
                         (f"DLIFConv2d s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()))], repeat)
 
@@ -81,13 +84,18 @@ def conv_case(c_in, c_out, T, B, hw, rate, repeat, sparsity):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes, one repeat")
-    ap.add_argument("--device", default="cpu", help="cpu (numba engine) or cuda (torch engine)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--backend", default="auto", choices=[b for b in BACKENDS if b != "reference"],
+                    help="bilinear engine of the DLIF layers (auto: numba on CPU, triton on CUDA when available)")
     args = ap.parse_args(argv)
-    global DEVICE
+    global DEVICE, BACKEND
     DEVICE = torch.device(args.device)
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: CUDA is not available")
+    BACKEND = args.backend
+    engine = resolve_backend(BACKEND, DEVICE)  # raises if a forced engine cannot run here
     print(machine_line())
+    print(f"bilinear engine: {engine} (--backend {BACKEND}, device {DEVICE})")
     if args.quick:
         settings = [dict(n_in=100, n_out=32, T=20, B=4, rate=0.05)]
         conv = dict(c_in=8, c_out=16, T=2, B=2, hw=8, rate=0.05)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Measurement, format_table, machine_line, measure  # noqa: E402
 
 REFERENCE = "SpikingJelly LIFNode (multi-step)"
-OURS = "dendrix LIF (fused)"
+OURS = "dendrix LIF (auto)"  # fused engine on CPU; on CUDA the "device:" line names the engine (Triton)
 
 
 def _spikingjelly():
@@ -67,11 +67,11 @@ def build_cases(n: int, device: torch.device | str = "cpu"
     lif = LIF(tau=2.0).to(device)
     cases[OURS] = (lif, [])
     plif = PLIF(init_tau=2.0).to(device)
-    cases["dendrix PLIF (fused)"] = (plif, list(plif.parameters()))
+    cases["dendrix PLIF (auto)"] = (plif, list(plif.parameters()))
     alif = ALIF(channels=n).to(device)
-    cases["dendrix ALIF (fused)"] = (alif, list(alif.parameters()))
+    cases["dendrix ALIF (auto)"] = (alif, list(alif.parameters()))
     dalif = DALIF().to(device)
-    cases["dendrix DA-LIF (fused)"] = (dalif, list(dalif.parameters()))
+    cases["dendrix DA-LIF (auto)"] = (dalif, list(dalif.parameters()))
     if torch.device(device).type != "cpu":  # on a GPU "auto" may pick another engine (Triton): time the fused too
         fused = LIF(tau=2.0, backend="fused").to(device)
         cases["dendrix LIF (backend='fused')"] = (fused, [])

@@ -9,6 +9,7 @@
 # header) are installed with --no-deps into /tmp/site so that the neuron benchmark can compare against
 # SpikingJelly's CUDA implementation. Without .whl/ the SpikingJelly rows are simply absent.
 #
+# SUITE_SKIP="bench_drf train" skips every step whose name contains one of the words.
 # The whole script stays inside SUITE_BUDGET seconds (default 510 = 8.5 min): every step has its own `timeout`,
 # cut further to what is left of the budget, and a step that would start with less than 20 s left is skipped.
 # A failing step does not stop the others. At most 8 log files are written:
@@ -50,6 +51,10 @@ note() { echo "$*" | tee -a "$SUMMARY"; }
 step() {
     local name=$1 log=$2 limit=$3
     shift 3
+    local skip
+    for skip in ${SUITE_SKIP:-}; do
+        case "$name" in *"$skip"*) note "SKIPPED  $name (SUITE_SKIP)"; return 0 ;; esac
+    done
     local left=$((BUDGET - SECONDS - 15))
     if [ "$left" -lt 20 ]; then
         note "SKIPPED  $name (budget: ${SECONDS}s of ${BUDGET}s used)"
@@ -141,9 +146,12 @@ TESTS_LOG="$OUT/tests.log"
 step "pytest contract + cuda ($DEVICE)" "$TESTS_LOG" 240 \
     env DENDRIX_TEST_DEVICE="$DEVICE" "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider \
     tests/test_contract.py tests/test_cuda.py
-if [ -f tests/test_ops_lif_triton.py ]; then
-    step "pytest test_ops_lif_triton" "$TESTS_LOG" 150 \
-        env DENDRIX_TEST_DEVICE="$DEVICE" "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider tests/test_ops_lif_triton.py
+shopt -s nullglob
+TRITON_TESTS=(tests/test_*triton*.py)
+shopt -u nullglob
+if [ "${#TRITON_TESTS[@]}" -gt 0 ]; then
+    step "pytest triton kernels" "$TESTS_LOG" 240 \
+        env DENDRIX_TEST_DEVICE="$DEVICE" "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider "${TRITON_TESTS[@]}"
 fi
 TRAIN_DIR=$(mktemp -d /tmp/dendrix_gpu_train.XXXXXX)
 for kind in lif dgn; do
@@ -160,17 +168,25 @@ step "bench_neurons" "$OUT/bench_neurons.log" 150 \
 step "bench_dgn" "$OUT/bench_dgn.log" 90 \
     "$PYTHON" benchmarks/bench_dgn.py --device "$DEVICE" --reference ${QUICK[@]+"${QUICK[@]}"}
 step "bench_mmdend" "$OUT/bench_mmdend.log" 120 \
-    "$PYTHON" benchmarks/bench_mmdend.py --device "$DEVICE" --pmsn ${QUICK[@]+"${QUICK[@]}"}
+    "$PYTHON" benchmarks/bench_mmdend.py --device "$DEVICE" --pmsn --fft ${QUICK[@]+"${QUICK[@]}"}
 step "bench_drf" "$OUT/bench_drf.log" 150 \
     "$PYTHON" benchmarks/bench_drf.py --device "$DEVICE" --gpu-sweep ${QUICK[@]+"${QUICK[@]}"}
 if grep -q -- "--device" benchmarks/bench_dlif.py; then
-    step "bench_dlif" "$OUT/bench_other.log" 120 \
+    step "bench_dlif (auto)" "$OUT/bench_other.log" 120 \
         "$PYTHON" benchmarks/bench_dlif.py --device "$DEVICE" ${QUICK[@]+"${QUICK[@]}"}
+    if [ "$DEVICE" = "cuda" ]; then
+        step "bench_dlif (torch engine)" "$OUT/bench_other.log" 120 \
+            "$PYTHON" benchmarks/bench_dlif.py --device "$DEVICE" --backend torch ${QUICK[@]+"${QUICK[@]}"}
+    fi
 else
     note "SKIPPED  bench_dlif (it has no --device option yet)"
 fi
 if [ -f benchmarks/bench_lif_gpu.py ]; then
     step "bench_lif_gpu" "$OUT/bench_other.log" 120 "$PYTHON" benchmarks/bench_lif_gpu.py ${QUICK[@]+"${QUICK[@]}"}
+fi
+if [ -f benchmarks/bench_recurrences_gpu.py ]; then
+    step "bench_recurrences_gpu" "$OUT/bench_other.log" 120 \
+        "$PYTHON" benchmarks/bench_recurrences_gpu.py ${QUICK[@]+"${QUICK[@]}"}
 fi
 
 # -- summary ------------------------------------------------------------------------------------------------------

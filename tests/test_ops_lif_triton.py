@@ -1,44 +1,25 @@
 """The Triton LIF kernels (dendrix.ops.lif.triton) against the plain per-step reference: forward, gradients.
 
-Runs on CUDA when a GPU and the ``triton`` package are present. Without a GPU the same checks run in Triton's CPU
-interpreter on CPU tensors when ``TRITON_INTERPRET=1`` is set (and ``triton`` is installed), e.g.::
-
-    TRITON_INTERPRET=1 .venv/bin/python -m pytest -q tests/test_ops_lif_triton.py
-
-Otherwise only the dispatch checks run (they need neither Triton nor a GPU).
+Where it runs (CUDA, or CPU under ``TRITON_INTERPRET=1``): ``tests/triton_support.py``.
 """
 
-import importlib.util
 import itertools
-import os
 
 import pytest
 import torch
 
 import dendrix.ops.lif as lif_ops
 from dendrix.ops.lif import leaky_sequence, lif_sequence, resolve_backend
-from dendrix.surrogate import Rectangular, Surrogate, get_surrogate
+from dendrix.surrogate import Rectangular, get_surrogate
+from triton_support import DEVICE, ON_CUDA, RUNS_KERNELS, needs_kernels, random_like, UnsupportedSurrogate
 
-HAS_TRITON = importlib.util.find_spec("triton") is not None
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-ON_CUDA = HAS_TRITON and torch.cuda.is_available()
-DEVICE = "cuda" if ON_CUDA else "cpu"
-RUNS_KERNELS = ON_CUDA or (HAS_TRITON and INTERPRET)
-needs_kernels = pytest.mark.skipif(not RUNS_KERNELS,
-                                   reason="needs CUDA + triton, or triton with TRITON_INTERPRET=1")
 
 T, B, N = 23, 3, 5
 SURROGATES = ["atan", "sigmoid", "triangle", "double_gaussian", "rectangular", "fast_sigmoid"]
 
 
-def _weights(*tensors, seed=5):
-    g = torch.Generator().manual_seed(seed)
-    # Drawn in float64 whatever the dtype, so float32 and float64 runs see the same weights.
-    return [torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.device, t.dtype) for t in tensors]
-
-
 def _loss(spikes, h, v_last):
-    w = _weights(spikes, h, v_last)
+    w = random_like(spikes, h, v_last)
     return (spikes * w[0]).sum() + (h * w[1]).sum() + (v_last * w[2]).sum()
 
 
@@ -131,7 +112,7 @@ def test_only_some_outputs_used_and_no_input_gradient():
     grads = []
     for backend in ("triton", "reference"):
         spikes, _, _ = leaky_sequence(x, v0, leak, gain, 0.0, backend=backend)
-        grads.append(torch.autograd.grad((spikes * _weights(spikes)[0]).sum(), [leak, gain]))
+        grads.append(torch.autograd.grad((spikes * random_like(spikes)[0]).sum(), [leak, gain]))
     for a, b in zip(*grads):
         assert a.abs().max() > 0
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
@@ -238,7 +219,7 @@ def test_neuron_modules_run_on_triton():
             xg = x.clone().requires_grad_()
             y = neuron(xg)
             params = [p for p in neuron.parameters() if p.requires_grad]
-            grads = torch.autograd.grad((y * _weights(y)[0]).sum(), [xg, *params])
+            grads = torch.autograd.grad((y * random_like(y)[0]).sum(), [xg, *params])
             results.append((y, grads))
         (y_t, g_t), (y_r, g_r) = results
         assert 0 < y_r.mean() < 1 and torch.equal(y_t, y_r)
@@ -259,20 +240,10 @@ def test_auto_uses_fused_on_cpu_and_forced_triton_never_falls_back_silently():
             lif_sequence(x, v0, 0.5, backend="triton")
 
 
-class _OddSurrogate(Surrogate):
-    name, param_name = "odd", "scale"
-
-    def __init__(self):
-        super().__init__(1.0)
-
-    def derivative(self, x):
-        return torch.ones_like(x)
-
-
 @needs_kernels
 def test_unsupported_surrogate_falls_back_in_auto_and_fails_when_forced():
     x, v0 = torch.randn(4, 2, 3, device=DEVICE), torch.zeros(2, 3, device=DEVICE)
-    odd = _OddSurrogate()
+    odd = UnsupportedSurrogate()
     assert resolve_backend("auto", x, v0, odd) == "fused"
     with pytest.raises(RuntimeError, match="surrogate"):
         lif_sequence(x, v0, 0.5, surrogate=odd, backend="triton")
@@ -287,16 +258,3 @@ def test_auto_picks_triton_on_cuda():
     out_triton = lif_sequence(x, v0, 0.5, backend="triton")
     for a, b in zip(out_auto, out_triton):
         assert torch.equal(a, b)
-
-
-def test_importing_dendrix_does_not_import_triton():
-    """Triton is optional and slow to import: only a Triton run imports it."""
-    import subprocess
-    import sys
-
-    code = ("import sys, torch, dendrix, dendrix.ops.lif as m; from dendrix.neurons import LIF; "
-            "LIF()(torch.randn(3, 2, 4)); print('triton' in sys.modules, m._TRITON_ENGINE is None)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "TRITON_INTERPRET": "0"})
-    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr
-    assert lif_ops.BACKENDS == ("auto", "fused", "triton", "reference")

@@ -171,8 +171,9 @@ _ARGS_DOC = """
         decay_input: scale the input by 1/tau (SpikingJelly). Default True.
         detach_reset: no gradient through the reset. Default False.
         surrogate: surrogate gradient name or instance. Default ``"atan"``.
-        backend: bilinear engine, ``"auto"`` | ``"numba"`` | ``"torch"`` | ``"reference"`` (dense, also takes
-            real-valued input). Default ``"auto"`` (numba on CPU when installed, else torch).
+        backend: bilinear engine, ``"auto"`` | ``"numba"`` | ``"torch"`` | ``"triton"`` | ``"reference"`` (dense,
+            also takes real-valued input). Default ``"auto"`` (numba on CPU when installed, triton on CUDA when
+            Triton imports, else torch).
         lif_backend: soma engine, ``"auto"`` | ``"fused"`` | ``"reference"``.
         check_input: refuse non-binary input on the sparse paths (one scan of the input). Default True.
         k_init: K entries are initialised uniform in [-k_init, k_init]; default 1/n.

@@ -48,7 +48,9 @@ class ALIF(Neuron):
         b0: baseline threshold, > 0. Default 0.01 (paper code ``b_j0``).
         beta: adaptation strength, >= 0. Default 1.8 (paper).
         surrogate: default ``"double_gaussian"`` (the paper's multi-Gaussian).
-        backend: ``"auto"`` | ``"fused"`` | ``"reference"`` (see :mod:`dendrix.ops.alif`).
+        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` | ``"reference"`` (see :mod:`dendrix.ops.alif`):
+            ``"auto"`` runs the Triton GPU kernels for CUDA tensors when Triton is installed (built-in
+            surrogates), else the fused engine; ``"triton"`` forces the kernels (optional ``triton`` package).
     """
 
     def __init__(self, channels: int | None = None, tau_m: float = 20.0, tau_adp: float = 200.0, b0: float = 0.01,

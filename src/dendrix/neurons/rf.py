@@ -11,7 +11,8 @@ Both integrate a damped oscillator with explicit Euler (dt = 0.01), state z = u 
   offset and a refractory term: b = p(ω) - |b_offset| - q, S = Θ(u' - θ - q), q' = 0.9 q + S.
 
 ω and b_offset are learnable per channel (used through |·|). The whole sequence runs in one autograd node
-with a hand-written backward (:mod:`dendrix.ops.rf`); the surrogate gradient is the double Gaussian.
+with a hand-written backward (:mod:`dendrix.ops.rf`; on CUDA with Triton installed, one GPU kernel for the
+forward and one for the backward); the surrogate gradient is the double Gaussian.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ class RF(Neuron):
         b_offset_range: uniform initial range of b_offset (default (2, 3)).
         dt: Euler step (0.01). theta: threshold (1.0).
         surrogate: surrogate gradient (default ``"double_gaussian"``).
-        backend: ``"auto"``/``"fused"`` (hand-written backward) or ``"reference"`` (autograd step loop).
+        backend: ``"auto"`` | ``"fused"`` (hand-written backward) | ``"triton"`` (one GPU kernel each way;
+            optional ``triton`` package, CUDA tensors) | ``"reference"`` (autograd step loop). ``"auto"`` uses
+            the Triton kernels for CUDA tensors when Triton is installed (built-in surrogates), else the fused
+            engine (:mod:`dendrix.ops.rf`).
     """
 
     balanced = False

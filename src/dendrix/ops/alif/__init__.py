@@ -1,8 +1,11 @@
 """Adaptive LIF sequences (Yin et al. 2021): fused engine and plain reference behind one function.
 
-``backend``: ``"auto"`` (fused), ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``)
-or ``"reference"`` (plain autograd step loop, ``reference.py``). Half-precision inputs are integrated in
-float32; spikes come back in the input dtype.
+``backend``: ``"auto"``, ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``),
+``"triton"`` (one Triton GPU kernel for the forward and one for the backward, ``triton.py``; optional, needs the
+``triton`` package and CUDA tensors) or ``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"``
+picks ``"triton"`` for CUDA tensors when Triton imports and the surrogate is a built-in one, else ``"fused"``; a
+forced backend is always used as asked, or fails with an error saying why. Triton is imported on first use only.
+Half-precision inputs are integrated in float32; spikes come back in the input dtype.
 """
 
 from __future__ import annotations
@@ -12,12 +15,20 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
+from ..triton_dispatch import TritonEngine
 from .fused import ALIFFunction
 from .reference import alif_sequence_reference
 
-__all__ = ["alif_sequence", "BACKENDS"]
+__all__ = ["alif_sequence", "BACKENDS", "resolve_backend"]
 
-BACKENDS = ("auto", "fused", "reference")
+BACKENDS = ("auto", "fused", "triton", "reference")
+TRITON_ENGINE = TritonEngine("dendrix.ops.alif.triton")
+
+
+def resolve_backend(backend: str, x: Tensor, u0: Tensor, surrogate) -> str:
+    """The engine that runs (``"auto"`` -> ``"triton"`` or ``"fused"``); a forced ``"triton"`` that cannot run
+    raises ``RuntimeError`` saying why. ``x``, ``u0`` in the compute dtype; ``surrogate`` a ``Surrogate``."""
+    return TRITON_ENGINE.resolve(backend, x, u0, surrogate)
 
 
 def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0: float = 0.01, beta: float = 1.8,
@@ -53,8 +64,12 @@ def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0:
                              f"{tuple(u0.shape)}") from None
         coeffs.append(value)
     alpha, rho = coeffs
+    backend = resolve_backend(backend, xs, u0, sg)
     if backend == "reference":
         spikes, u, a = alif_sequence_reference(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
+    elif backend == "triton":
+        engine = TRITON_ENGINE.load()
+        spikes, u, a = engine.ALIFTritonFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
     else:
         spikes, u, a = ALIFFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
     return spikes.to(x.dtype), u, a

@@ -3,7 +3,10 @@
 ``bilinear_form(s, values, layout, backend="auto")`` with ``s`` ``[R, n]`` returns ``[R, out]``:
 
 * ``"numba"``: compiled CPU loops over active pairs (needs the ``numba`` package); ``"auto"`` on CPU.
-* ``"torch"``: tensor index arithmetic over active pairs, any device; ``"auto"`` on GPU or without numba.
+* ``"triton"``: Triton kernels over active pairs (``triton.py``), CUDA tensors (CPU ones under
+  ``TRITON_INTERPRET=1``); ``"auto"`` on GPU when Triton imports. Imported on first use, never at import.
+* ``"torch"``: tensor index arithmetic over active pairs, any device; ``"auto"`` on GPU without Triton, or on
+  CPU without numba.
 * ``"reference"``: dense K ``[out, n, n]`` and einsum (``reference.py``); real-valued ``s`` allowed.
 
 The sparse paths compute s_i·s_j as a logical AND and refuse non-binary input with a ``ValueError``
@@ -17,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ...validation import check_choice
+from ..triton_dispatch import TritonEngine
 from .layout import PairLayout, build_layout, num_pairs, pair_index, triu_pairs
 from .reference import bilinear_reference, dense_matrix, dlif_current_reference
 from .sparse import HAVE_NUMBA, SparseBilinear, active_pairs, check_binary
@@ -25,13 +29,29 @@ __all__ = ["bilinear_form", "low_rank_form", "low_rank_dense", "BACKENDS", "Pair
            "dense_matrix", "bilinear_reference", "dlif_current_reference", "num_pairs", "pair_index",
            "triu_pairs", "active_pairs", "HAVE_NUMBA", "resolve_backend"]
 
-BACKENDS = ("auto", "numba", "torch", "reference")
+BACKENDS = ("auto", "numba", "torch", "triton", "reference")
+
+TRITON_ENGINE = TritonEngine("dendrix.ops.bilinear.triton")  # imported on first use only
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
+    """The engine that runs: ``"auto"`` -> numba (CPU with numba), triton (CUDA with Triton), else torch.
+    A forced engine that cannot run here raises (never a silent fallback)."""
     check_choice("backend", backend, BACKENDS)
     if backend == "auto":
-        return "numba" if HAVE_NUMBA and device.type == "cpu" else "torch"
+        if device.type == "cpu":
+            return "numba" if HAVE_NUMBA else "torch"
+        if device.type == "cuda" and TRITON_ENGINE.load() is not None:
+            return "triton"
+        return "torch"
+    if backend == "triton":
+        engine = TRITON_ENGINE.load()
+        if engine is None:
+            raise RuntimeError(f"backend='triton' is not available: {TRITON_ENGINE.import_error}; "
+                               f"use 'torch' or 'auto'")
+        reason = engine.unsupported_reason(device)
+        if reason is not None:
+            raise RuntimeError(f"backend='triton' cannot run here: {reason}; use backend='auto' or 'torch'")
     if backend == "numba":
         if not HAVE_NUMBA:
             raise RuntimeError("backend='numba' needs the numba package (pip install numba); "

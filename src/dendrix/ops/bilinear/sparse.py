@@ -1,15 +1,17 @@
 """Sparse bilinear form ``Σ_{i<j} K_o,ij s_i s_j`` for binary ``s``: exact, cost ~ active pairs × kept outputs.
 
-Two engines behind one autograd function (:class:`SparseBilinear`, hand-written backward):
+Three engines behind one autograd function (:class:`SparseBilinear`, hand-written backward):
 
 * ``"numba"`` (CPU, needs the ``numba`` package): compiled loops over the active pairs, see ``kernels.py``.
 * ``"torch"`` (any device): the active pairs of every row are listed with tensor index arithmetic and their
   kept entries are scattered with ``index_add_``, in chunks that bound the temporary memory.
+* ``"triton"`` (CUDA, needs the ``triton`` package; imported on first use): register-accumulating kernels over
+  the active pairs of each row, see ``triton.py``.
 
-Saved for backward: the numba engine keeps the active lists of its forward scan (row pointers and the indices of
-the input spikes, 4 bytes per spike), so the backward does not rescan the input; the torch engine keeps the input
-spikes (shared with the synaptic ``Linear``) and recomputes its pair lists. The values are saved only when the
-input needs a gradient.
+Saved for backward: the numba and triton engines keep the active lists of their forward scan (row pointers and
+the indices of the input spikes, 4 bytes per spike), so the backward does not rescan the input; the torch engine
+keeps the input spikes (shared with the synaptic ``Linear``) and recomputes its pair lists. The values are saved
+only when the input needs a gradient.
 """
 
 from __future__ import annotations
@@ -214,6 +216,12 @@ class SparseBilinear(torch.autograd.Function):
         if engine == "numba":
             out, aptr, aidx = _numba_forward(sc, main_val, extra_val, start, layout, check)
             saved = (aptr, aidx)  # the active lists (≈ 4 bytes per input spike) replace a rescan of s
+        elif engine == "triton":
+            if check:
+                check_binary(s)
+            from . import triton as _triton  # lazy: Triton is optional and slow to import
+            out, aptr, aidx = _triton.forward(sc, main_val, extra_val, start, layout)
+            saved = (aptr, aidx)
         else:
             if check:
                 check_binary(s)
@@ -231,12 +239,16 @@ class SparseBilinear(torch.autograd.Function):
         layout: PairLayout = ctx.layout
         dtype = grad.dtype if grad.dtype not in _HALF else torch.float32
         g = _extended_grad(grad, layout, dtype)
-        sc = saved[0].detach().to(dtype).contiguous() if ctx.engine != "numba" else None
+        sc = saved[0].detach().to(dtype).contiguous() if ctx.engine == "torch" else None
+        if ctx.engine == "triton":
+            from . import triton as _triton
         start = layout.start.to(grad.device)
         grad_s = grad_values = None
         if ctx.needs_input_grad[1]:
             if ctx.engine == "numba":
                 grad_values = _numba_grad_values(saved, g, start, layout)
+            elif ctx.engine == "triton":
+                grad_values = _triton.grad_values(saved, g, start, layout)
             else:
                 gm, gx = _torch_grad_values(sc, g, start, layout)
                 grad_values = torch.cat([gm, gx[layout.extra_pair.to(gx.device)]])
@@ -245,6 +257,8 @@ class SparseBilinear(torch.autograd.Function):
             main_val, extra_val = vd[:layout.pairs * layout.m], _pad_extra(vd, layout)
             if ctx.engine == "numba":
                 gs = _numba_grad_input(saved, g, main_val, extra_val, start, layout)
+            elif ctx.engine == "triton":
+                gs = _triton.grad_input(saved, g, main_val, extra_val, start, layout)
             else:
                 gs = _torch_grad_input(sc, g, main_val, extra_val, start, layout)
             grad_s = gs.to(ctx.s_dtype)

@@ -10,28 +10,63 @@ Equations (SPEC.md "DGN and S-DGN"; G and I are computed by the caller from the 
     S[t]  = Θ(V[t] − θ)                                             (surrogate gradient in backward)
 
 Backends: ``"fused"`` (one autograd.Function per op over the whole sequence, hand-written backward),
-``"reference"`` (a plain per-step loop differentiated by autograd), ``"auto"`` (= fused; it runs on any device).
-A forced backend is always honoured.
+``"triton"`` (Triton GPU kernels that run the whole time loop in one launch forward and one backward,
+``triton.py``; optional, needs the ``triton`` package and CUDA tensors), ``"reference"`` (a plain per-step loop
+differentiated by autograd) and ``"auto"``: ``"triton"`` for CUDA tensors when Triton imports and the case is
+supported (float32/float64, built-in surrogate, recurrent layers up to ``AUTO_MAX_RECURRENT_FEATURES``
+neurons), else ``"fused"``. A forced backend is always used as asked, or fails with an error saying why.
 """
 
 from __future__ import annotations
+
 
 import torch
 from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
+from ..triton_dispatch import TritonEngine
 from .fused import DGNMembraneFunction, SynapticTraceFunction, exponential_filter
 from .reference import GATES, apply_gate, dgn_membrane_reference, gate_derivative, synaptic_trace_reference
 
-__all__ = ["synaptic_trace", "dgn_membrane", "apply_gate", "gate_derivative", "GATES", "BACKENDS"]
+__all__ = ["synaptic_trace", "dgn_membrane", "apply_gate", "gate_derivative", "GATES", "BACKENDS",
+           "resolve_backend", "AUTO_MAX_RECURRENT_FEATURES"]
 
-BACKENDS = ("auto", "fused", "reference")
+BACKENDS = ("auto", "fused", "triton", "reference")
+# "auto" keeps recurrent layers wider than this on the fused engine: the Triton kernel re-reads the 2·out²
+# recurrent weights every step from one program per batch row (see triton.py).
+AUTO_MAX_RECURRENT_FEATURES = 1024
+
+TRITON_ENGINE = TritonEngine("dendrix.ops.dgn.triton")  # imported on first use (optional, slow to import)
 
 
-def _backend(backend: str) -> str:
+def resolve_backend(backend: str, tensors: dict[str, Tensor | None], surrogate=None,
+                    recurrent_features: int | None = None) -> str:
+    """The engine that runs: ``"auto"`` becomes ``"triton"`` (first tensor on CUDA, Triton importable, case
+    supported, and for a recurrent layer at most ``AUTO_MAX_RECURRENT_FEATURES`` neurons) or ``"fused"``; a
+    forced ``"triton"`` that cannot run raises ``RuntimeError`` saying why.
+
+    ``tensors``: name -> tensor (None entries ignored), all of which the kernels would read; ``surrogate`` a
+    :class:`dendrix.surrogate.Surrogate` (None for the trace); ``recurrent_features``: ``out`` of a recurrent
+    membrane, else None.
+    """
     check_choice("backend", backend, BACKENDS)
-    return "fused" if backend == "auto" else backend
+    if backend == "auto":
+        first = next(t for t in tensors.values() if t is not None)
+        if first.device.type != "cuda":
+            return "fused"
+        if recurrent_features is not None and recurrent_features > AUTO_MAX_RECURRENT_FEATURES:
+            return "fused"
+        engine = TRITON_ENGINE.load()
+        return "triton" if engine is not None and engine.unsupported_reason(tensors, surrogate) is None else "fused"
+    if backend == "triton":
+        engine = TRITON_ENGINE.load()
+        if engine is None:
+            raise RuntimeError(f"backend='triton' is not available: {TRITON_ENGINE.import_error}")
+        reason = engine.unsupported_reason(tensors, surrogate)
+        if reason is not None:
+            raise RuntimeError(f"backend='triton' cannot run this call: {reason}; use backend='auto' or 'fused'")
+    return backend
 
 
 def synaptic_trace(z: Tensor, decay: float, d0: Tensor | None = None, *, backend: str = "auto") -> Tensor:
@@ -43,8 +78,15 @@ def synaptic_trace(z: Tensor, decay: float, d0: Tensor | None = None, *, backend
         raise ValueError(f"decay must be in [0, 1], got {decay!r}")
     if z.dim() < 1 or z.shape[0] < 1:
         raise ValueError(f"z must have a non-empty time dimension, got shape {tuple(z.shape)}")
+    engine = resolve_backend(backend, {"z": z, "d0": d0})
+    if engine == "triton":
+        if torch.is_grad_enabled() and (z.requires_grad or (d0 is not None and d0.requires_grad)):
+            d0 = torch.zeros_like(z[0]) if d0 is None else d0
+            return TRITON_ENGINE.load().SynapticTraceTritonFunction.apply(z, d0, float(decay))
+        with torch.no_grad():
+            return TRITON_ENGINE.load().triton_exponential_filter(z, d0, float(decay))
     d0 = torch.zeros_like(z[0]) if d0 is None else d0
-    if _backend(backend) == "reference":
+    if engine == "reference":
         return synaptic_trace_reference(z, float(decay), d0)
     if not (z.requires_grad or d0.requires_grad) or not torch.is_grad_enabled():
         with torch.no_grad():
@@ -62,6 +104,7 @@ def dgn_membrane(conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor, *
         conductance: G_ff [T, *] (leak included: g_l + C·D).  current: I_ff [T, *] (W·D, plus a bias if any).
         v0, s0: membrane and previous spike [*] before the first step.
         dt, threshold: the Euler step and θ.  gate: ``"clamp"`` | ``"sigmoid"``.  surrogate: name or object.
+        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` | ``"reference"`` (module docstring).
         detach_reset: cut the gradient through the soft-reset term −θ·S[t-1].
         recurrent_weight, recurrent_conductance: W_rec, C_rec [out, out] for the recurrent variant (both or
             neither); then inputs must be [T, B, out], ``rec_trace0`` [B, out] and ``recurrent_decay`` = λ.
@@ -87,12 +130,17 @@ def dgn_membrane(conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor, *
                 raise ValueError(f"{name} must be [{n_out}, {n_out}], got {tuple(w.shape)}")
         if rec_trace0 is None:
             rec_trace0 = torch.zeros_like(v0)
-    if _backend(backend) == "reference":
+    engine = resolve_backend(backend, {"conductance": conductance, "current": current, "v0": v0, "s0": s0,
+                                       "recurrent_weight": recurrent_weight,
+                                       "recurrent_conductance": recurrent_conductance, "rec_trace0": rec_trace0},
+                             sg, conductance.shape[-1] if recurrent else None)
+    if engine == "reference":
         return dgn_membrane_reference(conductance, current, v0, s0, dt=dt, threshold=threshold, gate=gate,
                                       surrogate=sg, detach_reset=detach_reset, recurrent_weight=recurrent_weight,
                                       recurrent_conductance=recurrent_conductance,
                                       recurrent_decay=recurrent_decay, rec_trace0=rec_trace0)
-    out = DGNMembraneFunction.apply(conductance, current, v0, s0, recurrent_weight, recurrent_conductance,
+    function = TRITON_ENGINE.load().DGNMembraneTritonFunction if engine == "triton" else DGNMembraneFunction
+    out = function.apply(conductance, current, v0, s0, recurrent_weight, recurrent_conductance,
                                     rec_trace0, float(dt), float(threshold), gate, sg, bool(detach_reset),
                                     float(recurrent_decay))
     if recurrent:

@@ -83,6 +83,8 @@ def _membrane_forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0:
     recurrent = rec_weight is not None
     v_seq = torch.empty_like(conductance)
     s_seq = torch.empty_like(conductance)
+    # Broadcast initial states (e.g. [out]) are expanded here; autograd sums their gradients back.
+    v0, s0 = v0.expand(conductance.shape[1:]), s0.expand(conductance.shape[1:])
     v, s = v0, s0
     if not recurrent:
         # Without recurrence the gate does not depend on the state: compute it for all steps at once.

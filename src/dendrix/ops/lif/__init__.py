@@ -15,13 +15,13 @@ the input dtype, potentials in float32.
 
 from __future__ import annotations
 
-import importlib.util
 
 import torch
 from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
+from ..triton_dispatch import TritonEngine
 from .fused import LeakyFunction, surrogate_derivative_
 from .reference import leaky_sequence_reference, lif_sequence_reference
 
@@ -64,24 +64,7 @@ def _coefficient(name: str, value, like: Tensor, dtype: torch.dtype):
     return float(value)
 
 
-_TRITON_ENGINE = None          # dendrix.ops.lif.triton once imported
-_TRITON_IMPORT_ERROR = None    # why it could not be imported (kept so we try once)
-
-
-def _triton_engine():
-    """The Triton engine module, imported on first use (Triton is optional and slow to import)."""
-    global _TRITON_ENGINE, _TRITON_IMPORT_ERROR
-    if _TRITON_ENGINE is None and _TRITON_IMPORT_ERROR is None:
-        if importlib.util.find_spec("triton") is None:
-            _TRITON_IMPORT_ERROR = "the 'triton' package is not installed (pip install triton, or dendrix[gpu])"
-        else:
-            try:
-                from . import triton as engine
-            except Exception as err:  # noqa: BLE001 - any import failure means "no Triton here"
-                _TRITON_IMPORT_ERROR = f"importing Triton failed: {type(err).__name__}: {err}"
-            else:
-                _TRITON_ENGINE = engine
-    return _TRITON_ENGINE
+TRITON_ENGINE = TritonEngine("dendrix.ops.lif.triton")  # imported on first use (optional, slow to import)
 
 
 def resolve_backend(backend: str, x: Tensor, v0: Tensor, surrogate) -> str:
@@ -90,19 +73,7 @@ def resolve_backend(backend: str, x: Tensor, v0: Tensor, surrogate) -> str:
 
     ``x``, ``v0`` in the compute dtype; ``surrogate`` a :class:`dendrix.surrogate.Surrogate`.
     """
-    if backend == "auto":
-        if x.device.type != "cuda":
-            return "fused"
-        engine = _triton_engine()
-        return "triton" if engine is not None and engine.unsupported_reason(x, v0, surrogate) is None else "fused"
-    if backend == "triton":
-        engine = _triton_engine()
-        if engine is None:
-            raise RuntimeError(f"backend='triton' is not available: {_TRITON_IMPORT_ERROR}")
-        reason = engine.unsupported_reason(x, v0, surrogate)
-        if reason is not None:
-            raise RuntimeError(f"backend='triton' cannot run this call: {reason}; use backend='auto' or 'fused'")
-    return backend
+    return TRITON_ENGINE.resolve(backend, x, v0, surrogate)
 
 
 def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_threshold: float = 1.0,
@@ -128,7 +99,7 @@ def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_thresho
         spikes, h, v_last = leaky_sequence_reference(xs, v0s, leak, gain, bias, v_threshold, v_reset,
                                                      detach_reset, sg)
     elif backend == "triton":
-        spikes, h, v_last = _TRITON_ENGINE.LeakyTritonFunction.apply(xs, v0s, leak, gain, bias, v_threshold,
+        spikes, h, v_last = TRITON_ENGINE.load().LeakyTritonFunction.apply(xs, v0s, leak, gain, bias, v_threshold,
                                                                      v_reset, bool(detach_reset), sg)
     else:
         spikes, h, v_last = LeakyFunction.apply(xs, v0s, leak, gain, bias, v_threshold, v_reset,

@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..triton_common import (SURROGATE_KINDS, device_guard, interpreting, surrogate_constants,
+from ..triton_common import (SURROGATE_KINDS, device_guard, interpreting, libdevice, surrogate_constants,
                              surrogate_derivative)
 from .fused import reduce_to
 
@@ -47,8 +47,8 @@ __all__ = ["LeakyTritonFunction", "unsupported_reason"]
 
 _DTYPES = (torch.float32, torch.float64)
 
-# Slots of the scalar table.
-_THETA, _V_RESET, _LEAK, _GAIN, _BIAS, _C0 = 0, 1, 2, 3, 4, 5
+# Slots of the scalar table (tl.constexpr: a Triton kernel may read a module global only if it is one).
+_THETA, _V_RESET, _LEAK, _GAIN, _BIAS, _C0 = (tl.constexpr(i) for i in range(6))
 _BLOCK = 128      # neurons per program: one per thread with 4 warps; many programs keep all SMs busy
 _NUM_WARPS = 4
 

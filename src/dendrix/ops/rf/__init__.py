@@ -1,8 +1,14 @@
 """Resonate-and-fire sequences (Izhikevich RF and balanced RF, Higuchi et al. 2024).
 
 ``rf_sequence`` runs the explicit-Euler dynamics of ``SPEC.md`` over a whole sequence. ``backend``:
-``"auto"`` (= fused), ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``) or
-``"reference"`` (plain autograd step loop, ``reference.py``). A forced backend is always used as asked.
+``"auto"``, ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``), ``"triton"`` (one
+Triton GPU kernel for the forward and one for the backward, ``triton.py``; optional, needs the ``triton`` package
+and CUDA tensors) or ``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"`` picks ``"triton"``
+for CUDA tensors when Triton imports and the surrogate is a built-in one, else ``"fused"``. A forced backend is
+always used as asked, or fails with an error saying why. Triton is imported on first use only.
+
+Half-precision inputs run in their own dtype on the fused and reference paths; the Triton path computes them in
+float32 and returns its outputs in the input dtype (the RF/BRF neurons pass float32 already).
 """
 
 from __future__ import annotations
@@ -12,12 +18,22 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice, check_positive, _as_float
+from ..triton_dispatch import TritonEngine
 from .fused import RFFunction
 from .reference import rf_sequence_reference
 
-__all__ = ["rf_sequence", "divergence_boundary", "BACKENDS"]
+__all__ = ["rf_sequence", "divergence_boundary", "BACKENDS", "resolve_backend"]
 
-BACKENDS = ("auto", "fused", "reference")
+BACKENDS = ("auto", "fused", "triton", "reference")
+TRITON_ENGINE = TritonEngine("dendrix.ops.rf.triton")
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def resolve_backend(backend: str, x: Tensor, omega: Tensor, b0: Tensor, u0: Tensor, v0: Tensor, q0: Tensor,
+                    surrogate) -> str:
+    """The engine that runs (``"auto"`` -> ``"triton"`` or ``"fused"``); a forced ``"triton"`` that cannot run
+    raises ``RuntimeError`` saying why. ``x`` in the compute dtype; ``surrogate`` a ``Surrogate``."""
+    return TRITON_ENGINE.resolve(backend, x, omega, b0, u0, v0, q0, surrogate)
 
 
 def divergence_boundary(omega: Tensor, dt: float) -> Tensor:
@@ -50,6 +66,15 @@ def rf_sequence(x: Tensor, omega: Tensor, b0: Tensor, u0: Tensor, v0: Tensor, q0
     if q0 is None:
         q0 = torch.zeros_like(u0)
     sur = get_surrogate(surrogate)
+    if backend == "auto" and x.device.type != "cuda":
+        backend = "fused"
+    if backend in ("auto", "triton"):
+        dtype = torch.float32 if x.dtype in _HALF else x.dtype
+        args = [t.to(dtype) if isinstance(t, Tensor) else t for t in (x, omega, b0, u0, v0, q0)]
+        if resolve_backend(backend, *args, sur) == "triton":
+            outputs = TRITON_ENGINE.load().RFTritonFunction.apply(*args, dt, theta, bool(balanced), sur)
+            return tuple(t.to(x.dtype) for t in outputs)
+        backend = "fused"
     if backend == "reference":
         return rf_sequence_reference(x, omega, b0, u0, v0, q0, dt=dt, theta=theta, balanced=balanced, surrogate=sur)
     return RFFunction.apply(x, omega, b0, u0, v0, q0, dt, theta, balanced, sur)
