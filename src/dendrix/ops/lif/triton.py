@@ -39,41 +39,21 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..triton_common import (SURROGATE_KINDS, device_guard, interpreting, libdevice, surrogate_constants,
-                             surrogate_derivative)
+from ..triton_common import SURROGATE_KINDS, device_guard, surrogate_derivative
+from ..triton_recurrence import (BLOCK, NUM_WARPS, exact_exp_flag, grid, load_coefficient, per_neuron,
+                                 scalar_table)
+from ..triton_recurrence import unsupported_reason as _unsupported_reason
 from .fused import reduce_to
 
 __all__ = ["LeakyTritonFunction", "unsupported_reason"]
 
-_DTYPES = (torch.float32, torch.float64)
-
 # Slots of the scalar table (tl.constexpr: a Triton kernel may read a module global only if it is one).
 _THETA, _V_RESET, _LEAK, _GAIN, _BIAS, _C0 = (tl.constexpr(i) for i in range(6))
-_BLOCK = 128      # neurons per program: one per thread with 4 warps; many programs keep all SMs busy
-_NUM_WARPS = 4
 
 
 def unsupported_reason(x: Tensor, v0: Tensor, surrogate: Surrogate) -> str | None:
     """Why the kernels cannot run this case (None when they can). ``x`` is already in the compute dtype."""
-    if type(surrogate) not in SURROGATE_KINDS:
-        names = ", ".join(sorted(cls.__name__ for cls in SURROGATE_KINDS))
-        return f"surrogate {surrogate!r} has no Triton kernel (built-in ones do: {names})"
-    if x.dtype not in _DTYPES:
-        return f"dtype {x.dtype} is not supported (float32/float64, or half precision computed in float32)"
-    if x.device.type != "cuda" and not interpreting():
-        return f"tensors must be on a CUDA device, got {x.device} (TRITON_INTERPRET=1 runs CPU tensors)"
-    if v0.device != x.device:
-        return f"v0 is on {v0.device} but x is on {x.device}"
-    return None
-
-
-@triton.jit
-def _coefficient(ptr, params_ptr, SLOT: tl.constexpr, offs, mask, PER_NEURON: tl.constexpr):
-    """A per-neuron coefficient from ``ptr`` or a scalar from the table."""
-    if PER_NEURON:
-        return tl.load(ptr + offs, mask=mask, other=0.0)
-    else:
-        return tl.load(params_ptr + SLOT)
+    return _unsupported_reason(x, {"v0": v0}, surrogate)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -83,11 +63,11 @@ def _leaky_forward_kernel(x_ptr, v0_ptr, leak_ptr, gain_ptr, bias_ptr, params_pt
                           BIAS_PER_NEURON: tl.constexpr, HARD_RESET: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    leak = _coefficient(leak_ptr, params_ptr, 2, offs, mask, LEAK_PER_NEURON)
-    gain = _coefficient(gain_ptr, params_ptr, 3, offs, mask, GAIN_PER_NEURON)
-    bias = _coefficient(bias_ptr, params_ptr, 4, offs, mask, BIAS_PER_NEURON)
-    theta = tl.load(params_ptr + 0)
-    v_reset = tl.load(params_ptr + 1)
+    leak = load_coefficient(leak_ptr, params_ptr + _LEAK, offs, mask, LEAK_PER_NEURON)
+    gain = load_coefficient(gain_ptr, params_ptr + _GAIN, offs, mask, GAIN_PER_NEURON)
+    bias = load_coefficient(bias_ptr, params_ptr + _BIAS, offs, mask, BIAS_PER_NEURON)
+    theta = tl.load(params_ptr + _THETA)
+    v_reset = tl.load(params_ptr + _V_RESET)
     v = tl.load(v0_ptr + offs, mask=mask, other=0.0)
     x_ptrs = x_ptr + offs
     h_ptrs = h_ptr + offs
@@ -121,10 +101,10 @@ def _leaky_backward_kernel(h_ptr, x_ptr, v0_ptr, g_spikes_ptr, g_h_ptr, g_v_last
                            BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    leak = _coefficient(leak_ptr, params_ptr, 2, offs, mask, LEAK_PER_NEURON)
-    gain = _coefficient(gain_ptr, params_ptr, 3, offs, mask, GAIN_PER_NEURON)
-    theta = tl.load(params_ptr + 0)
-    v_reset = tl.load(params_ptr + 1)
+    leak = load_coefficient(leak_ptr, params_ptr + _LEAK, offs, mask, LEAK_PER_NEURON)
+    gain = load_coefficient(gain_ptr, params_ptr + _GAIN, offs, mask, GAIN_PER_NEURON)
+    theta = tl.load(params_ptr + _THETA)
+    v_reset = tl.load(params_ptr + _V_RESET)
     zero = tl.zeros([BLOCK], dtype=h_ptr.dtype.element_ty)
     if HAS_G_V_LAST:
         g_v = tl.load(g_v_last_ptr + offs, mask=mask, other=0.0)  # dL/dV[t], starting at t = T-1
@@ -186,47 +166,7 @@ def _leaky_backward_kernel(h_ptr, x_ptr, v0_ptr, g_spikes_ptr, g_h_ptr, g_v_last
 
 
 def _per_neuron(value, step_shape: torch.Size) -> Tensor | None:
-    """A coefficient tensor with more than one element, expanded to one value per neuron ``[M]``."""
-    if isinstance(value, Tensor) and value.numel() > 1:
-        return value.detach().expand(step_shape).contiguous().view(-1)
-    return None
-
-
-def _scalar_table(leak, gain, bias, theta: float, v_reset: float | None, surrogate: Surrogate,
-                  like: Tensor) -> Tensor:
-    """[θ, v_reset, leak, gain, bias, surrogate constants...] in the compute dtype on the device of ``like``.
-
-    Scalar (one-element) coefficient tensors are copied in on the device: no host synchronisation.
-    """
-    values = [theta, 0.0 if v_reset is None else v_reset]
-    tensor_slots = []
-    for slot, value in ((_LEAK, leak), (_GAIN, gain), (_BIAS, bias)):
-        if isinstance(value, Tensor):
-            values.append(0.0)
-            if value.numel() == 1:
-                tensor_slots.append((slot, value))
-        else:
-            values.append(float(value))
-    values += surrogate_constants(surrogate)
-    if not tensor_slots:  # all Python floats: reuse the device table (kernels only read it)
-        key = (tuple(values), like.dtype, like.device)
-        table = _TABLE_CACHE.get(key)
-        if table is None:
-            if len(_TABLE_CACHE) >= 256:
-                _TABLE_CACHE.clear()
-            table = _TABLE_CACHE[key] = torch.tensor(values, dtype=like.dtype).to(like.device)
-        return table
-    table = torch.tensor(values, dtype=like.dtype).to(like.device)
-    for slot, value in tensor_slots:
-        table[slot:slot + 1].copy_(value.detach().reshape(1))
-    return table
-
-
-_TABLE_CACHE: dict[tuple, Tensor] = {}  # scalar tables of float-only calls, per (values, dtype, device)
-
-
-def _grid(m: int) -> tuple[int]:
-    return (max(1, triton.cdiv(m, _BLOCK)),)
+    return per_neuron(value, step_shape) if isinstance(value, Tensor) else None
 
 
 class LeakyTritonFunction(torch.autograd.Function):
@@ -250,17 +190,18 @@ class LeakyTritonFunction(torch.autograd.Function):
         m = v0.numel()
         n_steps = x.shape[0]
         coefs = [_per_neuron(p, step_shape) for p in (leak, gain, bias)]
-        table = _scalar_table(leak, gain, bias, theta, v_reset, surrogate, x_c)
+        # slots _THETA, _V_RESET, _LEAK, _GAIN, _BIAS, then the surrogate constants (_C0...)
+        table = scalar_table([theta, 0.0 if v_reset is None else v_reset, leak, gain, bias], surrogate, x_c)
         spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         h = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         v_last = torch.empty(step_shape, dtype=x.dtype, device=x.device)
         if m > 0:
             with device_guard(x_c):
-                _leaky_forward_kernel[_grid(m)](
+                _leaky_forward_kernel[grid(m)](
                     x_c, v0_c, *(c if c is not None else table for c in coefs), table, spikes, h, v_last,
                     n_steps, m, LEAK_PER_NEURON=coefs[0] is not None, GAIN_PER_NEURON=coefs[1] is not None,
-                    BIAS_PER_NEURON=coefs[2] is not None, HARD_RESET=v_reset is not None, BLOCK=_BLOCK,
-                    num_warps=_NUM_WARPS)
+                    BIAS_PER_NEURON=coefs[2] is not None, HARD_RESET=v_reset is not None, BLOCK=BLOCK,
+                    num_warps=NUM_WARPS)
 
         ctx.v_reset, ctx.detach_reset, ctx.surrogate = v_reset, detach_reset, surrogate
         ctx.shapes = tuple(p.shape if isinstance(p, Tensor) else None for p in (leak, gain, bias))
@@ -303,16 +244,16 @@ class LeakyTritonFunction(torch.autograd.Function):
                 return table if t is None else t  # any valid pointer; the kernel never reads it
 
             with device_guard(h):
-                _leaky_backward_kernel[_grid(m)](
+                _leaky_backward_kernel[grid(m)](
                     h, ptr(x), ptr(v0), ptr(g_spikes), ptr(g_h), ptr(g_v_last), ptr(leak_pn), ptr(gain_pn),
                     table, ptr(g_x), ptr(g_v0), *(ptr(a) for a in acc), n_steps, m,
                     LEAK_PER_NEURON=leak_pn is not None, GAIN_PER_NEURON=gain_pn is not None,
                     HARD_RESET=ctx.v_reset is not None, DETACH_RESET=bool(ctx.detach_reset),
                     SURROGATE=SURROGATE_KINDS[type(ctx.surrogate)],
-                    EXACT_EXP=h.dtype == torch.float64 and h.device.type == "cuda" and libdevice is not None,
+                    EXACT_EXP=exact_exp_flag(h),
                     HAS_G_SPIKES=g_spikes is not None, HAS_G_H=g_h is not None,
                     HAS_G_V_LAST=g_v_last is not None, NEED_X=need_x, NEED_V0=need_v0, NEED_LEAK=need_leak,
-                    NEED_GAIN=need_gain, NEED_BIAS=need_bias, BLOCK=_BLOCK, num_warps=_NUM_WARPS)
+                    NEED_GAIN=need_gain, NEED_BIAS=need_bias, BLOCK=BLOCK, num_warps=NUM_WARPS)
         else:
             for a in (g_x, g_v0, *acc):
                 if a is not None:
