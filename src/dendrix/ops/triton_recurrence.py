@@ -17,8 +17,8 @@ from torch import Tensor
 from ..surrogate import Surrogate
 from .triton_common import SURROGATE_KINDS, interpreting, libdevice, surrogate_constants
 
-__all__ = ["BLOCK", "NUM_WARPS", "load_coefficient", "per_neuron", "scalar_table", "grid", "exact_exp_flag",
-           "unsupported_reason", "pointer_or"]
+__all__ = ["BLOCK", "NUM_WARPS", "load_coefficient", "per_neuron", "scalar_table", "cached_table", "grid",
+           "exact_exp_flag", "unsupported_reason", "pointer_or"]
 
 BLOCK = 128      # neurons per program: one per thread with 4 warps; many programs keep all SMs busy
 NUM_WARPS = 4
@@ -65,12 +65,7 @@ def scalar_table(entries: list[float | Tensor], surrogate: Surrogate, like: Tens
     to device copy from pageable memory would wait for the GPU on every call.
     """
     values = [float(e) if not isinstance(e, Tensor) else 0.0 for e in entries] + surrogate_constants(surrogate)
-    key = (tuple(values), like.dtype, like.device)
-    table = _TABLE_CACHE.get(key)
-    if table is None:
-        if len(_TABLE_CACHE) >= 256:
-            _TABLE_CACHE.clear()
-        table = _TABLE_CACHE[key] = torch.tensor(values, dtype=like.dtype).to(like.device)
+    table = cached_table(values, like)
     scalar_tensors = [(slot, e) for slot, e in enumerate(entries) if isinstance(e, Tensor) and e.numel() == 1]
     if scalar_tensors:  # cached tables are shared and read-only: fill a device-side copy
         table = table.clone()
@@ -79,7 +74,19 @@ def scalar_table(entries: list[float | Tensor], surrogate: Surrogate, like: Tens
     return table
 
 
-_TABLE_CACHE: dict[tuple, Tensor] = {}  # float parts of scalar tables, per (values, dtype, device)
+def cached_table(values: list[float], like: Tensor) -> Tensor:
+    """``values`` as a tensor in the dtype and on the device of ``like``, built once per (values, dtype, device):
+    kernels only read it, and a host-to-device copy from pageable memory would wait for the GPU on every call."""
+    key = (tuple(values), like.dtype, like.device)
+    table = _TABLE_CACHE.get(key)
+    if table is None:
+        if len(_TABLE_CACHE) >= 256:
+            _TABLE_CACHE.clear()
+        table = _TABLE_CACHE[key] = torch.tensor(values, dtype=like.dtype).to(like.device)
+    return table
+
+
+_TABLE_CACHE: dict[tuple, Tensor] = {}  # float scalar tables, per (values, dtype, device)
 
 
 def grid(m: int) -> tuple[int]:

@@ -44,13 +44,15 @@ from torch.autograd.function import once_differentiable
 from ...surrogate import Surrogate
 from ..triton_common import (SURROGATE_KINDS, device_guard, exact_exp, interpreting, libdevice,
                              surrogate_constants, surrogate_derivative)
+from ..triton_recurrence import cached_table
 
 __all__ = ["SynapticTraceTritonFunction", "DGNMembraneTritonFunction", "triton_exponential_filter",
            "unsupported_reason"]
 
 _DTYPES = (torch.float32, torch.float64)
-# Slots of the scalar table.
-_DT, _THETA, _DECAY, _RESET, _C0 = 0, 1, 2, 3, 4
+# Slots of the scalar table, then the surrogate constants (tl.constexpr: a Triton kernel may read a module
+# global only if it is one).
+_DT, _THETA, _DECAY, _RESET, _C0 = (tl.constexpr(i) for i in range(5))
 _BLOCK = 128          # elements per program of the element-wise kernels (one per thread with 4 warps)
 _NUM_WARPS = 4
 _TILE = 4096          # elements of one weight tile [BLOCK_N, BLOCK_K] in the recurrent mat-vec
@@ -76,20 +78,6 @@ def unsupported_reason(tensors: dict[str, Tensor], surrogate: Surrogate | None =
 
 
 # ---- helpers (host) ---------------------------------------------------------------------------------------------
-
-_TABLE_CACHE: dict[tuple, Tensor] = {}
-
-
-def _scalar_table(values: list[float], like: Tensor) -> Tensor:
-    """The kernel's scalars in the compute dtype on ``like``'s device, cached (kernels only read it)."""
-    key = (tuple(values), like.dtype, like.device)
-    table = _TABLE_CACHE.get(key)
-    if table is None:
-        if len(_TABLE_CACHE) >= 256:
-            _TABLE_CACHE.clear()
-        table = _TABLE_CACHE[key] = torch.tensor(values, dtype=like.dtype).to(like.device)
-    return table
-
 
 def _rows(x: Tensor) -> tuple[Tensor, int, int]:
     """``x [T, *step]`` as ``(tensor, step stride, row stride)``, one step being rows of the last dimension:
@@ -140,7 +128,7 @@ def _trace_kernel(z_ptr, d0_ptr, params_ptr, out_ptr, g_d0_ptr, T, M, N, z_step,
     mask = offs < M
     r = offs // N
     z_offs = r.to(tl.int64) * z_row + (offs - r * N)
-    decay = tl.load(params_ptr + 2)
+    decay = tl.load(params_ptr + _DECAY)
     if REVERSE:
         d = tl.zeros([BLOCK], dtype=out_ptr.dtype.element_ty)
         t = T - 1
@@ -177,8 +165,8 @@ def _ff_forward_kernel(g_ptr, i_ptr, v0_ptr, s0_ptr, params_ptr, a_ptr, v_ptr, s
     mask = offs < M
     r = offs // N
     n = offs - r * N
-    dt = tl.load(params_ptr + 0)
-    theta = tl.load(params_ptr + 1)
+    dt = tl.load(params_ptr + _DT)
+    theta = tl.load(params_ptr + _THETA)
     v = tl.load(v0_ptr + offs, mask=mask, other=0.0)
     s = tl.load(s0_ptr + offs, mask=mask, other=0.0)
     g_ptrs = g_ptr + r.to(tl.int64) * g_row + n
@@ -212,9 +200,9 @@ def _ff_backward_kernel(a_ptr, v_ptr, v0_ptr, g_s_ptr, g_v_ptr, params_ptr, g_g_
     dL/dV0 = ρ[0]·g_V[0], dL/dS0 = c·g_V[0]."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    dt = tl.load(params_ptr + 0)
-    theta = tl.load(params_ptr + 1)
-    reset = tl.load(params_ptr + 3)
+    dt = tl.load(params_ptr + _DT)
+    theta = tl.load(params_ptr + _THETA)
+    reset = tl.load(params_ptr + _RESET)
     v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0)
     g_next = tl.zeros([BLOCK], dtype=v_ptr.dtype.element_ty)
     rho_next = g_next
@@ -224,7 +212,7 @@ def _ff_backward_kernel(a_ptr, v_ptr, v0_ptr, g_s_ptr, g_v_ptr, params_ptr, g_g_
     while t >= 0:
         v_prev = tl.load(v_ptr + (row - M) + offs, mask=mask & (t > 0), other=0.0)
         v_prev = tl.where(t > 0, v_prev, v0)
-        slope = surrogate_derivative(v - theta, params_ptr + 4, SURROGATE, EXACT_EXP)
+        slope = surrogate_derivative(v - theta, params_ptr + _C0, SURROGATE, EXACT_EXP)
         g_spike = reset * g_next
         if HAS_G_S:
             g_spike += tl.load(g_s_ptr + row + offs, mask=mask, other=0.0)
@@ -277,9 +265,9 @@ def _rec_forward_kernel(g_ptr, i_ptr, v0_ptr, s0_ptr, dr0_ptr, w_ptr, c_ptr, par
     b = tl.program_id(0)
     offs_n = tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
-    dt = tl.load(params_ptr + 0)
-    theta = tl.load(params_ptr + 1)
-    decay = tl.load(params_ptr + 2)
+    dt = tl.load(params_ptr + _DT)
+    theta = tl.load(params_ptr + _THETA)
+    decay = tl.load(params_ptr + _DECAY)
     state = b * N + offs_n
     v = tl.load(v0_ptr + state, mask=mask_n, other=0.0)
     s = tl.load(s0_ptr + state, mask=mask_n, other=0.0)
@@ -319,10 +307,10 @@ def _rec_backward_kernel(a_ptr, v_ptr, v0_ptr, g_s_ptr, g_v_ptr, g_dr_last_ptr, 
     b = tl.program_id(0)
     offs_n = tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
-    dt = tl.load(params_ptr + 0)
-    theta = tl.load(params_ptr + 1)
-    decay = tl.load(params_ptr + 2)
-    reset = tl.load(params_ptr + 3)
+    dt = tl.load(params_ptr + _DT)
+    theta = tl.load(params_ptr + _THETA)
+    decay = tl.load(params_ptr + _DECAY)
+    reset = tl.load(params_ptr + _RESET)
     state = b * N + offs_n
     v0 = tl.load(v0_ptr + state, mask=mask_n, other=0.0)
     zero = tl.zeros([BLOCK_N], dtype=v_ptr.dtype.element_ty)
@@ -341,7 +329,7 @@ def _rec_backward_kernel(a_ptr, v_ptr, v0_ptr, g_s_ptr, g_v_ptr, g_dr_last_ptr, 
     while t >= 0:
         v_prev = tl.load(v_ptr + (row - step) + offs_n, mask=mask_n & (t > 0), other=0.0)
         v_prev = tl.where(t > 0, v_prev, v0)
-        slope = surrogate_derivative(v - theta, params_ptr + 4, SURROGATE, EXACT_EXP)
+        slope = surrogate_derivative(v - theta, params_ptr + _C0, SURROGATE, EXACT_EXP)
         g_spike = carry
         if HAS_G_S:
             g_spike += tl.load(g_s_ptr + row + offs_n, mask=mask_n, other=0.0)
@@ -395,7 +383,7 @@ def _run_trace(z: Tensor, d0: Tensor | None, table: Tensor, reverse: bool):
 
 def triton_exponential_filter(z: Tensor, d0: Tensor | None, decay: float) -> Tensor:
     """D[t] = decay·D[t-1] + z[t] (from d0, zeros if None), not differentiated."""
-    return _run_trace(z, d0, _scalar_table([1.0, 1.0, decay, 0.0], z), reverse=False)[0]
+    return _run_trace(z, d0, cached_table([1.0, 1.0, decay, 0.0], z), reverse=False)[0]
 
 
 class SynapticTraceTritonFunction(torch.autograd.Function):
@@ -404,7 +392,7 @@ class SynapticTraceTritonFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, d0: Tensor, decay: float) -> Tensor:  # type: ignore[override]
-        ctx.table = _scalar_table([1.0, 1.0, decay, 0.0], z)
+        ctx.table = cached_table([1.0, 1.0, decay, 0.0], z)
         return _run_trace(z, d0, ctx.table, reverse=False)[0]
 
     @staticmethod
@@ -438,7 +426,7 @@ class DGNMembraneTritonFunction(torch.autograd.Function):
                                      "rec_trace0": rec_trace0}, surrogate)
         if reason is not None:
             raise ValueError(f"Triton DGN backend: {reason}")
-        table = _scalar_table([dt, threshold, rec_decay, 0.0 if detach_reset else -threshold,
+        table = cached_table([dt, threshold, rec_decay, 0.0 if detach_reset else -threshold,
                                *surrogate_constants(surrogate)], conductance)
         shape, dtype, device = conductance.shape, conductance.dtype, conductance.device
         n_steps, m = shape[0], conductance[0].numel()
