@@ -51,6 +51,15 @@ def unsupported_reason(x: Tensor, u0: Tensor, surrogate: Surrogate) -> str | Non
 
 
 @triton.jit
+def _coefficients(alpha_ptr, rho_ptr, params_ptr, offs, mask, ALPHA_PER_NEURON: tl.constexpr,
+                  RHO_PER_NEURON: tl.constexpr):
+    """α, ρ (per neuron or from the table), b0 and β: what both kernels read before their time loop."""
+    alpha = load_coefficient(alpha_ptr, params_ptr + _ALPHA, offs, mask, ALPHA_PER_NEURON)
+    rho = load_coefficient(rho_ptr, params_ptr + _RHO, offs, mask, RHO_PER_NEURON)
+    return alpha, rho, tl.load(params_ptr + _B0), tl.load(params_ptr + _BETA)
+
+
+@triton.jit
 def _threshold(a, beta, b0):
     """B = b0 + beta a: one expression for the forward and the backward's recomputation."""
     return a * beta + b0
@@ -62,10 +71,8 @@ def _alif_forward_kernel(x_ptr, u0_ptr, a0_ptr, s0_ptr, alpha_ptr, rho_ptr, para
                          ALPHA_PER_NEURON: tl.constexpr, RHO_PER_NEURON: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    alpha = load_coefficient(alpha_ptr, params_ptr + _ALPHA, offs, mask, ALPHA_PER_NEURON)
-    rho = load_coefficient(rho_ptr, params_ptr + _RHO, offs, mask, RHO_PER_NEURON)
-    b0 = tl.load(params_ptr + _B0)
-    beta = tl.load(params_ptr + _BETA)
+    alpha, rho, b0, beta = _coefficients(alpha_ptr, rho_ptr, params_ptr, offs, mask, ALPHA_PER_NEURON,
+                                         RHO_PER_NEURON)
     u = tl.load(u0_ptr + offs, mask=mask, other=0.0)
     a = tl.load(a0_ptr + offs, mask=mask, other=0.0)
     s = tl.load(s0_ptr + offs, mask=mask, other=0.0)
@@ -101,10 +108,8 @@ def _alif_backward_kernel(x_ptr, u_ptr, a_ptr, u0_ptr, a0_ptr, s0_ptr, g_spikes_
                           BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    alpha = load_coefficient(alpha_ptr, params_ptr + _ALPHA, offs, mask, ALPHA_PER_NEURON)
-    rho = load_coefficient(rho_ptr, params_ptr + _RHO, offs, mask, RHO_PER_NEURON)
-    b0 = tl.load(params_ptr + _B0)
-    beta = tl.load(params_ptr + _BETA)
+    alpha, rho, b0, beta = _coefficients(alpha_ptr, rho_ptr, params_ptr, offs, mask, ALPHA_PER_NEURON,
+                                         RHO_PER_NEURON)
     u0 = tl.load(u0_ptr + offs, mask=mask, other=0.0)
     a0 = tl.load(a0_ptr + offs, mask=mask, other=0.0)
     s0 = tl.load(s0_ptr + offs, mask=mask, other=0.0)

@@ -119,6 +119,25 @@ def _gate(a, SIGMOID: tl.constexpr, EXACT_EXP: tl.constexpr):
     return rho, slope
 
 
+@triton.jit
+def _membrane_adjoint_step(v, v_prev, g_spike, g_next, rho_next, at, mask, a_ptr, g_s_ptr, g_v_ptr, g_g_ptr,
+                           g_i_ptr, dt, theta, params_ptr, SIGMOID: tl.constexpr, SURROGATE: tl.constexpr,
+                           EXACT_EXP: tl.constexpr, HAS_G_S: tl.constexpr, HAS_G_V: tl.constexpr):
+    """One reverse step of the gated membrane at element offsets ``at`` (shared by the feed-forward and the
+    recurrent backward): g_V[t] = (g_spike + dL/dS[t])·σ'(V[t]−θ) + ρ[t+1]·g_V[t+1] + dL/dV[t]; stores
+    dL/dG[t] = −dt·φ'(a)·V[t-1]·g_V[t] and dL/dI[t] = dt·g_V[t]; returns (g_V[t], ρ[t])."""
+    slope = surrogate_derivative(v - theta, params_ptr + _C0, SURROGATE, EXACT_EXP)
+    if HAS_G_S:
+        g_spike += tl.load(g_s_ptr + at, mask=mask, other=0.0)
+    g = g_spike * slope + rho_next * g_next
+    if HAS_G_V:
+        g += tl.load(g_v_ptr + at, mask=mask, other=0.0)
+    rho, dphi = _gate(tl.load(a_ptr + at, mask=mask, other=0.0), SIGMOID, EXACT_EXP)
+    tl.store(g_g_ptr + at, -dt * dphi * v_prev * g, mask=mask)
+    tl.store(g_i_ptr + at, dt * g, mask=mask)
+    return g, rho
+
+
 @triton.jit(do_not_specialize=["T"])
 def _trace_kernel(z_ptr, d0_ptr, params_ptr, out_ptr, g_d0_ptr, T, M, N, z_step, z_row,
                   REVERSE: tl.constexpr, HAS_D0: tl.constexpr, BLOCK: tl.constexpr):
@@ -212,16 +231,9 @@ def _ff_backward_kernel(a_ptr, v_ptr, v0_ptr, g_s_ptr, g_v_ptr, params_ptr, g_g_
     while t >= 0:
         v_prev = tl.load(v_ptr + (row - M) + offs, mask=mask & (t > 0), other=0.0)
         v_prev = tl.where(t > 0, v_prev, v0)
-        slope = surrogate_derivative(v - theta, params_ptr + _C0, SURROGATE, EXACT_EXP)
-        g_spike = reset * g_next
-        if HAS_G_S:
-            g_spike += tl.load(g_s_ptr + row + offs, mask=mask, other=0.0)
-        g = g_spike * slope + rho_next * g_next
-        if HAS_G_V:
-            g += tl.load(g_v_ptr + row + offs, mask=mask, other=0.0)
-        rho, dphi = _gate(tl.load(a_ptr + row + offs, mask=mask, other=0.0), SIGMOID, EXACT_EXP)
-        tl.store(g_g_ptr + row + offs, -dt * dphi * v_prev * g, mask=mask)
-        tl.store(g_i_ptr + row + offs, dt * g, mask=mask)
+        g, rho = _membrane_adjoint_step(v, v_prev, reset * g_next, g_next, rho_next, row + offs, mask, a_ptr,
+                                        g_s_ptr, g_v_ptr, g_g_ptr, g_i_ptr, dt, theta, params_ptr, SIGMOID,
+                                        SURROGATE, EXACT_EXP, HAS_G_S, HAS_G_V)
         g_next = g
         rho_next = rho
         v = v_prev
@@ -329,16 +341,9 @@ def _rec_backward_kernel(a_ptr, v_ptr, v0_ptr, g_s_ptr, g_v_ptr, g_dr_last_ptr, 
     while t >= 0:
         v_prev = tl.load(v_ptr + (row - step) + offs_n, mask=mask_n & (t > 0), other=0.0)
         v_prev = tl.where(t > 0, v_prev, v0)
-        slope = surrogate_derivative(v - theta, params_ptr + _C0, SURROGATE, EXACT_EXP)
-        g_spike = carry
-        if HAS_G_S:
-            g_spike += tl.load(g_s_ptr + row + offs_n, mask=mask_n, other=0.0)
-        g = g_spike * slope + rho_next * g_next
-        if HAS_G_V:
-            g += tl.load(g_v_ptr + row + offs_n, mask=mask_n, other=0.0)
-        rho, dphi = _gate(tl.load(a_ptr + row + offs_n, mask=mask_n, other=0.0), SIGMOID, EXACT_EXP)
-        tl.store(g_g_ptr + row + offs_n, -dt * dphi * v_prev * g, mask=mask_n)
-        tl.store(g_i_ptr + row + offs_n, dt * g, mask=mask_n)
+        g, rho = _membrane_adjoint_step(v, v_prev, carry, g_next, rho_next, row + offs_n, mask_n, a_ptr, g_s_ptr,
+                                        g_v_ptr, g_g_ptr, g_i_ptr, dt, theta, params_ptr, SIGMOID, SURROGATE,
+                                        EXACT_EXP, HAS_G_S, HAS_G_V)
         tl.debug_barrier()  # the transposed mat-vecs read those two rows back in another thread layout
         from_g, from_i = _matvec_pair(c_ptr, g_g_ptr + row, w_ptr, g_i_ptr + row, offs_n, mask_n, N, BLOCK_N,
                                       BLOCK_K, True)
