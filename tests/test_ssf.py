@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dendrix.neurons import SSF
-from dendrix.neurons.mmdend import expand_integer_spikes
+from dendrix.neurons.ssf import expand_integer_spikes
 
 
 def test_integer_levels_match_the_formula():

@@ -39,6 +39,7 @@ _BUILTIN_MODULES = (
     "dendrix.neurons.rf",
     "dendrix.neurons.drf",
     "dendrix.neurons.mmdend",
+    "dendrix.neurons.pmsn",
     "dendrix.neurons.psn",
     "dendrix.layers.dlif",
     "dendrix.layers.dgn",

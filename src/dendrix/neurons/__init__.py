@@ -14,7 +14,7 @@ _LAZY = {
     "DALIF": "dalif",
     "RF": "rf", "BRF": "rf",
     "DRF": "drf",
-    "MMDEND": "mmdend", "SSF": "mmdend", "PMSN": "mmdend",
+    "MMDEND": "mmdend", "SSF": "ssf", "PMSN": "pmsn",
     "PSN": "psn", "MaskedPSN": "psn", "SlidingPSN": "psn",
 }
 

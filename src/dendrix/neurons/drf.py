@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers.sequential import linear_factory
-from ..ops.linear import causal_conv, complex_expm1, linear_recurrence, modal_kernel
+from ..ops.linear import causal_conv, complex_dtype, linear_recurrence, modal_kernel, zoh
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import _as_float, check_choice, check_int, check_positive
@@ -152,18 +152,18 @@ class DRF(Neuron):
 
     def _modes(self, dtype: torch.dtype):
         """(dt·λ, decay e^{dtλ}, input gain B̄, weights c), each ``[C, n]``, in the complex dtype matching ``dtype``."""
-        cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        cdtype = complex_dtype(dtype)
         lam = self.eigenvalues().to(cdtype)
-        dtlam = self.step_size().to(lam.real.dtype).unsqueeze(-1) * lam
-        bbar = self.gamma.to(lam.real.dtype) * complex_expm1(dtlam) / lam
+        modes = zoh(lam, self.step_size().to(lam.real.dtype).unsqueeze(-1), self.gamma.to(lam.real.dtype),
+                    expm1=True)
         c = self.branch_weights()
         c = c.to(cdtype) if c.is_complex() else c.to(lam.real.dtype)
-        return dtlam, torch.exp(dtlam), bbar, c
+        return modes.dtlam, modes.decay, modes.bbar, c
 
     def kernel(self, T: int, dtype: torch.dtype = torch.float32) -> Tensor:
         """The impulse response ``K [C, T]`` from input current to soma potential:
         ``K[h, l] = Σ_k Re(c_k B̄_k exp(dt_h λ_k l))``."""
-        cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        cdtype = complex_dtype(dtype)
         lam = self.eigenvalues().to(cdtype)
         c = self.branch_weights()
         return modal_kernel(lam, self.step_size().to(lam.real.dtype).unsqueeze(-1), T,
@@ -174,7 +174,7 @@ class DRF(Neuron):
     def init_state(self, x_t: Tensor) -> DRFState:
         """Resting state for one input step ``[B, *, C]``: zero branch states, no past pre-spikes."""
         dtype = torch.float64 if x_t.dtype == torch.float64 else torch.float32
-        cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        cdtype = complex_dtype(dtype)
         shape = tuple(x_t.shape)
         M = self.threshold_logits.shape[-1] if self.threshold_logits is not None else 0
         return DRFState(torch.zeros(*shape, self.branches, dtype=cdtype, device=x_t.device),
@@ -217,7 +217,9 @@ class DRF(Neuron):
         if self.recording:  # branch states are not formed on the kernel path; compute them for the recorder
             with torch.no_grad():
                 self.record_state("branches", linear_recurrence(decay, x.unsqueeze(-1) * bbar, z0, method="scan"))
-        # decay^l = exp(l·dtλ) for l = 0..T, as exp of a product (|decay| < 1; accurate for long T)
+        # decay^l = exp(l·dtλ) for l = 0..T, as exp of a product (|decay| < 1; accurate for long T). The free
+        # response and final state are formed here rather than by ops.linear's free_response / final_modes
+        # (polar powers of the decay): those round differently, and trained D-RF models keep their spikes.
         lags = torch.arange(T + 1, dtype=x.dtype, device=x.device)
         powers = torch.exp(dtlam.unsqueeze(-1) * lags)  # [C, n, T + 1]
         if z0 is not None:  # free response of the initial branch states: Re Σ_k c_k decay^(t+1) z0_k

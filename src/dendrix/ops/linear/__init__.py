@@ -10,6 +10,10 @@ Three operations, each with a plain reference beside the fast paths (``reference
 * :func:`modal_kernel` — the impulse response of a bank of complex modes with zero-order-hold input,
   ``K[l] = sum_k c_k B̄_k exp(dt λ_k l)``, computed as exp of a product (never by repeated powers).
 
+The modal form itself (``modal.py``) is shared by D-RF, MMDEND and PMSN: :func:`diagonalise` (``A = PΛP⁻¹``),
+:func:`zoh` (``e^{dtλ}`` and ``B̄``), :func:`real_system` (``Ā``, ``B̄`` in the original basis), and
+:func:`free_response` / :func:`final_modes` (continuing a sequence from a modal state).
+
 ``method="auto"`` picks a path by shape; a forced method is used as asked or raises, it never falls back
 silently. All paths are differentiable; none builds a per-step autograd graph except ``"sequential"``
 (the reference). float16/bfloat16 inputs are computed in float32 and returned in their own dtype.
@@ -21,11 +25,15 @@ import torch
 from torch import Tensor
 
 from .fft import fft_causal_conv, fft_recurrence, mode_powers
+from .modal import (ZOH, complex_dtype, complex_expm1, diagonalise, final_modes, free_response, real_system,
+                    zoh)
 from .reference import direct_causal_conv, direct_modal_kernel, sequential_recurrence
 from .scan import loop_recurrence, scan_recurrence
 
 __all__ = ["linear_recurrence", "causal_conv", "modal_kernel", "complex_expm1", "RECURRENCE_METHODS",
-           "CONV_METHODS", "sequential_recurrence", "direct_causal_conv", "direct_modal_kernel", "mode_powers"]
+           "CONV_METHODS", "sequential_recurrence", "direct_causal_conv", "direct_modal_kernel", "mode_powers",
+           "ZOH", "complex_dtype", "diagonalise", "zoh", "real_system", "free_response", "final_modes",
+           "upcast_half"]
 
 RECURRENCE_METHODS = ("auto", "sequential", "loop", "scan", "fft")
 CONV_METHODS = ("auto", "fft", "direct")
@@ -55,7 +63,9 @@ def _check_method(method: str, allowed: tuple[str, ...]) -> str:
     return method
 
 
-def _upcast(x: Tensor | None) -> Tensor | None:
+def upcast_half(x: Tensor | None) -> Tensor | None:
+    """float16/bfloat16 → float32 (FFTs and complex eigen-decompositions need it); other dtypes (and None) as
+    they are."""
     return x.float() if x is not None and x.dtype in _HALF else x
 
 
@@ -113,7 +123,7 @@ def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, me
         method = "scan" if time_varying or T < _FFT_MIN_LENGTH else "fft"
 
     out_dtype = torch.result_type(a, b) if h0 is None else torch.promote_types(torch.result_type(a, b), h0.dtype)
-    a, b, h0 = _upcast(a), _upcast(b), _upcast(h0)
+    a, b, h0 = upcast_half(a), upcast_half(b), upcast_half(h0)
     if method == "sequential":
         h = sequential_recurrence(a, b, h0, time_varying=time_varying)
     elif method == "scan":
@@ -151,18 +161,9 @@ def causal_conv(u: Tensor, kernel: Tensor, method: str = "auto") -> Tensor:
     if method == "auto":
         method = "direct" if kernel.shape[-1] <= _DIRECT_MAX_LAGS else "fft"
     out_dtype = torch.result_type(u, kernel)
-    u, kernel = _upcast(u), _upcast(kernel)
+    u, kernel = upcast_half(u), upcast_half(kernel)
     y = fft_causal_conv(u, kernel) if method == "fft" else direct_causal_conv(u, kernel)
     return y.to(out_dtype) if out_dtype in _HALF else y
-
-
-def complex_expm1(z: Tensor) -> Tensor:
-    """``exp(z) - 1`` for complex ``z`` without cancellation when |z| is small.
-
-    Re: ``e^x cos y - 1 = expm1(x) cos y - 2 sin(y/2)^2``; Im: ``e^x sin y``.
-    """
-    x, y = z.real, z.imag
-    return torch.complex(torch.expm1(x) * torch.cos(y) - 2 * torch.sin(y / 2) ** 2, torch.exp(x) * torch.sin(y))
 
 
 def modal_kernel(lam: Tensor, dt: Tensor | float, T: int, b: Tensor | None = None, c: Tensor | None = None, *,
