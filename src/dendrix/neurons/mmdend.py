@@ -342,8 +342,8 @@ class MMDEND(Neuron):
         return self._chunked(x, state, need_state)
 
     def _chunked(self, x: Tensor, state: MMDENDState | None, need_state: bool) -> tuple[Tensor, MMDENDState | None]:
-        """The chunked kernel (:func:`dendrix.ops.mmdend.chunked_mmdend`): exact, blocks of ``BLOCK`` steps, no complex tensors
-        and no FFT over the data."""
+        """The chunked kernel (:func:`dendrix.ops.mmdend.chunked_mmdend`): exact, blocks of ``BLOCK`` steps, no
+        complex tensors and no FFT over the data."""
         self.check_input(x, self.channels)
         if state is not None:
             state = self.resolve_state(x, state)
@@ -373,8 +373,8 @@ class MMDEND(Neuron):
         lo, hi = self.ssf.clip_bounds()
         levels = self.ssf.levels if self.ssf.firing == "integer" and hi != self.ssf.levels else 0
         traces = self.recording or (torch.is_grad_enabled() and any(t.requires_grad for t in (x2, vd0, vs0, *ops)))
-        lay = ChunkLayout(Bp, D, Dp, J, K, L, self._disjoint, self.channel_index.T.flatten(), self.branch_activation,
-                      (lo, hi), levels, traces)
+        lay = ChunkLayout(Bp, D, Dp, J, K, L, self._disjoint, self.channel_index.T.flatten(),
+                          self.branch_activation, (lo, hi), levels, traces)
         spikes, v, f_all, vdT, vsT = chunked_mmdend(x2, M, M_tail, beta, w, g_in, gain, offset, vd0, vs0, lay)
         if self.recording:
             self.record_state("v", v.reshape(xc.shape))
