@@ -120,6 +120,8 @@ class SSF(Neuron):
 
     def run(self, x: Tensor, state: SSFState | None = None) -> tuple[Tensor, SSFState]:
         self.check_input(x)
+        # half inputs are computed in float32; the integer spikes cast back exactly (float16 holds integers up to
+        # 2048, bfloat16 up to 256)
         xc = upcast_half(x)
         self.record_state("v", xc)
         return self.fire(xc).to(x.dtype), SSFState()
