@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import dendrix
-from dendrix.neurons.base import Neuron
+from dendrix.contract import Neuron
 
 BUILTIN_KINDS = {"lif", "plif", "alif", "dalif", "rf", "brf", "drf", "mmdend", "pmsn",
                  "psn", "masked_psn", "sliding_psn", "dlif", "dgn", "sdgn"}

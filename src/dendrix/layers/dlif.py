@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..neurons.base import Neuron
+from ..contract import Neuron
+from ..neurons.lif import LIF
 from ..ops.bilinear import (BACKENDS, PairLayout, bilinear_form, build_layout, dense_matrix, low_rank_dense,
                             low_rank_form)
 from ..ops.lif import BACKENDS as LIF_BACKENDS
@@ -321,12 +322,24 @@ class DLIFConv2d(_Bilinear):
                 f"padding={self.padding}, " + self._extra())
 
 
-def dlif_layer(in_features: int, out_features: int, **kw) -> DLIFLinear:
-    """Registry factory: a :class:`DLIFLinear` ``[T, B, in] -> [T, B, out]``."""
-    return DLIFLinear(in_features, out_features, **kw)
+# Keywords of DLIF's synapses (the bilinear current), refused by spiking_neuron("dlif", n), which is the soma alone.
+_SYNAPSE_ARGUMENTS = ("sparsity", "rank", "bias", "backend", "check_input", "k_init", "seed")
 
 
-register("dlif", dlif_layer, family="dendritic",
+def dlif_soma(n: int, *, tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True,
+              detach_reset: bool = False, surrogate: SurrogateLike = "atan", lif_backend: str = "auto",
+              **synapse_kw) -> LIF:
+    """``spiking_neuron("dlif", n)``: DLIF's soma without its synapses, a soft-reset :class:`~dendrix.neurons.lif.LIF`
+    with DLIF's arguments (``lif_backend`` is its ``backend``). ``n`` is not needed (LIF is shape-agnostic)."""
+    if synapse_kw:
+        name = sorted(synapse_kw)[0]
+        allowed = "a synaptic argument of DLIFLinear" if name in _SYNAPSE_ARGUMENTS else "not a DLIF argument"
+        raise TypeError(f"spiking_neuron('dlif', n) is DLIF's soma alone: {name}= is {allowed}; use "
+                        f"dendrix.spiking_layer('dlif', in_features, out_features, {name}=...) for the whole layer")
+    return LIF(tau=tau, v_threshold=v_threshold, v_reset=None, decay_input=decay_input, detach_reset=detach_reset,
+               surrogate=surrogate, backend=lif_backend)
+
+
+register("dlif", DLIFLinear, family="dendritic", layer=True, neuron=dlif_soma,
          description="LIF with dendritic bilinear integration I = Ws + sᵀKs, sparse symmetric K (ICLR 2026)",
          defaults={"sparsity": 0.9})
-

@@ -7,12 +7,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..layers.sequential import linear_factory
+from ..contract import Neuron
 from ..ops.alif import BACKENDS, alif_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_choice, check_int, check_nonnegative, check_positive
-from .base import Neuron
 
 __all__ = ["ALIF", "ALIFState"]
 
@@ -88,5 +87,5 @@ class ALIF(Neuron):
         return f"{scope}, b0={self.b0:g}, beta={self.beta:g}, surrogate={self.surrogate!r}"
 
 
-register("alif", linear_factory(ALIF, channels_arg="channels"), family="lif",
+register("alif", ALIF, family="lif", width="channels",
          description="adaptive-threshold LIF with learnable per-channel tau_m, tau_adp (Yin et al. 2021)")

@@ -8,12 +8,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..contract import Neuron
 from ..ops.lif import leaky_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_choice, check_int, check_range
-from .base import Neuron
-from .lif import _per_channel_factory, check_lif_arguments
+from .lif import check_lif_arguments
 
 __all__ = ["DALIF", "DALIFState"]
 
@@ -110,5 +110,5 @@ class DALIF(Neuron):
                 f"v_threshold={self.v_threshold:g}, surrogate={self.surrogate!r}")
 
 
-register("dalif", _per_channel_factory(DALIF), family="lif",
+register("dalif", DALIF, family="lif", width="channels", per_channel=True,
          description="dual adaptive LIF: learned input (alpha) and leak (beta) decays (Zhang et al. 2025)")

@@ -27,12 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers.sequential import linear_factory
+from ..contract import Neuron
 from ..ops.linear import causal_conv, complex_expm1, linear_recurrence, modal_kernel
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import _as_float, check_choice, check_int, check_positive
-from .base import Neuron
 
 __all__ = ["DRF", "DRFState"]
 
@@ -272,7 +271,7 @@ class DRF(Neuron):
                 f"complex_weights={self.complex_weights}, surrogate={self.surrogate!r}, method={self.method!r}")
 
 
-register("drf", linear_factory(DRF, channels_arg="channels"), family="resonator",
+register("drf", DRF, family="resonator", width="channels",
          description="Dendritic resonate-and-fire: complex resonating branches (S4D-Lin init), FFT-parallel "
                      "training, adaptive threshold of past pre-spikes, no reset",
          defaults={"branches": 4, "threshold_window": 4})

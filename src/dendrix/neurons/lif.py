@@ -12,12 +12,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..layers.sequential import SpikingLinear, linear_factory
+from ..contract import Neuron
 from ..ops.lif import BACKENDS, lif_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_choice, check_greater, check_int, check_positive, _as_float
-from .base import Neuron
 
 __all__ = ["LIF", "PLIF", "LIFState", "check_lif_arguments"]
 
@@ -160,25 +159,9 @@ class PLIF(_LIFBase):
         return tau_text + ", " + self._extra()
 
 
-def _per_channel_factory(neuron_cls):
-    """Registry factory ``(in, out, per_channel=False, **kw)``: ``per_channel=True`` gives the neuron one
-    parameter per output channel (``channels=out_features``)."""
-    base = linear_factory(neuron_cls)
-
-    def factory(in_features: int, out_features: int, *, bias: bool = True, per_channel: bool = False,
-                **neuron_kw) -> SpikingLinear:
-        if per_channel:
-            neuron_kw["channels"] = out_features
-        return base(in_features, out_features, bias=bias, **neuron_kw)
-
-    factory.__name__ = base.__name__
-    factory.neuron_cls = neuron_cls  # type: ignore[attr-defined]
-    return factory
-
-
-register("lif", linear_factory(LIF), family="lif",
+register("lif", LIF, family="lif",
          description="leaky integrate-and-fire, SpikingJelly LIFNode conventions, fused sequence engine",
          defaults={"tau": 2.0})
-register("plif", _per_channel_factory(PLIF), family="lif",
+register("plif", PLIF, family="lif", width="channels", per_channel=True,
          description="parametric LIF with learnable 1/tau = sigmoid(w) (Fang et al. 2021)",
          defaults={"init_tau": 2.0})

@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..contract import Neuron
 from ..ops.threads import serial_on_cpu
 from ..ops.linear import causal_conv, linear_recurrence, modal_kernel, mode_powers
+from ..registry import register
 from ..validation import check_choice, check_int, check_positive, check_range
-from .base import Neuron
 
 __all__ = ["SSF", "MMDEND", "PMSN", "SSFState", "MMDENDState", "PMSNState", "channel_windows",
            "expand_integer_spikes"]
@@ -1067,11 +1068,8 @@ class PMSN(Neuron):
 
 
 # -- registry -------------------------------------------------------------------------------------------------
-from ..layers.sequential import linear_factory  # noqa: E402
-from ..registry import register  # noqa: E402
-
-register("mmdend", linear_factory(MMDEND, channels_arg="channels"), family="dendritic",
+register("mmdend", MMDEND, family="dendritic", width="channels",
          description="MMDEND: channel windows → tridiagonal compartment chains (FFT) → tanh branches → "
                      "leaky soma → SSF integer spikes")
-register("pmsn", linear_factory(PMSN, channels_arg="channels"), family="dendritic",
+register("pmsn", PMSN, family="dendritic", width="channels",
          description="PMSN (Chen et al. 2024): multi-compartment eigenbasis SSM (FFT) with cumulative-sum reset")

@@ -22,12 +22,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..layers.sequential import SpikingLinear
+from ..contract import Neuron
 from ..ops.rf import BACKENDS, divergence_boundary, rf_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import _as_float, check_choice, check_int, check_nonnegative, check_positive
-from .base import Neuron
 
 __all__ = ["RF", "BRF", "RFState"]
 
@@ -122,28 +121,14 @@ class BRF(RF):
     balanced = True
 
 
-def _resonator_factory(neuron_cls):
-    """Linear + RF/BRF. The Euler step multiplies the current by dt, so the Linear's initial weights (and bias)
-    are scaled by ``weight_gain`` (default 1/(10·dt) = 10): a unit-scale input then moves u by about a tenth of
-    the threshold per step instead of a hundredth, and fresh layers spike."""
-
-    def factory(in_features: int, out_features: int, *, bias: bool = True, weight_gain: float | None = None,
-                **neuron_kw) -> SpikingLinear:
-        neuron = neuron_cls(channels=out_features, **neuron_kw)
-        gain = check_positive("weight_gain", weight_gain) if weight_gain is not None else 1.0 / (10 * neuron.dt)
-        layer = SpikingLinear(in_features, out_features, neuron, bias=bias)
-        with torch.no_grad():
-            layer.linear.weight.mul_(gain)
-            if layer.linear.bias is not None:
-                layer.linear.bias.mul_(gain)
-        return layer
-
-    factory.__name__ = f"linear_{neuron_cls.__name__.lower()}"
-    factory.neuron_cls = neuron_cls  # type: ignore[attr-defined]
-    return factory
+def euler_input_gain(neuron: RF) -> float:
+    """The registry's default gain on the initial weights (and bias) of the Linear in front of an RF/BRF:
+    1/(10·dt) = 10. The Euler step multiplies the current by dt, so a unit-scale input then moves u by about a
+    tenth of the threshold per step instead of a hundredth, and fresh layers spike."""
+    return 1.0 / (10 * neuron.dt)
 
 
-register("rf", _resonator_factory(RF), family="resonator",
+register("rf", RF, family="resonator", width="channels", weight_gain=euler_input_gain,
          description="Izhikevich resonate-and-fire (damped oscillator, explicit Euler dt=0.01, no reset), fused BPTT")
-register("brf", _resonator_factory(BRF), family="resonator",
+register("brf", BRF, family="resonator", width="channels", weight_gain=euler_input_gain,
          description="Balanced RF (Higuchi et al. 2024): divergence boundary p(ω), refractory q, fused BPTT")

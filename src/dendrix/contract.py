@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from torch import Tensor, nn
 
-from ..validation import check_sequence, check_state_shape
+from .validation import check_sequence, check_state_shape
 
 __all__ = ["Neuron", "State"]
 
