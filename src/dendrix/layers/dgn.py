@@ -146,12 +146,13 @@ class DGNLinear(Neuron):
             return DGNRecurrentState(trace, torch.zeros_like(v), v, torch.zeros_like(v))
         return DGNState(trace, v, torch.zeros_like(v))
 
-    def run(self, x: Tensor, state: DGNState | DGNRecurrentState | None = None):
+    def check_run_input(self, x: Tensor) -> None:
         self.check_input(x, self.in_features)
         if self.recurrent and x.dim() != 3:
             raise ValueError(f"DGNLinear(recurrent=True) input must be [T, B, {self.in_features}], "
                              f"got shape {tuple(x.shape)}")
-        state = self.resolve_state(x, state)
+
+    def _run_sequence(self, x: Tensor, state: DGNState | DGNRecurrentState):
         out_dtype = x.dtype
         dtype = self.conductance.dtype
         z = x.to(dtype)

@@ -221,12 +221,14 @@ class DLIFLinear(_Bilinear):
         return cur.view(*s_t.shape[:-1], self.out_features)
 
     def init_state(self, x_t: Tensor) -> DLIFState:
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         return DLIFState(torch.zeros(*x_t.shape[:-1], self.out_features, dtype=dtype, device=x_t.device))
 
-    def run(self, x: Tensor, state: DLIFState | None = None) -> tuple[Tensor, DLIFState]:
-        self.check_input(x, self.in_features)
-        state = self.resolve_state(x, state)
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.in_features
+
+    def _run_sequence(self, x: Tensor, state: DLIFState) -> tuple[Tensor, DLIFState]:
         current = self.input_current(x)
         spikes, h, v_last = self._soma(current, state.v)
         self.record_state("current", current)
@@ -303,12 +305,13 @@ class DLIFConv2d(_Bilinear):
         B, _, H, W = x_t.shape
         k, p, s = self.kernel_size, self.padding, self.stride
         Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         return DLIFState(torch.zeros(B, self.out_channels, Ho, Wo, dtype=dtype, device=x_t.device))
 
-    def run(self, x: Tensor, state: DLIFState | None = None) -> tuple[Tensor, DLIFState]:
+    def check_run_input(self, x: Tensor) -> None:
         self._check_x(x)
-        state = self.resolve_state(x, state)
+
+    def _run_sequence(self, x: Tensor, state: DLIFState) -> tuple[Tensor, DLIFState]:
         T, B = x.shape[:2]
         current = self._current(x.reshape(T * B, *x.shape[2:]))
         current = current.view(T, B, *current.shape[1:])

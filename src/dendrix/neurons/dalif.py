@@ -91,12 +91,14 @@ class DALIF(Neuron):
         return self._squash(self.beta_raw)
 
     def init_state(self, x_t: Tensor) -> DALIFState:
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         return DALIFState(torch.zeros(x_t.shape, dtype=dtype, device=x_t.device))
 
-    def run(self, x: Tensor, state: DALIFState | None = None) -> tuple[Tensor, DALIFState]:
-        self.check_input(x, self.channels)
-        state = self.resolve_state(x, state)
+    @property
+    def input_width(self) -> int | None:  # type: ignore[override]
+        return self.channels
+
+    def _run_sequence(self, x: Tensor, state: DALIFState) -> tuple[Tensor, DALIFState]:
         spikes, v, h_last = leaky_sequence(
             x, state.h, self.beta, self.alpha, 0.0, v_threshold=self.v_threshold,
             v_reset=0.0 if self.reset == "hard" else None, detach_reset=self.detach_reset,

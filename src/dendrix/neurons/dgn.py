@@ -84,9 +84,11 @@ class DGN(Neuron):
         zeros = torch.zeros(x_t.shape, dtype=self.conductance.dtype, device=x_t.device)
         return DGNNeuronState(zeros, zeros.clone(), zeros.clone())
 
-    def run(self, x: Tensor, state: DGNNeuronState | None = None) -> tuple[Tensor, DGNNeuronState]:
-        self.check_input(x, self.channels)
-        state = self.resolve_state(x, state)
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.channels
+
+    def _run_sequence(self, x: Tensor, state: DGNNeuronState) -> tuple[Tensor, DGNNeuronState]:
         dtype = self.conductance.dtype
         trace = synaptic_trace(x.to(dtype), self.decay, state.trace.to(dtype), backend=self.backend)
         conductance = trace * self.conductance + self.g_leak

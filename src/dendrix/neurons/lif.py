@@ -57,13 +57,11 @@ class _LIFBase(Neuron):
     def init_state(self, x_t: Tensor) -> LIFState:
         """Resting state: V = v_reset (hard reset) or 0 (soft reset), as SpikingJelly. Half-precision inputs
         keep their state in float32."""
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         rest = 0.0 if self.v_reset is None else self.v_reset
         return LIFState(torch.full(x_t.shape, rest, dtype=dtype, device=x_t.device))
 
-    def run(self, x: Tensor, state: LIFState | None = None) -> tuple[Tensor, LIFState]:
-        self.check_input(x)
-        state = self.resolve_state(x, state)
+    def _run_sequence(self, x: Tensor, state: LIFState) -> tuple[Tensor, LIFState]:
         spikes, h, v_last = lif_sequence(x, state.v, self.decay(), self.v_threshold, self.v_reset,
                                          self.decay_input, self.detach_reset, self.surrogate, self.backend)
         self.record_state("v", h)
@@ -145,13 +143,11 @@ class PLIF(_LIFBase):
         """Current time constant(s), 1 / sigmoid(w)."""
         return 1.0 / torch.sigmoid(self.w.detach())
 
-    def run(self, x: Tensor, state: LIFState | None = None) -> tuple[Tensor, LIFState]:
-        if self.channels is not None:
-            self.check_input(x)
-            if x.shape[-1] != self.channels:
-                raise ValueError(f"PLIF input must have {self.channels} channels in its last dim (channels="
-                                 f"{self.channels}), got shape {tuple(x.shape)}")
-        return super().run(x, state)
+    def check_run_input(self, x: Tensor) -> None:
+        self.check_input(x)
+        if self.channels is not None and x.shape[-1] != self.channels:
+            raise ValueError(f"PLIF input must have {self.channels} channels in its last dim (channels="
+                             f"{self.channels}), got shape {tuple(x.shape)}")
 
     def extra_repr(self) -> str:
         tau = self.tau

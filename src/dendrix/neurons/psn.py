@@ -261,9 +261,7 @@ class SlidingPSN(_ParallelNeuron):
         ext = F.pad(xc.movedim(0, -1), (self.k - 1, 0)).movedim(-1, 0)
         return self._fire(self._hidden_from_extended(ext), x)
 
-    def run(self, x: Tensor, state: PSNState | None = None) -> tuple[Tensor, PSNState]:
-        self.check_input(x)
-        state = self.resolve_state(x, state)
+    def _run_sequence(self, x: Tensor, state: PSNState) -> tuple[Tensor, PSNState]:
         xc = _compute_dtype(x)
         ext = torch.cat([state.history.to(xc.dtype), xc], 0)
         y = self._fire(self._hidden_from_extended(ext), x)

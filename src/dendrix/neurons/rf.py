@@ -91,20 +91,23 @@ class RF(Neuron):
         return -self.b_offset.abs()
 
     def init_state(self, x_t: Tensor) -> RFState:
-        dtype = torch.float32 if x_t.dtype in _HALF else x_t.dtype
+        dtype = self.state_dtype(x_t)
         zero = torch.zeros(x_t.shape, dtype=dtype, device=x_t.device)
         return RFState(zero, zero.clone(), zero.clone())
 
-    def run(self, x: Tensor, state: RFState | None = None) -> tuple[Tensor, RFState]:
-        self.check_input(x, self.channels)
-        in_dtype = x.dtype
-        xc = x.float() if in_dtype in _HALF else x
-        state = self.resolve_state(xc, state)
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.channels
+
+    def compute_input(self, x: Tensor) -> Tensor:
+        return x.float() if x.dtype in _HALF else x  # half inputs are integrated in float32
+
+    def _run_sequence(self, x: Tensor, state: RFState) -> tuple[Tensor, RFState]:
         spikes, u_seq, v_last, q_last = rf_sequence(
-            xc, self.omega.abs().to(xc.dtype), self.damping().to(xc.dtype), state.u, state.v, state.q,
+            x, self.omega.abs().to(x.dtype), self.damping().to(x.dtype), state.u, state.v, state.q,
             dt=self.dt, theta=self.theta, balanced=self.balanced, surrogate=self.surrogate, backend=self.backend)
         self.record_state("v", u_seq)
-        return spikes.to(in_dtype), RFState(u_seq[-1], v_last, q_last)
+        return spikes, RFState(u_seq[-1], v_last, q_last)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, dt={self.dt:g}, theta={self.theta:g}, backend={self.backend!r}"
