@@ -24,7 +24,7 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
-__all__ = ["register", "available", "spiking_layer", "spiking_neuron", "describe", "Registration",
+__all__ = ["register", "unregister", "available", "spiking_layer", "spiking_neuron", "describe", "Registration",
            "builtin_modules"]
 
 #: The packages whose modules hold the built-in kinds (every module in them is imported by the registry).
@@ -120,6 +120,14 @@ def register(kind: str, cls: type, *, family: str, description: str, width: str 
         raise ValueError(f"neuron kind {kind!r} is already registered (to {_REGISTRY[kind].cls.__name__})")
     _REGISTRY[kind] = entry
     return entry
+
+
+def unregister(kind: str) -> Registration:
+    """Remove ``kind`` from the registry (e.g. a kind registered by a test or a notebook); returns its entry."""
+    key = kind.lower() if isinstance(kind, str) else kind
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown neuron kind {kind!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY.pop(key)
 
 
 def builtin_modules() -> list[str]:
