@@ -145,7 +145,7 @@ class DRF(Neuron):
         """α ``[C, M]`` = softmax of the threshold logits per channel (``[C, 0]`` without adaptive threshold)."""
         if self.threshold_logits is None:
             return self.weight.new_zeros(self.channels, 0)
-        # written out: torch.softmax on tiny CPU tensors measured ~100x slower here (thread start-up per call)
+        # written out: torch.softmax is slow on tiny CPU tensors (thread start-up per call; docs/benchmarks.md)
         e = torch.exp(self.threshold_logits - self.threshold_logits.amax(-1, keepdim=True))
         return e / e.sum(-1, keepdim=True)
 
