@@ -54,6 +54,7 @@ def test_example_passes_the_contract_checks(example_kind, check):
     check(KIND, "cpu") if takes_device else check(KIND)
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(contract.B, contract.IN), torch.zeros(contract.T, contract.B, contract.IN + 1)])
+@pytest.mark.parametrize("bad", [torch.zeros(contract.B, contract.IN),
+                                 torch.zeros(contract.T, contract.B, contract.IN + 1)])
 def test_example_refuses_bad_inputs(example_kind, bad):
     contract.test_bad_input_shape_is_a_clear_error(KIND, bad, "cpu")

@@ -9,4 +9,5 @@ from .registry import available, describe, register, spiking_layer, spiking_neur
 
 __version__ = "0.2.0"
 
-__all__ = ["available", "describe", "register", "spiking_layer", "spiking_neuron", "record", "Recording", "surrogate", "__version__"]
+__all__ = ["available", "describe", "register", "spiking_layer", "spiking_neuron", "record", "Recording", "surrogate",
+           "__version__"]

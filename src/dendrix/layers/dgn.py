@@ -218,7 +218,8 @@ def sdgn_linear(in_features: int, out_features: int, recurrent: bool = False, **
 
 
 def _gated_neuron(n: int, **kw) -> DGN:
-    """``spiking_neuron("dgn", n)``: the gated membrane with one synapse per neuron (:class:`~dendrix.neurons.dgn.DGN`)."""
+    """``spiking_neuron("dgn", n)``: the gated membrane with one synapse per neuron
+    (:class:`~dendrix.neurons.dgn.DGN`)."""
     if "recurrent" in kw:
         raise TypeError("recurrent= is an option of the DGN layer (dendrix.spiking_layer('dgn', ...)), not of "
                         "its neuron alone")
