@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from dendrix.analysis.energy import E_AC_PJ, E_MAC_PJ, _active_pairs, count_operations, energy_report
-from dendrix.layers.sequential import SpikingLinear
+from dendrix.layers.spiking import SpikingLinear
 from dendrix.neurons import LIF
-from dendrix.neurons.base import Neuron
+from dendrix.contract import Neuron
 
 # Hand-set input spikes [T=2, B=2, C=3]: 5 spikes in sample 0, 1 in sample 1.
 X = torch.tensor([[[1, 0, 1], [0, 0, 0]],

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import dendrix
-from dendrix.layers.sequential import SpikingLinear
-from dendrix.neurons.base import Neuron
+from dendrix.layers.spiking import SpikingLinear
+from dendrix.contract import Neuron
 
 
 class _Integrator(Neuron):

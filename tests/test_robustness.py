@@ -11,7 +11,7 @@ from dendrix.analysis.attacks import _project_capped_simplex, bim, fgsm, flip_bu
 from dendrix.analysis.noise import current_noise, gaussian_noise, spike_noise
 from dendrix.analysis.robustness import evaluate_accuracy, robustness_report
 from dendrix.analysis.summary import quick_evaluation
-from dendrix.layers.sequential import SpikingLinear
+from dendrix.layers.spiking import SpikingLinear
 from dendrix.neurons import LIF
 
 T, C, K = 12, 16, 4

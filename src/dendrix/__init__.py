@@ -5,8 +5,9 @@ Time-first tensors ``[T, B, *]`` everywhere. Every neuron has ``forward``, ``ini
 
 from . import surrogate
 from .recording import Recording, record
-from .registry import available, describe, register, spiking_layer
+from .registry import available, describe, register, spiking_layer, spiking_neuron
 
 __version__ = "0.2.0"
 
-__all__ = ["available", "describe", "register", "spiking_layer", "record", "Recording", "surrogate", "__version__"]
+__all__ = ["available", "describe", "register", "spiking_layer", "spiking_neuron", "record", "Recording", "surrogate",
+           "__version__"]

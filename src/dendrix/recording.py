@@ -8,7 +8,7 @@ from typing import Iterator
 
 from torch import Tensor, nn
 
-from .neurons.base import Neuron
+from .contract import Neuron
 
 __all__ = ["record", "Recording"]
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..layers.dlif import DLIFLinear
-from ..layers.sequential import SpikingLinear
+from ..layers.spiking import SpikingLinear
 from ..neurons.lif import LIF
 from ..ops.lif import lif_sequence
 

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..neurons.base import Neuron
+from ..contract import Neuron
 from ..validation import check_nonnegative
 
 __all__ = [

@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from ..neurons.base import Neuron
+from ..contract import Neuron
 from ..validation import check_choice, check_nonnegative, check_range
 from .energy import is_known_neuron, is_synaptic_layer
 

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..neurons.base import Neuron
+from ..contract import Neuron
+from ..neurons.dgn import DGN
 from ..ops.dgn import BACKENDS, GATES, apply_gate, dgn_membrane, synaptic_trace
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
@@ -145,12 +146,13 @@ class DGNLinear(Neuron):
             return DGNRecurrentState(trace, torch.zeros_like(v), v, torch.zeros_like(v))
         return DGNState(trace, v, torch.zeros_like(v))
 
-    def run(self, x: Tensor, state: DGNState | DGNRecurrentState | None = None):
+    def check_run_input(self, x: Tensor) -> None:
         self.check_input(x, self.in_features)
         if self.recurrent and x.dim() != 3:
             raise ValueError(f"DGNLinear(recurrent=True) input must be [T, B, {self.in_features}], "
                              f"got shape {tuple(x.shape)}")
-        state = self.resolve_state(x, state)
+
+    def _run_sequence(self, x: Tensor, state: DGNState | DGNRecurrentState):
         out_dtype = x.dtype
         dtype = self.conductance.dtype
         z = x.to(dtype)
@@ -204,18 +206,34 @@ def _uniform(rows: int, cols: int, low: float, high: float) -> Tensor:
 
 
 def dgn_linear(in_features: int, out_features: int, recurrent: bool = False, **kw) -> DGNLinear:
-    """Registry factory of kind ``"dgn"`` (``recurrent`` is explicit so model builders use DGN's own recurrence)."""
+    """A :class:`DGNLinear` ``[T, B, in] -> [T, B, out]`` (kind ``"dgn"``)."""
     return DGNLinear(in_features, out_features, recurrent=recurrent, **kw)
 
 
 def sdgn_linear(in_features: int, out_features: int, recurrent: bool = False, **kw) -> DGNLinear:
-    """Registry factory of kind ``"sdgn"``: :class:`DGNLinear` with ``shared_reversal=True``."""
+    """The layer of kind ``"sdgn"``: :class:`DGNLinear` with ``shared_reversal=True``."""
     if kw.pop("shared_reversal", True) is not True:
         raise ValueError("kind 'sdgn' is DGNLinear with shared_reversal=True; use kind 'dgn' otherwise")
     return DGNLinear(in_features, out_features, recurrent=recurrent, shared_reversal=True, **kw)
 
 
-register("dgn", dgn_linear, family="gated",
+def _gated_neuron(n: int, **kw) -> DGN:
+    """``spiking_neuron("dgn", n)``: the gated membrane with one synapse per neuron
+    (:class:`~dendrix.neurons.dgn.DGN`)."""
+    if "recurrent" in kw:
+        raise TypeError("recurrent= is an option of the DGN layer (dendrix.spiking_layer('dgn', ...)), not of "
+                        "its neuron alone")
+    return DGN(n, **kw)
+
+
+def _shared_reversal_neuron(n: int, **kw) -> DGN:
+    """``spiking_neuron("sdgn", n)``: :class:`~dendrix.neurons.dgn.DGN` with ``shared_reversal=True``."""
+    if kw.pop("shared_reversal", True) is not True:
+        raise ValueError("kind 'sdgn' is DGN with shared_reversal=True; use kind 'dgn' otherwise")
+    return _gated_neuron(n, shared_reversal=True, **kw)
+
+
+register("dgn", DGNLinear, family="gated", layer=True, neuron=_gated_neuron, own_recurrence=True,
          description="dynamic-conductance gated neuron layer (W and C per synapse; recurrent=True optional)")
-register("sdgn", sdgn_linear, family="gated",
+register("sdgn", DGNLinear, family="gated", layer=sdgn_linear, neuron=_shared_reversal_neuron, own_recurrence=True,
          description="DGN with one shared reversal potential per neuron (W = E·C; ≈ LIF's parameter count)")

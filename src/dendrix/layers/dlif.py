@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..neurons.base import Neuron
+from ..contract import Neuron
+from ..neurons.lif import LIF
 from ..ops.bilinear import (BACKENDS, PairLayout, bilinear_form, build_layout, dense_matrix, low_rank_dense,
                             low_rank_form)
 from ..ops.lif import BACKENDS as LIF_BACKENDS
@@ -220,12 +221,14 @@ class DLIFLinear(_Bilinear):
         return cur.view(*s_t.shape[:-1], self.out_features)
 
     def init_state(self, x_t: Tensor) -> DLIFState:
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         return DLIFState(torch.zeros(*x_t.shape[:-1], self.out_features, dtype=dtype, device=x_t.device))
 
-    def run(self, x: Tensor, state: DLIFState | None = None) -> tuple[Tensor, DLIFState]:
-        self.check_input(x, self.in_features)
-        state = self.resolve_state(x, state)
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.in_features
+
+    def _run_sequence(self, x: Tensor, state: DLIFState) -> tuple[Tensor, DLIFState]:
         current = self.input_current(x)
         spikes, h, v_last = self._soma(current, state.v)
         self.record_state("current", current)
@@ -302,12 +305,13 @@ class DLIFConv2d(_Bilinear):
         B, _, H, W = x_t.shape
         k, p, s = self.kernel_size, self.padding, self.stride
         Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         return DLIFState(torch.zeros(B, self.out_channels, Ho, Wo, dtype=dtype, device=x_t.device))
 
-    def run(self, x: Tensor, state: DLIFState | None = None) -> tuple[Tensor, DLIFState]:
+    def check_run_input(self, x: Tensor) -> None:
         self._check_x(x)
-        state = self.resolve_state(x, state)
+
+    def _run_sequence(self, x: Tensor, state: DLIFState) -> tuple[Tensor, DLIFState]:
         T, B = x.shape[:2]
         current = self._current(x.reshape(T * B, *x.shape[2:]))
         current = current.view(T, B, *current.shape[1:])
@@ -321,12 +325,24 @@ class DLIFConv2d(_Bilinear):
                 f"padding={self.padding}, " + self._extra())
 
 
-def dlif_layer(in_features: int, out_features: int, **kw) -> DLIFLinear:
-    """Registry factory: a :class:`DLIFLinear` ``[T, B, in] -> [T, B, out]``."""
-    return DLIFLinear(in_features, out_features, **kw)
+# Keywords of DLIF's synapses (the bilinear current), refused by spiking_neuron("dlif", n), which is the soma alone.
+_SYNAPSE_ARGUMENTS = ("sparsity", "rank", "bias", "backend", "check_input", "k_init", "seed")
 
 
-register("dlif", dlif_layer, family="dendritic",
+def dlif_soma(n: int, *, tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True,
+              detach_reset: bool = False, surrogate: SurrogateLike = "atan", lif_backend: str = "auto",
+              **synapse_kw) -> LIF:
+    """``spiking_neuron("dlif", n)``: DLIF's soma without its synapses, a soft-reset :class:`~dendrix.neurons.lif.LIF`
+    with DLIF's arguments (``lif_backend`` is its ``backend``). ``n`` is not needed (LIF is shape-agnostic)."""
+    if synapse_kw:
+        name = sorted(synapse_kw)[0]
+        allowed = "a synaptic argument of DLIFLinear" if name in _SYNAPSE_ARGUMENTS else "not a DLIF argument"
+        raise TypeError(f"spiking_neuron('dlif', n) is DLIF's soma alone: {name}= is {allowed}; use "
+                        f"dendrix.spiking_layer('dlif', in_features, out_features, {name}=...) for the whole layer")
+    return LIF(tau=tau, v_threshold=v_threshold, v_reset=None, decay_input=decay_input, detach_reset=detach_reset,
+               surrogate=surrogate, backend=lif_backend)
+
+
+register("dlif", DLIFLinear, family="dendritic", layer=True, neuron=dlif_soma,
          description="LIF with dendritic bilinear integration I = Ws + sᵀKs, sparse symmetric K (ICLR 2026)",
          defaults={"sparsity": 0.9})
-

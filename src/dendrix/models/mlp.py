@@ -8,7 +8,7 @@ Recurrent (``recurrent=True``): hidden layer l receives its own spikes of the pr
 
     I[t] = W_in x[t] + W_rec s[t-1] + b,    s[t], state = neuron.step(I[t], state),    s[-1] = 0.
 
-Kinds that have their own recurrent form (a factory with an explicit ``recurrent`` argument, e.g. DGN's
+Kinds that have their own recurrent form (registered with ``own_recurrence=True``, e.g. DGN's
 ``DGNLinear(recurrent=True)``) use it. Other kinds are wrapped by :class:`RecurrentSpikingLayer`, which steps the
 neuron with its ``step`` (the recurrence runs through the spikes, so this path is a step loop by nature).
 
@@ -18,14 +18,13 @@ The output layer is a non-spiking Linear read out over time (:mod:`dendrix.model
 
 from __future__ import annotations
 
-import inspect
 from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..layers.sequential import SpikingLinear
-from ..neurons.base import Neuron, State
+from ..contract import Neuron, State
+from ..layers.spiking import SpikingLinear
 from ..registry import describe, spiking_layer
 from ..validation import check_choice, check_int, check_positive, check_range, check_sequence
 from .readout import READOUTS, apply_readout
@@ -34,13 +33,8 @@ __all__ = ["SpikingMLP", "RecurrentSpikingLayer", "has_native_recurrence", "scal
 
 
 def has_native_recurrence(kind: str) -> bool:
-    """Whether ``kind``'s layer factory takes an explicit ``recurrent`` argument (its own recurrent form)."""
-    factory = describe(kind).factory
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return "recurrent" in params
+    """Whether ``kind`` has its own recurrent form (its registered ``own_recurrence`` trait, e.g. DGN's)."""
+    return describe(kind).own_recurrence
 
 
 @torch.no_grad()

@@ -23,11 +23,11 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers.sequential import SpikingLinear
 from ..registry import spiking_layer
 from ..validation import check_choice, check_int, check_range, check_sequence
 from .mlp import scale_synaptic_weights
 from .readout import READOUTS, apply_readout
+from .sequence import sequence_neuron
 
 __all__ = ["SeqImageNet", "CausalConv1d"]
 
@@ -46,11 +46,6 @@ class CausalConv1d(nn.Module):
         u = x.permute(1, 2, 0)                      # [B, C, T]
         u = self.conv(F.pad(u, (self.pad, 0)))
         return u.permute(2, 0, 1)                   # [T, B, C_out]
-
-
-def _spiking_activation(kind: str, features: int, time_steps: int | None, neuron_kw: dict) -> nn.Module:
-    layer = spiking_layer(kind, features, features, time_steps=time_steps, **neuron_kw)
-    return layer.neuron if isinstance(layer, SpikingLinear) else layer
 
 
 class SeqImageNet(nn.Module):
@@ -97,7 +92,7 @@ class SeqImageNet(nn.Module):
             blocks.append(nn.ModuleDict({
                 "conv": CausalConv1d(channels, out_channels, kernel_size, dilation=2 ** i, bias=False),
                 "norm": nn.BatchNorm1d(out_channels),
-                "spike": _spiking_activation(kind, out_channels, time_steps, neuron_kw),
+                "spike": sequence_neuron(kind, out_channels, time_steps, **neuron_kw),
             }))
             channels = out_channels
         self.blocks = nn.ModuleList(blocks)

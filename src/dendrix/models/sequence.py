@@ -19,8 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..layers.sequential import SpikingLinear
-from ..registry import describe, spiking_layer
+from ..registry import describe, spiking_layer, spiking_neuron
 from ..validation import check_int, check_range, check_sequence
 
 __all__ = ["ResidualBlock", "SequenceModel", "sequence_neuron"]
@@ -29,8 +28,9 @@ __all__ = ["ResidualBlock", "SequenceModel", "sequence_neuron"]
 def sequence_neuron(kind: str, features: int, time_steps: int | None = None, **neuron_kw) -> nn.Module:
     """A ``[T, B, features] -> [T, B, features]`` spiking module of ``kind``: the bare neuron for
     activation-style kinds (D-RF, LIF, MMDEND, PSN, ...), the kind's own synaptic layer for DLIF/DGN."""
-    layer = spiking_layer(kind, features, features, time_steps=time_steps, **neuron_kw)
-    return layer.neuron if isinstance(layer, SpikingLinear) else layer
+    if describe(kind).owns_layer:
+        return spiking_layer(kind, features, features, time_steps=time_steps, **neuron_kw)
+    return spiking_neuron(kind, features, time_steps=time_steps, **neuron_kw)
 
 
 class ResidualBlock(nn.Module):

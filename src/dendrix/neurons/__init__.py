@@ -1,21 +1,12 @@
 """Activation-style neurons: input current ``[T, B, *]`` -> spikes ``[T, B, *]``.
 
-Imported lazily (``dendrix.neurons.LIF`` loads ``neurons/lif.py`` on first use).
+Imported lazily (``dendrix.neurons.LIF`` loads ``neurons/lif.py`` on first use). The public names are the
+``__all__`` of the modules in this folder: a new neuron file needs no entry here.
 """
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
-from .base import Neuron
+from .._lazy import lazy_package
+from ..contract import Neuron
 
-_LAZY = {
-    "LIF": "lif", "PLIF": "lif",
-    "ALIF": "alif",
-    "DALIF": "dalif",
-    "RF": "rf", "BRF": "rf",
-    "DRF": "drf",
-    "MMDEND": "mmdend", "SSF": "ssf", "PMSN": "pmsn",
-    "PSN": "psn", "MaskedPSN": "psn", "SlidingPSN": "psn",
-}
-
-__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, ["Neuron"])
+__getattr__, __dir__ = lazy_package(__name__, __path__[0], ["Neuron"])

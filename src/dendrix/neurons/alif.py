@@ -7,12 +7,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..layers.sequential import linear_factory
+from ..contract import Neuron
 from ..ops.alif import BACKENDS, alif_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_choice, check_int, check_nonnegative, check_positive
-from .base import Neuron
 
 __all__ = ["ALIF", "ALIFState"]
 
@@ -68,13 +67,15 @@ class ALIF(Neuron):
         self.tau_adp = nn.Parameter(torch.full(shape, tau_adp))
 
     def init_state(self, x_t: Tensor) -> ALIFState:
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         zeros = torch.zeros(x_t.shape, dtype=dtype, device=x_t.device)
         return ALIFState(zeros, zeros.clone(), zeros.clone())
 
-    def run(self, x: Tensor, state: ALIFState | None = None) -> tuple[Tensor, ALIFState]:
-        self.check_input(x, self.channels)
-        state = self.resolve_state(x, state)
+    @property
+    def input_width(self) -> int | None:  # type: ignore[override]
+        return self.channels
+
+    def _run_sequence(self, x: Tensor, state: ALIFState) -> tuple[Tensor, ALIFState]:
         alpha = torch.exp(-1.0 / self.tau_m)
         rho = torch.exp(-1.0 / self.tau_adp)
         spikes, u, a_last = alif_sequence(x, state.u, state.a, state.s, alpha, rho, self.b0, self.beta,
@@ -88,5 +89,5 @@ class ALIF(Neuron):
         return f"{scope}, b0={self.b0:g}, beta={self.beta:g}, surrogate={self.surrogate!r}"
 
 
-register("alif", linear_factory(ALIF, channels_arg="channels"), family="lif",
+register("alif", ALIF, family="lif", width="channels",
          description="adaptive-threshold LIF with learnable per-channel tau_m, tau_adp (Yin et al. 2021)")

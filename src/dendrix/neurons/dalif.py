@@ -8,12 +8,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..contract import Neuron
 from ..ops.lif import leaky_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_choice, check_int, check_range
-from .base import Neuron
-from .lif import _per_channel_factory, check_lif_arguments
+from .lif import check_lif_arguments
 
 __all__ = ["DALIF", "DALIFState"]
 
@@ -91,12 +91,14 @@ class DALIF(Neuron):
         return self._squash(self.beta_raw)
 
     def init_state(self, x_t: Tensor) -> DALIFState:
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         return DALIFState(torch.zeros(x_t.shape, dtype=dtype, device=x_t.device))
 
-    def run(self, x: Tensor, state: DALIFState | None = None) -> tuple[Tensor, DALIFState]:
-        self.check_input(x, self.channels)
-        state = self.resolve_state(x, state)
+    @property
+    def input_width(self) -> int | None:  # type: ignore[override]
+        return self.channels
+
+    def _run_sequence(self, x: Tensor, state: DALIFState) -> tuple[Tensor, DALIFState]:
         spikes, v, h_last = leaky_sequence(
             x, state.h, self.beta, self.alpha, 0.0, v_threshold=self.v_threshold,
             v_reset=0.0 if self.reset == "hard" else None, detach_reset=self.detach_reset,
@@ -110,5 +112,5 @@ class DALIF(Neuron):
                 f"v_threshold={self.v_threshold:g}, surrogate={self.surrogate!r}")
 
 
-register("dalif", _per_channel_factory(DALIF), family="lif",
+register("dalif", DALIF, family="lif", width="channels", per_channel=True,
          description="dual adaptive LIF: learned input (alpha) and leak (beta) decays (Zhang et al. 2025)")

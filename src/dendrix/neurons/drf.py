@@ -27,12 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers.sequential import linear_factory
+from ..contract import Neuron
 from ..ops.linear import causal_conv, complex_dtype, linear_recurrence, modal_kernel, zoh
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import _as_float, check_choice, check_int, check_positive
-from .base import Neuron
 
 __all__ = ["DRF", "DRFState"]
 
@@ -146,7 +145,7 @@ class DRF(Neuron):
         """α ``[C, M]`` = softmax of the threshold logits per channel (``[C, 0]`` without adaptive threshold)."""
         if self.threshold_logits is None:
             return self.weight.new_zeros(self.channels, 0)
-        # written out: torch.softmax on tiny CPU tensors measured ~100x slower here (thread start-up per call)
+        # written out: torch.softmax is slow on tiny CPU tensors (thread start-up per call; docs/benchmarks.md)
         e = torch.exp(self.threshold_logits - self.threshold_logits.amax(-1, keepdim=True))
         return e / e.sum(-1, keepdim=True)
 
@@ -274,7 +273,7 @@ class DRF(Neuron):
                 f"complex_weights={self.complex_weights}, surrogate={self.surrogate!r}, method={self.method!r}")
 
 
-register("drf", linear_factory(DRF, channels_arg="channels"), family="resonator",
+register("drf", DRF, family="resonator", width="channels",
          description="Dendritic resonate-and-fire: complex resonating branches (S4D-Lin init), FFT-parallel "
                      "training, adaptive threshold of past pre-spikes, no reset",
          defaults={"branches": 4, "threshold_window": 4})

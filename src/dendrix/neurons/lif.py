@@ -12,12 +12,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..layers.sequential import SpikingLinear, linear_factory
+from ..contract import Neuron
 from ..ops.lif import BACKENDS, lif_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_choice, check_greater, check_int, check_positive, _as_float
-from .base import Neuron
 
 __all__ = ["LIF", "PLIF", "LIFState", "check_lif_arguments"]
 
@@ -58,13 +57,11 @@ class _LIFBase(Neuron):
     def init_state(self, x_t: Tensor) -> LIFState:
         """Resting state: V = v_reset (hard reset) or 0 (soft reset), as SpikingJelly. Half-precision inputs
         keep their state in float32."""
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = self.state_dtype(x_t)
         rest = 0.0 if self.v_reset is None else self.v_reset
         return LIFState(torch.full(x_t.shape, rest, dtype=dtype, device=x_t.device))
 
-    def run(self, x: Tensor, state: LIFState | None = None) -> tuple[Tensor, LIFState]:
-        self.check_input(x)
-        state = self.resolve_state(x, state)
+    def _run_sequence(self, x: Tensor, state: LIFState) -> tuple[Tensor, LIFState]:
         spikes, h, v_last = lif_sequence(x, state.v, self.decay(), self.v_threshold, self.v_reset,
                                          self.decay_input, self.detach_reset, self.surrogate, self.backend)
         self.record_state("v", h)
@@ -146,13 +143,11 @@ class PLIF(_LIFBase):
         """Current time constant(s), 1 / sigmoid(w)."""
         return 1.0 / torch.sigmoid(self.w.detach())
 
-    def run(self, x: Tensor, state: LIFState | None = None) -> tuple[Tensor, LIFState]:
-        if self.channels is not None:
-            self.check_input(x)
-            if x.shape[-1] != self.channels:
-                raise ValueError(f"PLIF input must have {self.channels} channels in its last dim (channels="
-                                 f"{self.channels}), got shape {tuple(x.shape)}")
-        return super().run(x, state)
+    def check_run_input(self, x: Tensor) -> None:
+        self.check_input(x)
+        if self.channels is not None and x.shape[-1] != self.channels:
+            raise ValueError(f"PLIF input must have {self.channels} channels in its last dim (channels="
+                             f"{self.channels}), got shape {tuple(x.shape)}")
 
     def extra_repr(self) -> str:
         tau = self.tau
@@ -160,25 +155,9 @@ class PLIF(_LIFBase):
         return tau_text + ", " + self._extra()
 
 
-def _per_channel_factory(neuron_cls):
-    """Registry factory ``(in, out, per_channel=False, **kw)``: ``per_channel=True`` gives the neuron one
-    parameter per output channel (``channels=out_features``)."""
-    base = linear_factory(neuron_cls)
-
-    def factory(in_features: int, out_features: int, *, bias: bool = True, per_channel: bool = False,
-                **neuron_kw) -> SpikingLinear:
-        if per_channel:
-            neuron_kw["channels"] = out_features
-        return base(in_features, out_features, bias=bias, **neuron_kw)
-
-    factory.__name__ = base.__name__
-    factory.neuron_cls = neuron_cls  # type: ignore[attr-defined]
-    return factory
-
-
-register("lif", linear_factory(LIF), family="lif",
+register("lif", LIF, family="lif",
          description="leaky integrate-and-fire, SpikingJelly LIFNode conventions, fused sequence engine",
          defaults={"tau": 2.0})
-register("plif", _per_channel_factory(PLIF), family="lif",
+register("plif", PLIF, family="lif", width="channels", per_channel=True,
          description="parametric LIF with learnable 1/tau = sigmoid(w) (Fang et al. 2021)",
          defaults={"init_tau": 2.0})

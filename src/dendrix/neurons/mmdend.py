@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers.sequential import linear_factory
+from ..contract import Neuron
 from ..ops.linear import (causal_conv, complex_dtype, diagonalise, final_modes, free_response, linear_recurrence,
                           modal_kernel, mode_powers, real_system, upcast_half, zoh)
 from ..ops.mmdend import BLOCK, ChunkLayout, chunked_mmdend, serial_graph
 from ..registry import register
 from ..validation import check_choice, check_int, check_positive, check_range
-from .base import Neuron
 from .ssf import SSF, expand_integer_spikes
 
 __all__ = ["MMDEND", "MMDENDState", "channel_windows"]
@@ -473,6 +472,6 @@ class MMDEND(Neuron):
 
 
 
-register("mmdend", linear_factory(MMDEND, channels_arg="channels"), family="dendritic",
+register("mmdend", MMDEND, family="dendritic", width="channels",
          description="MMDEND: channel windows → tridiagonal compartment chains (FFT) → tanh branches → "
                      "leaky soma → SSF integer spikes")

@@ -13,11 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers.sequential import linear_factory
+from ..contract import Neuron
 from ..ops.linear import causal_conv, complex_dtype, final_modes, free_response, modal_kernel, upcast_half, zoh
 from ..registry import register
 from ..validation import check_int, check_positive
-from .base import Neuron
 
 __all__ = ["PMSN", "PMSNState"]
 
@@ -173,5 +172,5 @@ class PMSN(Neuron):
 
 
 
-register("pmsn", linear_factory(PMSN, channels_arg="channels"), family="dendritic",
+register("pmsn", PMSN, family="dendritic", width="channels",
          description="PMSN (Chen et al. 2024): multi-compartment eigenbasis SSM (FFT) with cumulative-sum reset")

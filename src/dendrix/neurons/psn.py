@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..contract import Neuron
+from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_int, check_range
-from .base import Neuron
 
 __all__ = ["PSN", "MaskedPSN", "SlidingPSN", "PSNState", "WindowState"]
 
@@ -260,9 +261,7 @@ class SlidingPSN(_ParallelNeuron):
         ext = F.pad(xc.movedim(0, -1), (self.k - 1, 0)).movedim(-1, 0)
         return self._fire(self._hidden_from_extended(ext), x)
 
-    def run(self, x: Tensor, state: PSNState | None = None) -> tuple[Tensor, PSNState]:
-        self.check_input(x)
-        state = self.resolve_state(x, state)
+    def _run_sequence(self, x: Tensor, state: PSNState) -> tuple[Tensor, PSNState]:
         xc = _compute_dtype(x)
         ext = torch.cat([state.history.to(xc.dtype), xc], 0)
         y = self._fire(self._hidden_from_extended(ext), x)
@@ -283,32 +282,22 @@ class SlidingPSN(_ParallelNeuron):
 
 
 # -- registry -------------------------------------------------------------------------------------------------
-from ..layers.sequential import SpikingLinear  # noqa: E402
-from ..registry import register  # noqa: E402
+def _masked_psn_arguments(kw: dict) -> dict:
+    """Registry builders: the band k (default 4) is clamped to the window T."""
+    return {**kw, "k": min(kw.get("k", 4), kw["T"])}
 
 
-def _psn_layer(in_features: int, out_features: int, *, time_steps: int, bias: bool = True, **kw) -> SpikingLinear:
-    return SpikingLinear(in_features, out_features, PSN(time_steps, **kw), bias=bias)
+def _sliding_psn_arguments(kw: dict) -> dict:
+    """Registry builders: the kernel length k defaults to 4."""
+    return {"k": 4, **kw}
 
 
-def _masked_psn_layer(in_features: int, out_features: int, *, time_steps: int, k: int = 4, bias: bool = True,
-                      **kw) -> SpikingLinear:
-    return SpikingLinear(in_features, out_features, MaskedPSN(time_steps, min(k, time_steps), **kw), bias=bias)
-
-
-def _sliding_psn_layer(in_features: int, out_features: int, *, k: int = 4, bias: bool = True, **kw) -> SpikingLinear:
-    return SpikingLinear(in_features, out_features, SlidingPSN(k, **kw), bias=bias)
-
-
-_psn_layer.neuron_cls = PSN  # type: ignore[attr-defined]
-_masked_psn_layer.neuron_cls = MaskedPSN  # type: ignore[attr-defined]
-_sliding_psn_layer.neuron_cls = SlidingPSN  # type: ignore[attr-defined]
-
-register("psn", _psn_layer, family="parallel", needs_time_steps=True,
+register("psn", PSN, family="parallel", needs_time_steps=True, streams=False,
          description="Parallel spiking neuron (Fang et al. 2023): H = W X + B with a dense T×T W; not causal")
-register("masked_psn", _masked_psn_layer, family="parallel", needs_time_steps=True,
+register("masked_psn", MaskedPSN, family="parallel", needs_time_steps=True, streams=False,
+         neuron_arguments=_masked_psn_arguments,
          description="Masked PSN (Fang et al. 2023): T×T W masked to a causal band of width k, blended by λ",
          defaults={"k": 4, "lambda_init": 1.0})
-register("sliding_psn", _sliding_psn_layer, family="parallel",
+register("sliding_psn", SlidingPSN, family="parallel", neuron_arguments=_sliding_psn_arguments,
          description="Sliding PSN (Fang et al. 2023): shared causal kernel of length k, exponential init",
          defaults={"k": 4})

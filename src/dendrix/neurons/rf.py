@@ -22,12 +22,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..layers.sequential import SpikingLinear
+from ..contract import Neuron
 from ..ops.rf import BACKENDS, divergence_boundary, rf_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import _as_float, check_choice, check_int, check_nonnegative, check_positive
-from .base import Neuron
 
 __all__ = ["RF", "BRF", "RFState"]
 
@@ -92,20 +91,23 @@ class RF(Neuron):
         return -self.b_offset.abs()
 
     def init_state(self, x_t: Tensor) -> RFState:
-        dtype = torch.float32 if x_t.dtype in _HALF else x_t.dtype
+        dtype = self.state_dtype(x_t)
         zero = torch.zeros(x_t.shape, dtype=dtype, device=x_t.device)
         return RFState(zero, zero.clone(), zero.clone())
 
-    def run(self, x: Tensor, state: RFState | None = None) -> tuple[Tensor, RFState]:
-        self.check_input(x, self.channels)
-        in_dtype = x.dtype
-        xc = x.float() if in_dtype in _HALF else x
-        state = self.resolve_state(xc, state)
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.channels
+
+    def compute_input(self, x: Tensor) -> Tensor:
+        return x.float() if x.dtype in _HALF else x  # half inputs are integrated in float32
+
+    def _run_sequence(self, x: Tensor, state: RFState) -> tuple[Tensor, RFState]:
         spikes, u_seq, v_last, q_last = rf_sequence(
-            xc, self.omega.abs().to(xc.dtype), self.damping().to(xc.dtype), state.u, state.v, state.q,
+            x, self.omega.abs().to(x.dtype), self.damping().to(x.dtype), state.u, state.v, state.q,
             dt=self.dt, theta=self.theta, balanced=self.balanced, surrogate=self.surrogate, backend=self.backend)
         self.record_state("v", u_seq)
-        return spikes.to(in_dtype), RFState(u_seq[-1], v_last, q_last)
+        return spikes, RFState(u_seq[-1], v_last, q_last)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, dt={self.dt:g}, theta={self.theta:g}, backend={self.backend!r}"
@@ -122,28 +124,14 @@ class BRF(RF):
     balanced = True
 
 
-def _resonator_factory(neuron_cls):
-    """Linear + RF/BRF. The Euler step multiplies the current by dt, so the Linear's initial weights (and bias)
-    are scaled by ``weight_gain`` (default 1/(10·dt) = 10): a unit-scale input then moves u by about a tenth of
-    the threshold per step instead of a hundredth, and fresh layers spike."""
-
-    def factory(in_features: int, out_features: int, *, bias: bool = True, weight_gain: float | None = None,
-                **neuron_kw) -> SpikingLinear:
-        neuron = neuron_cls(channels=out_features, **neuron_kw)
-        gain = check_positive("weight_gain", weight_gain) if weight_gain is not None else 1.0 / (10 * neuron.dt)
-        layer = SpikingLinear(in_features, out_features, neuron, bias=bias)
-        with torch.no_grad():
-            layer.linear.weight.mul_(gain)
-            if layer.linear.bias is not None:
-                layer.linear.bias.mul_(gain)
-        return layer
-
-    factory.__name__ = f"linear_{neuron_cls.__name__.lower()}"
-    factory.neuron_cls = neuron_cls  # type: ignore[attr-defined]
-    return factory
+def euler_input_gain(neuron: RF) -> float:
+    """The registry's default gain on the initial weights (and bias) of the Linear in front of an RF/BRF:
+    1/(10·dt) = 10. The Euler step multiplies the current by dt, so a unit-scale input then moves u by about a
+    tenth of the threshold per step instead of a hundredth, and fresh layers spike."""
+    return 1.0 / (10 * neuron.dt)
 
 
-register("rf", _resonator_factory(RF), family="resonator",
+register("rf", RF, family="resonator", width="channels", weight_gain=euler_input_gain,
          description="Izhikevich resonate-and-fire (damped oscillator, explicit Euler dt=0.01, no reset), fused BPTT")
-register("brf", _resonator_factory(BRF), family="resonator",
+register("brf", BRF, family="resonator", width="channels", weight_gain=euler_input_gain,
          description="Balanced RF (Higuchi et al. 2024): divergence boundary p(ω), refractory q, fused BPTT")

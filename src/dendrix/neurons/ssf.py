@@ -12,9 +12,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..contract import Neuron
 from ..ops.linear import upcast_half
 from ..validation import check_choice, check_int, check_positive
-from .base import Neuron
 
 __all__ = ["SSF", "SSFState", "expand_integer_spikes"]
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..contract import Neuron
 from ..models import build_model, count_parameters, per_step_loss
-from ..neurons.base import Neuron
 from ..recording import record
 from .batches import Batches, open_dataset
 from .checkpoint import (latest_checkpoint, load_weights, save_checkpoint, save_weights, write_csv, write_json)
@@ -49,7 +49,7 @@ class TrainingDiverged(RuntimeError):
 def neuron_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """The parameters of the neuron dynamics (time constants, thresholds, resonance frequencies, gates...).
 
-    Rule: a parameter owned *directly* by a :class:`~dendrix.neurons.base.Neuron` module (not by a child
+    Rule: a parameter owned *directly* by a :class:`~dendrix.contract.Neuron` module (not by a child
     ``nn.Linear``/``nn.Conv``) that is a scalar or a vector (``ndim <= 1``) and is not named ``bias``. Matrices
     owned by a neuron layer (DLIF/DGN synaptic ``weight``, DGN ``conductance``, PSN's T x T weights) are
     synaptic and stay in the weight group. A Neuron class may override the rule by listing names in a class

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import Tensor, nn
 
-from ..neurons.base import Neuron, State
+from ..contract import Neuron, State
 
-__all__ = ["SpikingLinear", "linear_factory"]
+__all__ = ["SpikingLinear"]
 
 
 class SpikingLinear(Neuron):
@@ -41,19 +39,3 @@ class SpikingLinear(Neuron):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
-
-def linear_factory(neuron_cls: Callable[..., Neuron], channels_arg: str | None = None) -> Callable[..., SpikingLinear]:
-    """A registry factory ``(in, out, bias=True, **neuron_kw) -> SpikingLinear``.
-
-    ``channels_arg`` names the neuron's constructor argument that takes the number of channels (e.g.
-    ``"channels"`` for D-RF); None for neurons that are shape-agnostic.
-    """
-
-    def factory(in_features: int, out_features: int, *, bias: bool = True, **neuron_kw) -> SpikingLinear:
-        if channels_arg is not None:
-            neuron_kw[channels_arg] = out_features
-        return SpikingLinear(in_features, out_features, neuron_cls(**neuron_kw), bias=bias)
-
-    factory.__name__ = f"linear_{getattr(neuron_cls, '__name__', 'neuron').lower()}"
-    factory.neuron_cls = neuron_cls  # type: ignore[attr-defined]
-    return factory

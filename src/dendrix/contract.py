@@ -6,9 +6,14 @@
 * ``y_t, state = m.step(x_t, state)``: one time step (streaming inference).
 * ``y, state = m.run(x, state)``: a chunk continuing from ``state`` (streaming in chunks).
 
-Looping ``step`` or ``run`` over chunks gives exactly the spikes of ``m(x)``. Subclasses implement
-``init_state`` and ``run`` (usually with a fused or parallel whole-sequence kernel); ``forward`` and ``step``
-default to ``run``. A neuron that has a faster stateless path (e.g. a parallel FFT) overrides ``forward``.
+Looping ``step`` or ``run`` over chunks gives exactly the spikes of ``m(x)``.
+
+``run`` is a template: it validates the input (:meth:`Neuron.check_run_input`), applies the dtype policy
+(:meth:`Neuron.compute_input`), resolves the state (:meth:`Neuron.resolve_state`) and calls the one method a
+neuron writes, ``_run_sequence(x, state) -> (y, new_state)``: its whole-sequence kernel call (fused, parallel or
+Triton, in ``ops/``), which also hands its internal traces to :meth:`Neuron.record_state`. Subclasses implement
+``init_state`` and ``_run_sequence``; ``forward`` and ``step`` default to ``run``. A neuron whose chunked run
+needs more than this (a window-only model, a stateless fast path) overrides ``run`` or ``forward`` itself.
 
 Recording: :func:`dendrix.record` attaches a recorder; models call :meth:`Neuron.record_state` with their
 internal traces (membrane potential, branch states); it costs nothing when no recorder is attached.
@@ -18,9 +23,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+import torch
 from torch import Tensor, nn
 
-from ..validation import check_sequence, check_state_shape
+from .validation import check_sequence, check_state_shape
 
 __all__ = ["Neuron", "State"]
 
@@ -35,6 +41,8 @@ class Neuron(nn.Module):
     * ``in_rank``: the minimum rank of an input sequence (3 = ``[T, B, N]``).
     * ``emits``: ``"binary"`` for spikes in {0, 1}; ``"integer"`` for integer spike counts (SSF).
     * ``streaming``: False where the output at t depends on later inputs (may be a property).
+    * ``input_width``: the last input dimension that :meth:`check_run_input` requires (None: any; may be a
+      property, e.g. the layer's ``in_features``).
     """
 
     in_rank: int = 3
@@ -42,6 +50,7 @@ class Neuron(nn.Module):
     #: Whether ``step``/``run`` can continue a sequence chunk by chunk. False for models whose output at t
     #: depends on later inputs (PSN's dense T×T weights); their ``run`` takes only a whole window.
     streaming: bool = True
+    input_width: Optional[int] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,8 +60,19 @@ class Neuron(nn.Module):
     def init_state(self, x_t: Tensor) -> State:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def run(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def run(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """The chunk ``x`` ``[T, B, *]`` from ``state`` (None: the resting state) -> ``(y, new_state)``."""
+        self.check_run_input(x)
+        in_dtype = x.dtype
+        x = self.compute_input(x)
+        y, state = self._run_sequence(x, self.resolve_state(x, state))
+        if x.dtype != in_dtype:  # the dtype policy computed in another dtype: outputs come back in the input's
+            y = y.to(in_dtype)
+        return y, state
+
+    def _run_sequence(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """The neuron's whole-sequence kernel call: ``x`` validated and in its compute dtype, ``state`` resolved."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _run_sequence(x, state) (or override run)")
 
     def forward(self, x: Tensor) -> Tensor:
         y, _ = self.run(x, None)
@@ -66,7 +86,23 @@ class Neuron(nn.Module):
         y, state = self.run(x_t.unsqueeze(0), state)
         return y[0], state
 
-    # -- helpers for subclasses -----------------------------------------------------------------------------
+    # -- hooks of the run template and helpers for subclasses -------------------------------------------------
+    def check_run_input(self, x: Tensor) -> None:
+        """Validate a chunk before ``run`` (default: a tensor of rank >= ``in_rank`` whose last dimension is
+        ``input_width`` when set). Override for model-specific rules, keeping one clear error per bad input."""
+        self.check_input(x, self.input_width)
+
+    def compute_input(self, x: Tensor) -> Tensor:
+        """The dtype policy: the input in the dtype the kernel computes in (default: unchanged). A neuron that
+        computes half-precision inputs in float32 returns ``x.float()`` here; ``run`` casts the output back."""
+        return x
+
+    @staticmethod
+    def state_dtype(x_t: Tensor) -> torch.dtype:
+        """The dtype of a resting state for inputs like ``x_t``: float32 for half-precision inputs (the state
+        accumulates over time), the input's dtype otherwise."""
+        return torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+
     def check_input(self, x: Tensor, features: int | None = None) -> Tensor:
         return check_sequence(x, f"{type(self).__name__} input", min_rank=self.in_rank, features=features)
 
