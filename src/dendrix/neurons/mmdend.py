@@ -150,6 +150,11 @@ class SSF(Neuron):
         self.record_state("v", xc)
         return self.fire(xc).to(x.dtype), SSFState()
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): firing alone (V - φ_p)/φ_s is 1 MAC per neuron and
+        step; clip and floor are selects. Inside MMDEND it is part of MMDEND's count."""
+        return {"dynamics_mac": 1.0 * float(output.numel())}
+
     def extra_repr(self) -> str:
         return (f"ssf_range={self.ssf_range}, v_threshold={self.v_threshold:g}, levels={self.levels}, "
                 f"firing={self.firing!r}, scale_shift={self.scale_shift}")
@@ -907,6 +912,13 @@ class MMDEND(Neuron):
         """Inference form: ``[T, Ū, B, *, D]`` sub-step spikes in {−1, 0, 1} summing to ``forward(x)``."""
         return expand_integer_spikes(self.forward(x).detach(), self.ssf.levels)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`), paper Table 4 per channel and step: dendrites
+        (3K+1)c and soma 2c + 3 MACs, with c = Σ_i f_i·i the mean number of branches covering a channel."""
+        coverage = float(sum(i * f for i, f in self.branch_proportions().items()))
+        per_step = (3.0 * float(self.compartments) + 1.0) * coverage + 2.0 * coverage + 3.0
+        return {"dynamics_mac": per_step * float(output.numel())}
+
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, branches={self.branches}, compartments={self.compartments}, "
                 f"window={self.window}, stride={self.stride}, branch_activation={self.branch_activation!r}, "
@@ -1060,6 +1072,11 @@ class PMSN(Neuron):
         y = (C * z).sum(-1).real + self.D.to(xc.dtype) * xc
         spikes, delta, last = self._fire(F.relu(y).unsqueeze(0), state.residual.to(xc.dtype))
         return spikes[0].to(x_t.dtype), PMSNState(torch.view_as_real(z), last)
+
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): MMDEND's Table 4 count with one branch per channel:
+        (3K+1) + 2 + 3 MACs per neuron and step."""
+        return {"dynamics_mac": ((3.0 * float(self.compartments) + 1.0) + 2.0 + 3.0) * float(output.numel())}
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, compartments={self.compartments}, v_threshold={self.v_threshold:g}, "
