@@ -120,7 +120,6 @@ class Neuron(nn.Module):
             self._recorder(name, value)
 
 
-
 def _hooked_run(run: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(run)
     def hooked(self: Neuron, x: Tensor, state: State | None = None, *args: Any, **kwargs: Any) -> Any:
