@@ -139,11 +139,8 @@ def test_the_contract_sits_below_neurons_and_layers():
     assert targets <= {"dendrix.validation"}, targets
 
 
-def test_no_source_file_is_over_600_lines_except_those_being_split():
-    # neurons/mmdend.py and analysis/energy.py are split by their own changes of issue 13 (item 5).
-    pending = {"neurons/mmdend.py", "analysis/energy.py"}
-    long = [str(p.relative_to(PACKAGE)) for p in SOURCES
-            if len(p.read_text(encoding="utf-8").splitlines()) > 600 and str(p.relative_to(PACKAGE)) not in pending]
+def test_no_source_file_is_over_600_lines():
+    long = [str(p.relative_to(PACKAGE)) for p in SOURCES if len(p.read_text(encoding="utf-8").splitlines()) > 600]
     assert not long, f"over 600 lines: {long}"
 
 

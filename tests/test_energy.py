@@ -216,3 +216,74 @@ def test_mmdend_dynamics_match_the_paper_table4_formula():
     assert dynamics == pytest.approx(paper.flops_neuron)
     assert report.layers[2].breakdown["synaptic_ac"] == pytest.approx(paper.flops_layer)
     assert report.layers[1].energy_pj + report.layers[2].energy_pj == pytest.approx(paper.energy_pj)
+
+
+class _ThresholdNeuron(Neuron):
+    """A neuron unknown to dendrix.analysis: it declares its own cost (3 MACs per neuron and step, and one AC per
+    input element for a made-up comparison term), so it is counted without any edit to the energy analysis."""
+
+    class State(NamedTuple):
+        pass
+
+    def init_state(self, x_t):
+        return self.State()
+
+    def run(self, x, state=None):
+        return (x > 0.5).to(x.dtype), self.State()
+
+    def operation_counts(self, inputs, output):
+        return {"dynamics_mac": 3.0 * output.numel(), "compare_ac": float(inputs.numel())}
+
+
+class _StepLoop(Neuron):
+    """Steps an inner neuron with .step (no __call__), like a recurrent wrapper."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def init_state(self, x_t):
+        return self.inner.init_state(x_t)
+
+    def run(self, x, state=None):
+        out = []
+        for x_t in x.unbind(0):
+            y, state = self.inner.step(x_t, state)
+            out.append(y)
+        return torch.stack(out), state
+
+
+def test_a_new_neuron_declaring_operation_counts_is_counted():
+    x = torch.rand(4, 2, 3)
+    for wrap in (lambda n: n, _StepLoop):  # called directly, and stepped by a wrapper (counted once per step)
+        neuron = _ThresholdNeuron()
+        report = count_operations(nn.Sequential(nn.Linear(3, 5, bias=False), wrap(neuron)), x)
+        linear, row = report.layers
+        assert not row.assumed and row.type == type(wrap(neuron)).__name__
+        assert row.breakdown == {"dynamics_mac": 3.0 * 4 * 5, "compare_ac": 4 * 5}  # per sample (B = 2)
+        assert row.mac == 3.0 * 4 * 5 and row.ac == 4 * 5 and row.neurons == 5
+        assert not neuron.__dict__.get("_run_hooks"), "the counter's run hooks must be removed afterwards"
+
+
+def test_the_older_operation_counts_form_is_still_read():
+    class Custom(nn.Linear):
+        def operation_counts(self, inputs, output):
+            return {"ac": 10.0, "mac": 4.0}
+
+    report = count_operations(nn.Sequential(Custom(3, 2)), X)
+    (row,) = report.layers
+    assert row.breakdown == {"synaptic_ac": 10.0 / 2, "synaptic_mac": 4.0 / 2}
+    assert row.ann_mac == 4.0 / 2  # the baseline's MACs default to "mac"
+
+
+def test_run_hooks_see_step_and_run_calls_and_detach():
+    neuron = LIF()
+    seen = []
+    handle = neuron.register_run_hooks(lambda m, x: seen.append(("pre", x.shape[0])),
+                                       lambda m, x, result: seen.append(("post", result[0].shape[0])))
+    neuron.step(torch.zeros(2, 3))
+    neuron(torch.zeros(4, 2, 3))
+    assert seen == [("pre", 1), ("post", 1), ("pre", 4), ("post", 4)]
+    handle.remove()
+    neuron(torch.zeros(4, 2, 3))
+    assert len(seen) == 4

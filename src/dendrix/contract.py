@@ -17,14 +17,20 @@ needs more than this (a window-only model, a stateless fast path) overrides ``ru
 
 Recording: :func:`dendrix.record` attaches a recorder; models call :meth:`Neuron.record_state` with their
 internal traces (membrane potential, branch states); it costs nothing when no recorder is attached.
+
+Run hooks: :meth:`Neuron.register_run_hooks` observes every ``run`` call of one module, including those that
+bypass ``__call__`` (``step``, recurrent wrappers); it also costs one dictionary look-up when none is attached.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import OrderedDict
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from .validation import check_sequence, check_state_shape
 
@@ -55,6 +61,23 @@ class Neuron(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._recorder: Optional[Callable[[str, Tensor], None]] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:  # every class's own run reports to the run hooks (see register_run_hooks)
+            cls.run = _hooked_run(cls.__dict__["run"])
+
+    def register_run_hooks(self, pre: Callable[["Neuron", Tensor], None],
+                           post: Callable[["Neuron", Tensor, Any], None]) -> RemovableHandle:
+        """Call ``pre(module, x)`` before and ``post(module, x, (y, state))`` after every ``run`` of this module.
+
+        A ``run`` that calls ``super().run`` reports at each level; observers that want one report per call keep
+        a depth count (``pre`` increments, ``post`` decrements). ``handle.remove()`` detaches the pair.
+        """
+        hooks = self.__dict__.setdefault("_run_hooks", OrderedDict())
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = (pre, post)
+        return handle
 
     # -- contract -------------------------------------------------------------------------------------------
     def init_state(self, x_t: Tensor) -> State:  # pragma: no cover - abstract
@@ -132,3 +155,27 @@ class Neuron(nn.Module):
         if self._recorder is not None:
             self._recorder(name, value)
 
+
+def _hooked_run(run: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(run)
+    def hooked(self: Neuron, x: Tensor, state: State | None = None, *args: Any, **kwargs: Any) -> Any:
+        hooks = self.__dict__.get("_run_hooks")
+        if not hooks:
+            return run(self, x, state, *args, **kwargs)
+        for pre, _ in list(hooks.values()):
+            pre(self, x)
+        try:
+            result = run(self, x, state, *args, **kwargs)
+        except BaseException:
+            for _, post in list(hooks.values()):
+                post(self, x, None)
+            raise
+        for _, post in list(hooks.values()):
+            post(self, x, result)
+        return result
+
+    return hooked
+
+
+# The template ``run`` itself reports to the run hooks, for neurons that only write ``_run_sequence``.
+Neuron.run = _hooked_run(Neuron.run)

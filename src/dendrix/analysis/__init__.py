@@ -1,7 +1,7 @@
 """Analysis of trained models: energy accounting, robustness to noise and attacks (``docs/evaluation.md``).
 
-Submodules load on first use (``dendrix.analysis.energy_report`` imports ``analysis/energy.py`` then), so
-``import dendrix`` stays cheap.
+Submodules load on first use (``dendrix.analysis.energy_report`` imports the ``analysis/energy/`` package
+then), so ``import dendrix`` stays cheap.
 """
 
 from __future__ import annotations

@@ -194,6 +194,40 @@ class DGNLinear(Neuron):
             new_state = DGNState(trace[-1], v[-1], spikes[-1])
         return spikes.to(out_dtype), new_state
 
+    owns_synapses = True  # its input is presynaptic spikes (energy counting, noise injection)
+
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`). With one trace time constant for all synapses,
+        Σ_i W_oi D_i[t] and Σ_i C_oi D_i[t] are leaky filters of the input spikes at the postsynaptic side: 2 ACs
+        per input spike and output (1 for S-DGN: current = E_o × conductance sum), driven also by the layer's own
+        previous spikes when recurrent, plus 5 MACs per neuron and step (two filters, gate, membrane)."""
+        from ..ops.counting import abs_sum, is_integer_valued
+
+        in_f, out_f = inputs.shape[-1], output.shape[-1]
+        steps_rows = float(inputs.numel()) / in_f  # T·B
+        spikes_in = abs_sum(inputs)
+        spikes_rec = abs_sum(output[:-1]) if self.recurrent and output.dim() >= 3 else 0.0
+        fan_in_rec = out_f if self.recurrent else 0
+        sums = 1.0 if self.shared_reversal else 2.0
+        spikes = is_integer_valued(inputs)
+        if spikes:
+            counts = {"synaptic_ac": sums * (spikes_in + spikes_rec) * out_f,
+                      "dense_spike_ops": sums * steps_rows * (in_f + fan_in_rec) * out_f}
+        else:  # analogue input (a first layer): MACs for the input, ACs for the layer's own spikes
+            counts = {"synaptic_mac": sums * steps_rows * in_f * out_f}
+            if spikes_rec:
+                counts["synaptic_ac"] = sums * spikes_rec * out_f
+                counts["dense_spike_ops"] = sums * steps_rows * fan_in_rec * out_f
+        counts["dynamics_mac"] = 5.0 * float(output.numel())
+        if self.bias is not None:
+            counts["bias_ac"] = float(output.numel())
+        counts["ann_synaptic_mac"] = steps_rows * (in_f + fan_in_rec) * out_f
+        if self.bias is not None:
+            counts["ann_bias_ac"] = float(output.numel())
+        if spikes:
+            counts.update(input_spikes=spikes_in, input_elements=float(inputs.numel()))
+        return counts
+
     def extra_repr(self) -> str:
         kind = "S-DGN" if self.shared_reversal else "DGN"
         return (f"{kind}, in_features={self.in_features}, out_features={self.out_features}, "

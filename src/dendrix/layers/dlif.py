@@ -155,6 +155,54 @@ class _Bilinear(Neuron):
                                "(`window_start`) and cannot load it. Retrain, or load it with dendrix 0.1.0.")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    owns_synapses = True  # its input is presynaptic spikes (energy counting, noise injection)
+
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): ``W s`` as for a Linear/Conv2d, one AC per active
+        kept pair (s_i = s_j = 1, (i, j) kept in K_o; 2·rank dot products and rank products when low-rank), and
+        the LIF soma (2 MACs per neuron and step, 1 without input decay)."""
+        from ..ops.counting import abs_sum, active_pairs, conv_fanout_sum, is_integer_valued, pair_multiplicity
+
+        spikes = is_integer_valued(inputs)
+        conv = getattr(self, "conv", None)  # DLIFConv2d: convolution + channel pairs on its pixel grid
+        if conv is not None:
+            out_f, bias = conv.out_channels, conv.bias
+            flat = inputs.reshape(-1, *inputs.shape[-3:])
+            dense = conv_fanout_sum(conv, torch.ones_like(flat))
+            active = conv_fanout_sum(conv, flat) if spikes else 0.0
+            pix = flat[:, :, ::self.stride, ::self.stride] if self.stride > 1 else flat
+            rows = pix.permute(0, 2, 3, 1).reshape(-1, pix.shape[1])
+        else:
+            out_f, bias = self.weight.shape[0], self.bias
+            rows = inputs.reshape(-1, inputs.shape[-1])
+            dense = float(rows.numel()) * out_f
+            active = abs_sum(rows) * out_f if spikes else 0.0
+        counts = {"synaptic_ac": active, "dense_spike_ops": dense} if spikes else {"synaptic_mac": dense}
+        if bias is not None:
+            counts["bias_ac"] = float(output.numel())
+        n_rows = float(rows.shape[0])
+        if self.rank is not None:  # s^T K_o s = 2 Σ_q (u_q·s)(v_q·s) - diagonal
+            if spikes:
+                counts.update(pair_ac=2.0 * self.rank * abs_sum(rows) * out_f,
+                              dense_pair_linear_ops=2.0 * self.rank * float(rows.numel()) * out_f,
+                              pair_mac=float(self.rank) * n_rows * out_f)
+            else:
+                counts["pair_mac"] = 2.0 * self.rank * float(rows.numel()) * out_f + float(self.rank) * n_rows * out_f
+        else:
+            multiplicity = pair_multiplicity(*self.layout.entries(), self._n).to(rows.device)
+            kept = float(multiplicity.sum()) / 2
+            if spikes:  # one AND + one add of K_o,ij per active kept pair
+                counts.update(pair_ac=float(active_pairs(rows, multiplicity)), dense_pair_ops=kept * n_rows)
+            else:  # real inputs: s_i·s_j and ×K_o,ij
+                counts["pair_mac"] = 2.0 * kept * n_rows
+        counts["dynamics_mac"] = (2.0 if self.decay_input else 1.0) * float(output.numel())
+        counts["ann_synaptic_mac"] = dense
+        if bias is not None:
+            counts["ann_bias_ac"] = float(output.numel())
+        if spikes:
+            counts.update(input_spikes=abs_sum(inputs), input_elements=float(inputs.numel()))
+        return counts
+
     def _extra(self) -> str:
         kind = f"rank={self.rank}" if self.rank is not None else f"sparsity={self.sparsity:g}"
         return (f"{kind}, tau={self.tau:g}, v_threshold={self.v_threshold:g}, soft reset, "

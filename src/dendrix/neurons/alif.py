@@ -84,6 +84,11 @@ class ALIF(Neuron):
         # Clones: the state must not keep the whole chunk's [T, ...] buffers alive while streaming.
         return spikes, ALIFState(u[-1].clone(), a_last, spikes[-1].to(u.dtype, copy=True))
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): MACs per neuron and step: membrane αU + (1-α)X (2),
+        reset -B·S (1), adaptation a = ρa + (1-ρ)S (1), threshold b0 + βa (1)."""
+        return {"dynamics_mac": 5.0 * float(output.numel())}
+
     def extra_repr(self) -> str:
         scope = "per layer" if self.channels is None else f"channels={self.channels}"
         return f"{scope}, b0={self.b0:g}, beta={self.beta:g}, surrogate={self.surrogate!r}"

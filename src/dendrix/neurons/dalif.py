@@ -106,6 +106,10 @@ class DALIF(Neuron):
         self.record_state("v", v)
         return spikes, DALIFState(h_last)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): V = βH + αX, 2 MACs per neuron and step."""
+        return {"dynamics_mac": 2.0 * float(output.numel())}
+
     def extra_repr(self) -> str:
         scope = "per layer" if self.channels is None else f"channels={self.channels}"
         return (f"{scope}, parameterization={self.parameterization}, reset={self.reset}, "

@@ -267,6 +267,13 @@ class DRF(Neuron):
         history = torch.cat([pre.unsqueeze(-1).to(state.pre.dtype), state.pre[..., :-1]], dim=-1)
         return spikes.to(in_dtype), DRFState(z, history)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): per branch and step complex z = e^{dtλ} z (4 MACs),
+        + B̄ I (2), + c Re z (1; Re(c z) with complex weights: 2), plus the M threshold taps."""
+        per_step = ((7.0 + (1.0 if self.complex_weights else 0.0)) * float(self.branches)
+                    + (float(self.threshold_window) if self.adaptive_threshold else 0.0))
+        return {"dynamics_mac": per_step * float(output.numel())}
+
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, branches={self.branches}, adaptive_threshold={self.adaptive_threshold}, "
                 f"threshold_window={self.threshold_window}, dt_range={self.dt_range}, "

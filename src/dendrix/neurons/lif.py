@@ -67,6 +67,11 @@ class _LIFBase(Neuron):
         self.record_state("v", h)
         return spikes, LIFState(v_last)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): H = V(1 - 1/τ) + X/τ is 2 MACs per neuron and step
+        (1 without input decay); threshold compare and reset are selects."""
+        return {"dynamics_mac": (2.0 if self.decay_input else 1.0) * float(output.numel())}
+
     def _extra(self) -> str:
         reset = "soft" if self.v_reset is None else f"v_reset={self.v_reset:g}"
         return (f"v_threshold={self.v_threshold:g}, {reset}, decay_input={self.decay_input}, "

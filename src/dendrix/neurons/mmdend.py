@@ -465,6 +465,13 @@ class MMDEND(Neuron):
         """Inference form: ``[T, Ū, B, *, D]`` sub-step spikes in {−1, 0, 1} summing to ``forward(x)``."""
         return expand_integer_spikes(self.forward(x).detach(), self.ssf.levels)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`), paper Table 4 per channel and step: dendrites
+        (3K+1)c and soma 2c + 3 MACs, with c = Σ_i f_i·i the mean number of branches covering a channel."""
+        coverage = float(sum(i * f for i, f in self.branch_proportions().items()))
+        per_step = (3.0 * float(self.compartments) + 1.0) * coverage + 2.0 * coverage + 3.0
+        return {"dynamics_mac": per_step * float(output.numel())}
+
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, branches={self.branches}, compartments={self.compartments}, "
                 f"window={self.window}, stride={self.stride}, branch_activation={self.branch_activation!r}, "

@@ -166,6 +166,11 @@ class PMSN(Neuron):
         spikes, delta, last = self._fire(F.relu(y).unsqueeze(0), state.residual.to(xc.dtype))
         return spikes[0].to(x_t.dtype), PMSNState(torch.view_as_real(z), last)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): MMDEND's Table 4 count with one branch per channel:
+        (3K+1) + 2 + 3 MACs per neuron and step."""
+        return {"dynamics_mac": ((3.0 * float(self.compartments) + 1.0) + 2.0 + 3.0) * float(output.numel())}
+
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, compartments={self.compartments}, v_threshold={self.v_threshold:g}, "
                 f"burst={self.burst}")

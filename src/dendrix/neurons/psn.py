@@ -139,6 +139,11 @@ class PSN(_ParallelNeuron):
         self.check_input(x)
         return self._window_only_run(x, state)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): H = W X + B costs one kernel row of T taps per
+        neuron and step."""
+        return {"dynamics_mac": float(self.T) * float(output.numel())}
+
     def extra_repr(self) -> str:
         return f"T={self.T}, surrogate={self.surrogate!r}"
 
@@ -215,6 +220,10 @@ class MaskedPSN(PSN):
         new_hist = ext[ext.shape[0] - (self.k - 1):].to(state.history.dtype)
         return y, PSNState(new_hist, state.t + L)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): k taps per neuron and step (the kept band of W)."""
+        return {"dynamics_mac": float(self.k) * float(output.numel())}
+
     def extra_repr(self) -> str:
         return f"T={self.T}, k={self.k}, lambda_={self.lambda_:g}, surrogate={self.surrogate!r}"
 
@@ -276,6 +285,10 @@ class SlidingPSN(_ParallelNeuron):
         valid = (lag >= 0) & (lag < self.k)
         w = self.weight.flip(0)[lag.clamp(0, self.k - 1)]               # W_{k-1-lag}
         return torch.where(valid, w, torch.zeros_like(w))
+
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): k taps per neuron and step."""
+        return {"dynamics_mac": float(self.k) * float(output.numel())}
 
     def extra_repr(self) -> str:
         return f"k={self.k}, surrogate={self.surrogate!r}"

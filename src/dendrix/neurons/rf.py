@@ -109,6 +109,11 @@ class RF(Neuron):
         self.record_state("v", u_seq)
         return spikes, RFState(u_seq[-1], v_last, q_last)
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): u' = u + dt(b u - ω v + x) (3 MACs) and
+        v' = v + dt(ω u + b v) (2) per neuron and step."""
+        return {"dynamics_mac": 5.0 * float(output.numel())}
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, dt={self.dt:g}, theta={self.theta:g}, backend={self.backend!r}"
 
@@ -122,6 +127,11 @@ class BRF(RF):
     """
 
     balanced = True
+
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): RF's 5 MACs + refractory q = 0.9 q + z (1) +
+        b = p(ω) - b_offset - q (1) per neuron and step."""
+        return {"dynamics_mac": 7.0 * float(output.numel())}
 
 
 def euler_input_gain(neuron: RF) -> float:

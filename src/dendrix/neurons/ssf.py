@@ -126,6 +126,11 @@ class SSF(Neuron):
         self.record_state("v", xc)
         return self.fire(xc).to(x.dtype), SSFState()
 
+    def operation_counts(self, inputs: Tensor, output: Tensor) -> dict[str, float]:
+        """Energy counting (:mod:`dendrix.analysis.energy`): firing alone (V - φ_p)/φ_s is 1 MAC per neuron and
+        step; clip and floor are selects. Inside MMDEND it is part of MMDEND's count."""
+        return {"dynamics_mac": 1.0 * float(output.numel())}
+
     def extra_repr(self) -> str:
         return (f"ssf_range={self.ssf_range}, v_threshold={self.v_threshold:g}, levels={self.levels}, "
                 f"firing={self.firing!r}, scale_shift={self.scale_shift}")
