@@ -250,6 +250,9 @@ def test_dvsgesture_split_from_trial_files_and_label_intervals(tmp_path):
         ds = get_dataset("dvsgesture", split=split, root=tmp_path, frames=4, downsample=4)
         part = "train" if split == "train_full" else "test"
         assert ds.info.input_shape == (2, 32, 32) and ds.info.num_classes == 11
+        if split == "train_full":   # reading one sample caches every sample of its recording (3 here)
+            ds[0]
+            assert len(list((tmp_path / "cache" / "frames").glob("*.npz"))) == 3
         assert [int(v) for v in ds.labels] == [c for c, _ in expected[part]]
         x, _ = ds.get_batch(range(len(ds)))
         assert x.shape == (len(ds), 4, 2, 32, 32)

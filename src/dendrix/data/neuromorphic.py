@@ -60,25 +60,45 @@ class EventFrameDataset(SequenceDataset):
         self.frames, self.split_by, self.downsample = int(frames), split_by, int(downsample)
         self.root, self.cache = root, bool(cache)
         self._last: tuple[Path, np.ndarray] | None = None  # the last file read (DVS Gesture: ~12 samples a file)
+        self._siblings: dict[Path, list[int]] | None = None  # recording -> its sample indices
 
     def _events(self, path: Path) -> np.ndarray:
         if self._last is None or self._last[0] != path:
             self._last = (path, self.reader(path))
         return self._last[1]
 
-    def sample_frames(self, index: int) -> np.ndarray:
-        """Frames ``[T, 2, H, W]`` int32 of sample ``index``."""
+    def _params(self, index: int) -> dict:
+        _, start, end = self.samples[index]
+        return {"frames": self.frames, "split_by": self.split_by, "downsample": self.downsample,
+                "sensor": list(self.sensor), "start": start, "end": end, "format": self.info.name}
+
+    def _compute(self, index: int) -> np.ndarray:
         path, start, end = self.samples[index]
-        params = {"frames": self.frames, "split_by": self.split_by, "downsample": self.downsample,
-                  "sensor": list(self.sensor), "start": start, "end": end, "format": self.info.name}
+        ev = self._events(path)
+        if start is not None:
+            ev = ev[(ev["t"] >= start) & (ev["t"] < end)]
+        return events_to_frames(ev, self.frames, self.sensor, self.split_by, self.downsample)
+
+    def sample_frames(self, index: int) -> np.ndarray:
+        """Frames ``[T, 2, H, W]`` int32 of sample ``index``. When a recording has to be read, the frames of
+        all its samples in this data set are computed and cached at once (a DVS Gesture file holds ~12)."""
+        path = self.samples[index][0]
+        missed = []
 
         def compute() -> np.ndarray:
-            ev = self._events(path)
-            if start is not None:
-                ev = ev[(ev["t"] >= start) & (ev["t"] < end)]
-            return events_to_frames(ev, self.frames, self.sensor, self.split_by, self.downsample)
+            missed.append(index)
+            return self._compute(index)
 
-        return cached_frames(path, params, compute, root=self.root, enabled=self.cache)
+        out = cached_frames(path, self._params(index), compute, root=self.root, enabled=self.cache)
+        if missed and self.cache and self.samples[index][1] is not None:
+            if self._siblings is None:
+                self._siblings = {}
+                for i, (p, _, _) in enumerate(self.samples):
+                    self._siblings.setdefault(p, []).append(i)
+            for j in self._siblings[path]:
+                if j != index:
+                    cached_frames(path, self._params(j), lambda j=j: self._compute(j), root=self.root)
+        return out
 
     def get_batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         idx = [int(i) for i in indices]
