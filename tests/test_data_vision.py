@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dendrix.data import DatasetError, get_dataset, make_loader
+from dendrix.data import DatasetError, dataset_options, get_dataset, list_datasets, make_loader
 from dendrix.data.vision import StaticImageDataset, resize_images
 
 
@@ -66,3 +66,12 @@ def test_bad_options():
         StaticImageDataset(torch.zeros(3, 8, 8), [0, 1, 2], "x", 3, 2)
     with pytest.raises(DatasetError, match="size"):
         resize_images(torch.zeros(1, 1, 8, 8), 0)
+
+
+def test_registered_in_the_data_set_registry():
+    names = list_datasets()
+    for name in ("digits_images", "nmnist", "dvsgesture", "cifar10dvs"):
+        assert name in names
+    assert dataset_options("digits_images") == {"size": 8, "interpolation": "nearest", "encoding": "direct",
+                                                "time_steps": 4, "encoder_seed": 0, "val_fraction": 0.1}
+    assert set(dataset_options("dvsgesture")) == {"frames", "split_by", "downsample", "val_fraction", "cache"}

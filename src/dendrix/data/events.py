@@ -93,6 +93,8 @@ def _header_end(raw: bytes, path, magic: bytes, end_marker: bytes | None) -> int
         raise DatasetError(f"{str(path)!r} is not an {magic[3:].decode()} file: it does not start with "
                            f"{magic.decode()!r}")
     pos = 0
+    # binary data cannot be mistaken for a header line: AEDAT 2.0 DVS128 addresses are < 2**16, so their first
+    # (big-endian) byte is 0, and AEDAT 3.1 headers end at an explicit marker
     while pos < len(raw) and raw[pos:pos + 1] == b"#":
         nl = raw.find(b"\n", pos)
         if nl < 0:
