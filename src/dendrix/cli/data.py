@@ -5,7 +5,8 @@
 - ``dendrix data list``: the data sets.
 - ``dendrix data probe NAME [--windows W ...]``: logistic-regression accuracy on spike counts in W time windows
   (trained on ``train_full``, scored on ``test``), a check that an encoding keeps the classes separable.
-- ``dendrix data download NAME [--root DIR] [--checksums FILE]``: fetch SHD/SSC files, checksum-verified.
+- ``dendrix data download NAME [--root DIR] [--checksums FILE]``: fetch SHD/SSC or N-MNIST/CIFAR10-DVS files (and
+  verify/extract a hand-downloaded DVS128 Gesture archive), checksum-verified.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="count spikes in this many equal time windows (repeatable; default 1 and 10)")
     pr.add_argument("--root", default=None)
     pr.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE")
-    d = sub.add_parser("download", help="download SHD/SSC files into the cache, verified by checksum")
-    d.add_argument("name", choices=["shd", "ssc"])
+    d = sub.add_parser("download", help="download SHD/SSC or event-camera files into the cache, verified by checksum")
+    d.add_argument("name", choices=["shd", "ssc", "nmnist", "cifar10dvs", "dvsgesture"])
     d.add_argument("--root", default=None, help="cache folder (default $DENDRIX_DATA or ~/.cache/dendrix)")
     d.add_argument("--checksums", default=None,
                    help="md5 manifest file ('<md5>  <file name>' lines); default: the one published beside the data")

@@ -7,6 +7,8 @@ ds = get_dataset("fsdd", split="train")          # items (x [T, C] float32, labe
 for x, y in make_loader(ds, 64, shuffle=True):    # x [T, B, C] float32 (time-first), y [B] int64
     ...
 ```
+Image and event-camera data sets (``digits_images``, ``nmnist``, ``dvsgesture``, ``cifar10dvs``) give items
+``x [T, C, H, W]`` and batches ``[T, B, C, H, W]``; their ``info.input_shape`` is ``(C, H, W)``.
 Every loader accepts ``split`` in ``"train" | "val" | "test" | "train_full"`` (train + val), ``root`` (folder of
 downloaded files; default ``$DENDRIX_DATA`` or ``~/.cache/dendrix``) and ``seed`` (chooses the validation part;
 the test part never depends on it), plus its own options (see :func:`list_datasets`).
@@ -34,6 +36,12 @@ _DATASETS: dict[str, tuple[str, str, str]] = {
     "scifar10": ("images", "scifar10_dataset", "sequential CIFAR-10 from the python batches (pixel T=1024 or column T=32)"),
     "scifar100": ("images", "scifar100_dataset", "sequential CIFAR-100 from the python batches"),
     "digits": ("digits", "digits_dataset", "scikit-learn 8x8 digits as sequences (rows T=8 or pixels T=64)"),
+    "digits_images": ("digits", "digits_images_dataset",
+                      "scikit-learn digits as images [T, 1, 8, 8] (or upsampled), direct or rate encoded"),
+    "nmnist": ("neuromorphic", "nmnist_dataset", "N-MNIST event camera (.bin files) as frames [T, 2, 34, 34]"),
+    "dvsgesture": ("neuromorphic", "dvsgesture_dataset",
+                   "DVS128 Gesture (AEDAT 3.1 + label CSVs) as frames [T, 2, 128, 128], 11 classes"),
+    "cifar10dvs": ("neuromorphic", "cifar10dvs_dataset", "CIFAR10-DVS (AEDAT 2.0) as frames [T, 2, 128, 128]"),
     "xor": ("synthetic", "xor_dataset", "synthetic: XOR of the activity of two spike trains"),
     "correlation": ("synthetic", "correlation_dataset", "synthetic: equal rates, independent vs correlated trains"),
     "delayed_recall": ("synthetic", "delayed_recall_dataset", "synthetic: recall a cue after a delay (memory)"),
@@ -60,7 +68,8 @@ def dataset_options(name: str) -> dict[str, object]:
 
 
 def get_dataset(name: str = "fsdd", split: str = "train", root=None, seed: int = 0, **options) -> SequenceDataset:
-    """Build data set ``name``'s ``split`` as a torch Dataset of ``(x [T, C] float32, label int)`` with ``.info``.
+    """Build data set ``name``'s ``split`` as a torch Dataset of ``(x [T, C] float32, label int)`` (``x [T, C, H, W]``
+    for image and event-camera data sets) with ``.info``.
 
     Raises :class:`DatasetError` (a ``ValueError`` with a one-line message) for an unknown name, split or
     option, or for missing/corrupt files (saying where to put them or how to fetch them).

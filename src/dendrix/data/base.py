@@ -38,6 +38,8 @@ class DatasetInfo:
 
     ``num_inputs`` channels per time step, ``num_classes`` labels ``0..num_classes-1``, ``time_steps`` per
     sequence, ``input_kind`` ``"spikes"`` (binary or count events) or ``"analog"`` (real values, e.g. pixels).
+    ``input_shape``: the shape of one time step when it is not a flat vector, e.g. ``(C, H, W)`` for images and
+    event frames (then ``num_inputs == C``, the input channels of a convolution); ``None`` for ``[T, C]`` data.
     """
 
     name: str
@@ -45,12 +47,22 @@ class DatasetInfo:
     num_classes: int
     time_steps: int
     input_kind: str = "spikes"
+    input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {list(INPUT_KINDS)}, got {self.input_kind!r}")
+        if self.input_shape is not None:
+            shape = tuple(int(s) for s in self.input_shape)  # a JSON round trip gives a list
+            if not shape or min(shape) < 1 or shape[0] != self.num_inputs:
+                raise ValueError(f"input_shape must be positive sizes starting with num_inputs={self.num_inputs}, "
+                                 f"got {self.input_shape!r}")
+            object.__setattr__(self, "input_shape", shape)
 
     def to_dict(self) -> dict:
+        return asdict(self)
+
+    def _asdict(self) -> dict:  # the name the trainer looks for when it writes info.json (all fields, not five)
         return asdict(self)
 
 
