@@ -25,8 +25,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .._optional import require
+
+_safetensors = require("safetensors.torch", needed_by="dendrix.train (checkpoints)")
+load_file, save_file = _safetensors.load_file, _safetensors.save_file
 
 __all__ = ["atomic_write", "write_json", "write_csv", "save_weights", "load_weights", "save_checkpoint",
            "latest_checkpoint", "prune_checkpoints"]

@@ -26,7 +26,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .._optional import require
+
+yaml = require("yaml", needed_by="dendrix.train (YAML configs)")
 
 __all__ = ["ConfigError", "DEFAULTS", "load_config", "parse_overrides", "apply_overrides", "validate_config",
            "resolve_config", "deep_merge", "packaged_config", "packaged_configs"]

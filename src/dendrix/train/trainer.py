@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._optional import require
 from ..models import build_model, count_parameters, per_step_loss
 from ..neurons.base import Neuron
 from ..recording import record
@@ -38,6 +40,13 @@ from .distributed import DistContext, setup, teardown
 
 __all__ = ["Trainer", "TrainingDiverged", "neuron_parameters", "parameter_groups", "evaluate", "spike_rate",
            "seed_everything", "default_run_dir", "train"]
+
+
+_logger = logging.getLogger(__name__)
+
+
+def _log_info(text: str) -> None:
+    _logger.info(text)
 
 
 class TrainingDiverged(RuntimeError):
@@ -216,11 +225,12 @@ class Trainer:
         run_dir: the run folder (created).
         resume: continue from the newest checkpoint in ``run_dir``.
         ctx: distributed context (default: one process on ``config["device"]``).
-        log: a ``print``-like function for one-line epoch summaries (rank 0 only); None silences them.
+        log: a function taking one-line epoch summaries (rank 0 only); default: INFO records of the
+            ``dendrix.train.trainer`` logger; None silences them.
     """
 
     def __init__(self, config: dict, run_dir: str | Path, *, resume: bool = False, ctx: DistContext | None = None,
-                 log: Callable[[str], None] | None = print):
+                 log: Callable[[str], None] | None = _log_info):
         self.cfg = config
         self.run_dir = Path(run_dir)
         self.ctx = ctx or setup(config["device"])
@@ -306,7 +316,7 @@ class Trainer:
 
     # -- training ---------------------------------------------------------------------------------------------
     def _train_epoch(self) -> dict[str, float]:
-        from tqdm.auto import tqdm
+        tqdm = require("tqdm.auto", needed_by="dendrix.train (progress bars)").tqdm
 
         tcfg = self.cfg["train"]
         self.net.train()
@@ -434,7 +444,7 @@ class Trainer:
 
 
 def train(config: dict | str | Path, run_dir: str | Path | None = None, overrides: list[str] | None = None, *,
-          resume: bool = False, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+          resume: bool = False, log: Callable[[str], None] | None = _log_info) -> dict[str, Any]:
     """Train from a config (path, packaged name or dict) and return the result dict (see ``Trainer.finish``).
 
     Launched by torchrun, this runs data-parallel and ends the process group when done.
