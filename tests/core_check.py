@@ -25,7 +25,11 @@ def hide_optional() -> None:
         sys.modules[name] = None  # type: ignore[assignment]
 
 
-def check_absent() -> None:
+def check_installed_core() -> None:
+    """dendrix comes from the installed wheel (not a source tree) and the heavy optional packages are absent."""
+    import dendrix
+
+    assert "site-packages" in dendrix.__file__, f"dendrix imported from {dendrix.__file__}, not the installed wheel"
     installed = [name for name in MUST_BE_ABSENT if importlib.util.find_spec(name) is not None]
     assert not installed, f"the bare core installed optional packages: {installed}"
 
@@ -105,7 +109,7 @@ def main() -> int:
     if args.hide_optional:
         hide_optional()
     else:
-        check_absent()
+        check_installed_core()
     kinds = check_every_kind()
     check_bilinear_torch_path_is_exact()
     check_missing_extra_messages()
