@@ -29,6 +29,7 @@ SHD_FILES = {
 
 
 def md5_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex MD5 digest of the file at ``path``, read in ``chunk``-byte blocks."""
     h = hashlib.md5()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -254,6 +254,7 @@ def packaged_configs() -> list[str]:
 
 
 def packaged_config(name: str) -> Path:
+    """Path of the packaged config ``name`` (e.g. ``"fsdd_mlp"``) inside ``dendrix/configs``."""
     return Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
 
 
@@ -284,6 +285,7 @@ def load_config(source: str | Path | dict | None) -> dict:
 
 
 def apply_overrides(cfg: dict, overrides: dict) -> dict:
+    """``cfg`` with the nested ``overrides`` merged in (a new dict; see :func:`parse_overrides`)."""
     return _merge(cfg, overrides)
 
 

@@ -78,6 +78,8 @@ def neuron_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def parameter_groups(model: nn.Module, train_cfg: dict) -> list[dict]:
+    """Optimizer parameter groups of ``model``: ``weights`` (ndim >= 2, ``weight_decay``), ``other`` (no decay) and
+    ``neuron`` (:func:`neuron_parameters`, with ``neuron_lr`` and ``neuron_weight_decay`` of ``train_cfg``)."""
     neuron_ids = {id(p) for _, p in neuron_parameters(model)}
     weights, other, neuron = [], [], []
     for p in model.parameters():
@@ -127,6 +129,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict, steps_per_
 # -- seeds and RNG state --------------------------------------------------------------------------------------
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch with ``seed``; with ``deterministic`` also ask torch for deterministic
+    algorithms (warning only where none exists)."""
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
@@ -210,6 +214,7 @@ def spike_rate(model: nn.Module, batches: Batches, max_batches: int | None = Non
 
 
 def default_run_dir(cfg: dict) -> Path:
+    """``runs/NAME-KIND-TIMESTAMP`` for a config without an explicit run folder."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = cfg.get("name") or cfg["data"]["name"]
     return Path("runs") / f"{name}-{cfg['model']['kind']}-{stamp}"
