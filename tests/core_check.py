@@ -57,6 +57,31 @@ def check_every_kind() -> list[str]:
     return kinds
 
 
+def check_modules_import() -> int:
+    """Every module imports without the extras (optional packages are imported where they are used), but for
+    ``dendrix.train``, whose configs and checkpoints need ``dendrix[train]``; the Triton and numba kernel modules
+    are imported only by their dispatchers."""
+    import importlib
+    import pkgutil
+
+    import dendrix
+    from dendrix._optional import MissingExtra
+
+    count, failed = 0, []
+    for info in pkgutil.walk_packages(dendrix.__path__, "dendrix."):
+        name = info.name
+        if name.endswith(("__main__", ".kernels")) or "triton" in name:
+            continue
+        try:
+            importlib.import_module(name)
+            count += 1
+        except MissingExtra as err:
+            if not (name == "dendrix.train" or name.startswith("dendrix.train.")):
+                failed.append(f"{name}: {err}")
+    assert not failed, failed
+    return count
+
+
 def check_bilinear_torch_path_is_exact() -> None:
     import torch
 
@@ -111,9 +136,10 @@ def main() -> int:
     else:
         check_installed_core()
     kinds = check_every_kind()
+    modules = check_modules_import()
     check_bilinear_torch_path_is_exact()
     check_missing_extra_messages()
-    print(f"core check passed: {len(kinds)} kinds forward+backward on CPU without "
+    print(f"core check passed: {modules} modules import, {len(kinds)} kinds forward+backward on CPU without "
           f"{', '.join(MUST_BE_ABSENT)}; numba-free DLIF exact; missing extras named")
     return 0
 
