@@ -145,3 +145,52 @@ def test_cli_prints_one_line_error(tmp_path, capsys):
     assert "test_speaker" in capsys.readouterr().err
     assert main(["data", "info", "fsdd", "--split", "test"]) == 0
     assert "300 items" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, parsed", [
+    ("7_jackson_32.wav", (7, "jackson", 32)),
+    ("7_user1_3.wav", (7, "user1", 3)),
+    ("0_42_7.wav", (0, "42", 7)),
+    ("2_anna-2_10.wav", (2, "anna-2", 10)),
+    ("3_my_voice_5.wav", (3, "my_voice", 5)),
+])
+def test_recording_names_allow_digits_in_speaker(name, parsed):
+    from dendrix.data.fsdd import parse_recording_name
+
+    assert parse_recording_name(name) == parsed
+
+
+@pytest.mark.parametrize("name", ["12_jackson_3.wav", "7_jackson.wav", "7__3.wav", "7_jackson_3.mp3",
+                                  "7_jack son_3.wav", "x_jackson_3.wav"])
+def test_malformed_recording_names_are_refused(name):
+    from dendrix.data.fsdd import parse_recording_name
+
+    with pytest.raises(DatasetError, match="not an FSDD recording name"):
+        parse_recording_name(name)
+
+
+def _write_tone(path: Path, freq: float, rate: int = 8000, seconds: float = 0.4) -> None:
+    import wave
+
+    t = np.arange(int(rate * seconds)) / rate
+    pcm = (0.5 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
+def test_own_recordings_with_digit_speaker_names_build_and_split(tmp_path):
+    src = tmp_path / "recordings"
+    src.mkdir()
+    for name, freq in [("1_user1_0.wav", 500.0), ("2_user1_7.wav", 900.0), ("1_user22_3.wav", 1500.0)]:
+        _write_tone(src / name, freq)
+    out = tmp_path / "own.npz"
+    build_fsdd(src, out)
+    built = load_fsdd(out)
+    assert sorted(zip(built["labels"].tolist(), built["speakers"].tolist(), built["indices"].tolist())) == \
+        [(1, "user1", 0), (1, "user22", 3), (2, "user1", 7)]
+    assert int(built["spikes"].sum()) > 0
+    test = get_dataset("fsdd", split="test", split_mode="speaker", test_speaker="user1", path=str(out))
+    assert len(test) == 2 and set(test.meta["speaker"].tolist()) == {"user1"}

@@ -3,11 +3,16 @@
 Time-first tensors ``[T, B, *]`` everywhere. Every neuron has ``forward``, ``init_state``, ``step`` and ``run``.
 """
 
+import logging
+
 from . import surrogate
 from .recording import Recording, record
 from .registry import available, describe, register, spiking_layer, spiking_neuron
 
-__version__ = "0.2.0"
+__version__ = "0.2.0"  # the one place of the version (pyproject.toml reads it)
+
+# A library logs and never configures output: records go nowhere unless the application adds a handler.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = ["available", "describe", "register", "spiking_layer", "spiking_neuron", "record", "Recording", "surrogate",
            "__version__"]

@@ -60,6 +60,9 @@ def _outermost_neurons(model: nn.Module) -> Iterator[tuple[str, Neuron]]:
 
 @contextmanager
 def record(model: nn.Module, *, to_cpu: bool = True, states: bool = True) -> Iterator[Recording]:
+    """Context manager that records, per neuron layer of ``model``, the output spikes (and with ``states`` the
+    internal traces) of every call inside the ``with`` block, without changing the model; yields the
+    :class:`Recording`. ``to_cpu`` moves the recorded tensors to the CPU."""
     rec = Recording(to_cpu=to_cpu)
     handles, hooked = [], []
     for name, layer in _outermost_neurons(model):

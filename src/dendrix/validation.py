@@ -33,6 +33,7 @@ def check_positive(name: str, value: Any) -> float:
 
 
 def check_nonnegative(name: str, value: Any) -> float:
+    """``value`` as a float if it is >= 0, else a ValueError naming ``name``."""
     v = _as_float(name, value)
     if v < 0:
         raise ValueError(f"{name} must be >= 0, got {v!r}")
@@ -48,6 +49,8 @@ def check_greater(name: str, value: Any, bound: float, why: str = "") -> float:
 
 
 def check_range(name: str, value: Any, low: float, high: float, *, low_open=False, high_open=False) -> float:
+    """``value`` as a float if it lies in [low, high] (ends open with ``low_open`` / ``high_open``), else a
+    ValueError naming ``name`` and the interval."""
     v = _as_float(name, value)
     bad_low = v <= low if low_open else v < low
     bad_high = v >= high if high_open else v > high
@@ -58,6 +61,8 @@ def check_range(name: str, value: Any, low: float, high: float, *, low_open=Fals
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int (integral floats accepted, bools refused) within ``[minimum, maximum]``, else a
+    TypeError/ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int,)) and not (isinstance(value, float) and value.is_integer()):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     v = int(value)
@@ -69,6 +74,7 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
 
 
 def check_choice(name: str, value: Any, choices) -> Any:
+    """``value`` if it is one of ``choices``, else a ValueError naming ``name`` and the choices."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(map(str, choices))}, got {value!r}")
     return value
@@ -92,6 +98,8 @@ def check_sequence(x: Any, name: str = "x", *, min_rank: int = 3, features: int 
 
 
 def check_state_shape(name: str, tensor: Tensor, expected: torch.Size | tuple) -> None:
+    """Refuse a state tensor ``name`` whose shape is not ``expected`` (the shape the input needs), with a
+    message that says to build the state with ``init_state``."""
     if tuple(tensor.shape) != tuple(expected):
         raise ValueError(f"state {name} has shape {tuple(tensor.shape)} but the input needs {tuple(expected)}; "
                          f"build it with init_state(x_t) for this batch")

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .._optional import require
 from ..validation import check_choice, check_int, check_nonnegative, check_range
 from .attacks import ATTACKS, attack, resolve_input_kind
 from .noise import SPIKE_NOISE_MODES, current_noise, gaussian_noise, spike_noise
@@ -89,8 +90,7 @@ class RobustnessReport:
         return "\n".join(lines) + "\n"
 
     def plot(self, path: str | Path) -> Path:
-        import matplotlib
-
+        matplotlib = require("matplotlib", needed_by="RobustnessReport.plot")
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 

@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_value(text: str):
-    import yaml
+    from .._optional import require
 
+    yaml = require("yaml", needed_by="dendrix data (option values)")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -84,6 +85,9 @@ def _probe(args, options: dict) -> int:
     import time
 
     import numpy as np
+    from .._optional import require
+
+    require("sklearn", needed_by="dendrix data probe")
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

@@ -66,7 +66,7 @@ def main(args) -> int:
                 dist.broadcast_object_list(shared, src=0)
                 run_dir = Path(shared[0])
         try:
-            trainer = Trainer(cfg, run_dir, resume=bool(args.resume), ctx=ctx, log=None if args.quiet else print)
+            trainer = Trainer(cfg, run_dir, resume=bool(args.resume), ctx=ctx)  # epoch lines: logging
         except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
             raise UserError(f"cannot set up the run: {err}") from None
         if ctx.is_main and not args.quiet:

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import gammatone, sosfilt, tf2sos
+
+from .._optional import require
 
 __all__ = ["CochleaEncoder", "erb_space"]
 
@@ -46,7 +47,8 @@ def erb_space(f_min: float, f_max: float, channels: int) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _gammatone_bank(centres: tuple[float, ...], sample_rate: int) -> tuple[np.ndarray, ...]:
     # second-order sections: robust for the poles near the unit circle of low centre frequencies
-    return tuple(tf2sos(*gammatone(f, "iir", fs=sample_rate)) for f in centres)
+    signal = require("scipy.signal", needed_by="dendrix.data.audio")
+    return tuple(signal.tf2sos(*signal.gammatone(f, "iir", fs=sample_rate)) for f in centres)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class CochleaEncoder:
         out = np.empty((bins, self.channels), dtype=np.float64)
         counts = np.full(bins, n, dtype=np.float64)
         counts[-1] = n - pad
+        sosfilt = require("scipy.signal", needed_by="dendrix.data.audio").sosfilt
         for c, sos in enumerate(self._filters()):
             y = np.maximum(sosfilt(sos, x), 0.0)
             y = np.concatenate([y, np.zeros(pad)]).reshape(bins, n)

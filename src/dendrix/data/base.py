@@ -67,6 +67,7 @@ class DatasetInfo:
 
 
 def check_split(split: str, allowed: Sequence[str] = SPLITS) -> str:
+    """``split`` if it is one of ``allowed``, else a :class:`DatasetError` naming the allowed splits."""
     if split not in allowed:
         raise DatasetError(f"split must be one of {list(allowed)}, got {split!r}")
     return split

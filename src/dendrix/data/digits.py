@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._optional import require
 from .base import ArrayDataset, DatasetError, DatasetInfo, check_split, select_split, stratified_holdout
 
 __all__ = ["digits_dataset", "digits_images_dataset"]
@@ -22,7 +23,7 @@ _TEST_SEED = 20260  # fixes the test part once and for all
 def digits_dataset(split: str = "train", root=None, seed: int = 0, mode: str = "rows",
                    val_fraction: float = 0.1) -> ArrayDataset:
     """Digits as sequences (see the module docstring)."""
-    from sklearn.datasets import load_digits
+    load_digits = require("sklearn.datasets", needed_by="dendrix.data.digits").load_digits
 
     check_split(split)
     if mode not in ("rows", "pixel"):

@@ -48,10 +48,12 @@ def file_digest(path: str | Path, algorithm: str = "md5", chunk: int = 1 << 20) 
 
 
 def md5_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex MD5 digest of the file at ``path``."""
     return file_digest(path, "md5", chunk)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of the file at ``path``."""
     return file_digest(path, "sha256", chunk)
 
 

@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from .._optional import require
 from .audio import CochleaEncoder
 from .base import ArrayDataset, DatasetError, DatasetInfo, check_split, select_split
 
@@ -33,15 +34,16 @@ EMBEDDED_FSDD = Path(__file__).resolve().parent / "embedded" / "fsdd_spikes.npz"
 FSDD_ENCODER = CochleaEncoder()  # the parameters of the shipped copy
 FSDD_SOURCE = "Jakobovski/free-spoken-digit-dataset@26eb9aaf76e81b692f806f9140c2d2777410d7a1 recordings/"
 FSDD_LICENSE = "CC BY-SA 4.0 (derived from the Free Spoken Digit Dataset)"
-_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
+# digit _ speaker _ index .wav; a speaker name may hold letters, digits, "-" and "_" (the index is the last part)
+_NAME = re.compile(r"^(\d)_([A-Za-z0-9][A-Za-z0-9_-]*)_(\d+)\.wav$")
 _FORMAT_VERSION = 1
 
 
 def parse_recording_name(name: str) -> tuple[int, str, int]:
-    """``"7_jackson_32.wav"`` → ``(7, "jackson", 32)``."""
+    """``"7_jackson_32.wav"`` → ``(7, "jackson", 32)``; ``"7_user1_3.wav"`` → ``(7, "user1", 3)``."""
     m = _NAME.match(name)
     if not m:
-        raise DatasetError(f"{name!r} is not an FSDD recording name ({{digit}}_{{speaker}}_{{index}}.wav)")
+        raise DatasetError(f"{name!r} is not an FSDD recording name ({{digit}}_{{speaker}}_{{index}}.wav, the speaker made of letters, digits, \"-\" or \"_\")")
     return int(m.group(1)), m.group(2), int(m.group(3))
 
 
@@ -58,7 +60,7 @@ def _find_recordings(source: str | Path) -> list[Path]:
 
 
 def _read_wav(path: Path) -> tuple[int, np.ndarray]:
-    from scipy.io import wavfile
+    wavfile = require("scipy.io.wavfile", needed_by="dendrix.data.fsdd (reading WAV files)")
 
     try:
         rate, data = wavfile.read(path)

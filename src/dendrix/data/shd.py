@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._optional import require
 from .base import DatasetError, DatasetInfo, SequenceDataset, check_split, data_root, select_split
 from .download import SHD_BASE_URL, gunzip_verified
 
@@ -54,7 +55,7 @@ def find_h5(name: str, part: str, root=None) -> Path:
 
 @lru_cache(maxsize=4)
 def _read_cached(path: str, mtime_ns: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    import h5py
+    h5py = require("h5py", needed_by="dendrix.data.shd")
 
     try:
         with h5py.File(path, "r") as f:

@@ -158,6 +158,8 @@ class Batches:
 
 
 def batches_for(data_cfg: dict, split: str, device, batch_size: int | None = None, seed: int = 0) -> Batches:
+    """Open ``split`` of the data set described by ``data_cfg`` as :class:`Batches` on ``device`` (batch size
+    ``batch_size``, default the config's ``eval_batch_size``)."""
     ds = open_dataset(data_cfg, split, seed=seed)
     return Batches(ds, batch_size or data_cfg.get("eval_batch_size", 256), device,
                    in_memory=data_cfg.get("in_memory", "auto"))

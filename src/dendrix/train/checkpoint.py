@@ -25,8 +25,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .._optional import require
+
+_safetensors = require("safetensors.torch", needed_by="dendrix.train (checkpoints)")
+load_file, save_file = _safetensors.load_file, _safetensors.save_file
 
 __all__ = ["atomic_write", "write_json", "write_csv", "save_weights", "load_weights", "save_checkpoint",
            "latest_checkpoint", "prune_checkpoints"]
@@ -48,11 +52,13 @@ def atomic_write(path: str | Path, writer: Callable[[str], None]) -> None:
 
 
 def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (non-JSON values as their ``str``)."""
     text = json.dumps(data, indent=2, default=str) + "\n"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Write ``rows`` (dicts; the union of their keys in first-seen order as columns) to ``path`` as CSV, atomically."""
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
@@ -69,11 +75,13 @@ def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(path: str | Path, model: nn.Module, metadata: dict | None = None) -> None:
+    """Save ``model``'s tensors to ``path`` (safetensors, atomically) with ``metadata`` as string key/values."""
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     atomic_write(path, lambda tmp: save_file(_tensors(model), tmp, metadata=meta))
 
 
 def load_weights(path: str | Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
+    """Load the safetensors file ``path`` into ``model`` (strict ``load_state_dict``), tensors on ``device``."""
     state = load_file(str(path), device=str(device))
     model.load_state_dict(state)
 
@@ -92,6 +100,7 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: nn.Module, trainer_s
 
 
 def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    """``(epoch, folder)`` of the newest complete checkpoint of ``run_dir``, or None if there is none yet."""
     pointer = Path(run_dir) / "checkpoints" / "last.json"
     if not pointer.exists():
         return None

@@ -26,7 +26,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .._optional import require
+
+yaml = require("yaml", needed_by="dendrix.train (YAML configs)")
 
 __all__ = ["ConfigError", "DEFAULTS", "load_config", "parse_overrides", "apply_overrides", "validate_config",
            "resolve_config", "deep_merge", "packaged_config", "packaged_configs"]
@@ -252,6 +254,7 @@ def packaged_configs() -> list[str]:
 
 
 def packaged_config(name: str) -> Path:
+    """Path of the packaged config ``name`` (e.g. ``"fsdd_mlp"``) inside ``dendrix/configs``."""
     return Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
 
 
@@ -282,6 +285,7 @@ def load_config(source: str | Path | dict | None) -> dict:
 
 
 def apply_overrides(cfg: dict, overrides: dict) -> dict:
+    """``cfg`` with the nested ``overrides`` merged in (a new dict; see :func:`parse_overrides`)."""
     return _merge(cfg, overrides)
 
 

@@ -46,6 +46,8 @@ class DistContext:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for ``name`` (``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``); plain ``"cuda"``
+    becomes this process's ``cuda:local_rank``. A clear error if CUDA is asked for but unavailable."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":

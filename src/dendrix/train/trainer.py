@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._optional import require
 from ..contract import Neuron
 from ..models import build_model, count_parameters, per_step_loss
 from ..recording import record
@@ -38,6 +40,13 @@ from .distributed import DistContext, setup, teardown
 
 __all__ = ["Trainer", "TrainingDiverged", "neuron_parameters", "parameter_groups", "evaluate", "spike_rate",
            "seed_everything", "default_run_dir", "train"]
+
+
+_logger = logging.getLogger(__name__)
+
+
+def _log_info(text: str) -> None:
+    _logger.info(text)
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,6 +78,8 @@ def neuron_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def parameter_groups(model: nn.Module, train_cfg: dict) -> list[dict]:
+    """Optimizer parameter groups of ``model``: ``weights`` (ndim >= 2, ``weight_decay``), ``other`` (no decay) and
+    ``neuron`` (:func:`neuron_parameters`, with ``neuron_lr`` and ``neuron_weight_decay`` of ``train_cfg``)."""
     neuron_ids = {id(p) for _, p in neuron_parameters(model)}
     weights, other, neuron = [], [], []
     for p in model.parameters():
@@ -118,6 +129,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict, steps_per_
 # -- seeds and RNG state --------------------------------------------------------------------------------------
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch with ``seed``; with ``deterministic`` also ask torch for deterministic
+    algorithms (warning only where none exists)."""
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
@@ -201,6 +214,7 @@ def spike_rate(model: nn.Module, batches: Batches, max_batches: int | None = Non
 
 
 def default_run_dir(cfg: dict) -> Path:
+    """``runs/NAME-KIND-TIMESTAMP`` for a config without an explicit run folder."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = cfg.get("name") or cfg["data"]["name"]
     return Path("runs") / f"{name}-{cfg['model']['kind']}-{stamp}"
@@ -216,11 +230,12 @@ class Trainer:
         run_dir: the run folder (created).
         resume: continue from the newest checkpoint in ``run_dir``.
         ctx: distributed context (default: one process on ``config["device"]``).
-        log: a ``print``-like function for one-line epoch summaries (rank 0 only); None silences them.
+        log: a function taking one-line epoch summaries (rank 0 only); default: INFO records of the
+            ``dendrix.train.trainer`` logger; None silences them.
     """
 
     def __init__(self, config: dict, run_dir: str | Path, *, resume: bool = False, ctx: DistContext | None = None,
-                 log: Callable[[str], None] | None = print):
+                 log: Callable[[str], None] | None = _log_info):
         self.cfg = config
         self.run_dir = Path(run_dir)
         self.ctx = ctx or setup(config["device"])
@@ -306,7 +321,7 @@ class Trainer:
 
     # -- training ---------------------------------------------------------------------------------------------
     def _train_epoch(self) -> dict[str, float]:
-        from tqdm.auto import tqdm
+        tqdm = require("tqdm.auto", needed_by="dendrix.train (progress bars)").tqdm
 
         tcfg = self.cfg["train"]
         self.net.train()
@@ -434,7 +449,7 @@ class Trainer:
 
 
 def train(config: dict | str | Path, run_dir: str | Path | None = None, overrides: list[str] | None = None, *,
-          resume: bool = False, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+          resume: bool = False, log: Callable[[str], None] | None = _log_info) -> dict[str, Any]:
     """Train from a config (path, packaged name or dict) and return the result dict (see ``Trainer.finish``).
 
     Launched by torchrun, this runs data-parallel and ends the process group when done.

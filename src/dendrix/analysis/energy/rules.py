@@ -38,6 +38,7 @@ def is_known_neuron(m: nn.Module) -> bool:
 
 
 def has_synapse_child(m: nn.Module) -> bool:
+    """Whether a module below ``m`` (not ``m`` itself) is a synapse layer or a neuron, i.e. counted on its own."""
     return any(isinstance(c, (SYNAPSES, Neuron)) for c in m.modules() if c is not m)
 
 
@@ -97,4 +98,5 @@ def generic_layer_counts(m: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]
 
 
 def unknown_neuron_counts(y: Tensor) -> dict[str, float]:
+    """Counts of a neuron that declares no ``operation_counts``: ``DEFAULT_DYNAMICS_MACS`` MACs per output."""
     return {"dynamics_mac": DEFAULT_DYNAMICS_MACS * float(y.numel())}
