@@ -29,6 +29,7 @@ from ..neurons.base import Neuron
 from ..ops.bilinear import (BACKENDS, PairLayout, bilinear_form, build_layout, dense_matrix, low_rank_dense,
                             low_rank_form)
 from ..ops.lif import BACKENDS as LIF_BACKENDS
+from ..ops.dispatch import compute_dtype
 from ..ops.lif import lif_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
@@ -220,7 +221,7 @@ class DLIFLinear(_Bilinear):
         return cur.view(*s_t.shape[:-1], self.out_features)
 
     def init_state(self, x_t: Tensor) -> DLIFState:
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = compute_dtype(x_t)
         return DLIFState(torch.zeros(*x_t.shape[:-1], self.out_features, dtype=dtype, device=x_t.device))
 
     def run(self, x: Tensor, state: DLIFState | None = None) -> tuple[Tensor, DLIFState]:
@@ -302,7 +303,7 @@ class DLIFConv2d(_Bilinear):
         B, _, H, W = x_t.shape
         k, p, s = self.kernel_size, self.padding, self.stride
         Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = compute_dtype(x_t)
         return DLIFState(torch.zeros(B, self.out_channels, Ho, Wo, dtype=dtype, device=x_t.device))
 
     def run(self, x: Tensor, state: DLIFState | None = None) -> tuple[Tensor, DLIFState]:

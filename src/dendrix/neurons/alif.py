@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..layers.sequential import linear_factory
 from ..ops.alif import BACKENDS, alif_sequence
+from ..ops.dispatch import compute_dtype
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_choice, check_int, check_nonnegative, check_positive
@@ -68,7 +69,7 @@ class ALIF(Neuron):
         self.tau_adp = nn.Parameter(torch.full(shape, tau_adp))
 
     def init_state(self, x_t: Tensor) -> ALIFState:
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = compute_dtype(x_t)
         zeros = torch.zeros(x_t.shape, dtype=dtype, device=x_t.device)
         return ALIFState(zeros, zeros.clone(), zeros.clone())
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..ops.dispatch import compute_dtype
 from ..ops.lif import leaky_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
@@ -91,7 +92,7 @@ class DALIF(Neuron):
         return self._squash(self.beta_raw)
 
     def init_state(self, x_t: Tensor) -> DALIFState:
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = compute_dtype(x_t)
         return DALIFState(torch.zeros(x_t.shape, dtype=dtype, device=x_t.device))
 
     def run(self, x: Tensor, state: DALIFState | None = None) -> tuple[Tensor, DALIFState]:

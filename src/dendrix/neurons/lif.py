@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.sequential import SpikingLinear, linear_factory
+from ..ops.dispatch import compute_dtype
 from ..ops.lif import BACKENDS, lif_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
@@ -58,7 +59,7 @@ class _LIFBase(Neuron):
     def init_state(self, x_t: Tensor) -> LIFState:
         """Resting state: V = v_reset (hard reset) or 0 (soft reset), as SpikingJelly. Half-precision inputs
         keep their state in float32."""
-        dtype = torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        dtype = compute_dtype(x_t)
         rest = 0.0 if self.v_reset is None else self.v_reset
         return LIFState(torch.full(x_t.shape, rest, dtype=dtype, device=x_t.device))
 

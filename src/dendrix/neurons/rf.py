@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.sequential import SpikingLinear
+from ..ops.dispatch import compute_dtype, to_compute
 from ..ops.rf import BACKENDS, divergence_boundary, rf_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
@@ -31,7 +32,6 @@ from .base import Neuron
 
 __all__ = ["RF", "BRF", "RFState"]
 
-_HALF = (torch.float16, torch.bfloat16)
 
 
 class RFState(NamedTuple):
@@ -92,14 +92,14 @@ class RF(Neuron):
         return -self.b_offset.abs()
 
     def init_state(self, x_t: Tensor) -> RFState:
-        dtype = torch.float32 if x_t.dtype in _HALF else x_t.dtype
+        dtype = compute_dtype(x_t)
         zero = torch.zeros(x_t.shape, dtype=dtype, device=x_t.device)
         return RFState(zero, zero.clone(), zero.clone())
 
     def run(self, x: Tensor, state: RFState | None = None) -> tuple[Tensor, RFState]:
         self.check_input(x, self.channels)
         in_dtype = x.dtype
-        xc = x.float() if in_dtype in _HALF else x
+        xc = to_compute(x)
         state = self.resolve_state(xc, state)
         spikes, u_seq, v_last, q_last = rf_sequence(
             xc, self.omega.abs().to(xc.dtype), self.damping().to(xc.dtype), state.u, state.v, state.q,
