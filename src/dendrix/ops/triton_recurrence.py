@@ -37,8 +37,8 @@ def load_coefficient(ptr, scalar_ptr, offs, mask, PER_NEURON: tl.constexpr):
 def unsupported_reason(x: Tensor, others: dict[str, Tensor], surrogate: Surrogate) -> str | None:
     """Why the kernels cannot run (None when they can). ``x`` in the compute dtype; ``others`` are the other
     tensor arguments by name (they must be on ``x``'s device)."""
-    if surrogate_unsupported_reason(surrogate) is not None:
-        return surrogate_unsupported_reason(surrogate)
+    if (reason := surrogate_unsupported_reason(surrogate)) is not None:
+        return reason
     if x.dtype not in _DTYPES:
         return f"dtype {x.dtype} is not supported (float32/float64, or half precision computed in float32)"
     if x.device.type != "cuda" and not interpreting():

@@ -15,7 +15,8 @@ Backward (adjoints dU[t] = dL/dU[t], dA[t] = dL/da[t], with σ'[t] = surrogate'(
     dX[t] = (1 - alpha) dU[t];   dalpha = Σ dU[t] (U[t-1] - X[t]);   drho = Σ dA[t] (a[t-1] - S[t-1])
 
 Saved for backward: U (an output), a, and X; S and B are recomputed bit-exactly from them. The loops run in
-time chunks with cache-resident scratch buffers, like the LIF engine (``dendrix.ops.lif.fused``; chunk helpers in ``dendrix.ops.common``).
+time chunks with cache-resident scratch buffers, like the LIF engine (``dendrix.ops.lif.fused``; chunk helpers
+in ``dendrix.ops.common``).
 """
 
 from __future__ import annotations

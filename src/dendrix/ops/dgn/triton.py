@@ -61,8 +61,8 @@ _TILE = 4096          # elements of one weight tile [BLOCK_N, BLOCK_K] in the re
 def unsupported_reason(tensors: dict[str, Tensor], surrogate: Surrogate | None = None) -> str | None:
     """Why the kernels cannot run with these tensors (None when they can). The first tensor sets the dtype and
     device; ``surrogate`` is checked when given (the trace kernels need none)."""
-    if surrogate is not None and surrogate_unsupported_reason(surrogate) is not None:
-        return surrogate_unsupported_reason(surrogate)
+    if surrogate is not None and (reason := surrogate_unsupported_reason(surrogate)) is not None:
+        return reason
     (first_name, first), *rest = [(n, t) for n, t in tensors.items() if t is not None]
     if first.dtype not in _DTYPES:
         return f"dtype {first.dtype} is not supported (float32 or float64)"

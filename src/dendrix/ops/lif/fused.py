@@ -9,9 +9,9 @@ Recurrence (``reference.py`` has the plain per-step version)::
 Design, from profiling on CPU (details in ``docs/neurons.md``):
 
 * Work is done in **time chunks** of a few steps (about 32k elements, ``dendrix.ops.common.chunk_steps``), so
-  every bulk operator works on data that is still in cache, and no temporary ``[T, B, N]`` tensor is ever allocated: the only full-size allocations are
-  the outputs (spikes and ``H`` in forward, the input gradient in backward). Fresh multi-megabyte buffers
-  cost page faults that, measured, are slower than the whole recurrence.
+  every bulk operator works on data that is still in cache, and no temporary ``[T, B, N]`` tensor is ever
+  allocated: the only full-size allocations are the outputs (spikes and ``H`` in forward, the input gradient in
+  backward). Fresh multi-megabyte buffers cost page faults that, measured, are slower than the whole recurrence.
 * Forward per step: **two** in-place operators for hard reset (three for soft), nothing else. The loop keeps
   the *negated* membrane ``-H``: the hard reset "keep H if H < θ, else v_reset" is then exactly
   ``torch.threshold(-H, -θ, -v_reset)`` (one operator instead of compare + select). Negation is exact in IEEE
