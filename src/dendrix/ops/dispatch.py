@@ -36,8 +36,7 @@ from torch import Tensor
 
 from ..validation import check_choice
 
-__all__ = ["ENGINES", "HALF_DTYPES", "LazyEngine", "resolve", "cuda_first", "compute_dtype",
-           "to_compute"]
+__all__ = ["ENGINES", "HALF_DTYPES", "LazyEngine", "resolve", "cuda_first", "compute_dtype", "to_compute"]
 
 ENGINES = ("auto", "reference", "fused", "triton", "numba", "torch")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
