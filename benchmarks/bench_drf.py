@@ -5,7 +5,8 @@ run, interleaved per length, so the ratios compare like with like on a shared ma
 
 * ``fft``   — ``DRF.forward`` (the default training path),
 * ``scan``  — ``DRF(method="scan")``: the parallel associative scan over the branch states,
-* ``sequential`` — ``DRF(method="sequential")``: the branch recurrence as a Python loop over t with autograd,
+* ``sequential`` — ``DRF(method="sequential", backend="reference")``: the branch recurrence as a Python loop
+  over t with autograd,
   parameters transformed once (the sequential baseline the ratios refer to),
 * ``step``  — ``DRF.step`` looped over t with autograd (the streaming API; recomputes e^{dtλ}, B̄ every step).
 
@@ -36,7 +37,8 @@ from dendrix.neurons import DRF  # noqa: E402
 
 def _model(channels: int, branches: int, method: str, device: str) -> DRF:
     torch.manual_seed(0)
-    return DRF(channels, branches=branches, method=method).to(device)
+    backend = "reference" if method == "sequential" else "auto"  # the sequential row is the autograd baseline
+    return DRF(channels, branches=branches, method=method, backend=backend).to(device)
 
 
 def _parallel(model: DRF, x: torch.Tensor):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import dendrix
-import dendrix.ops.lif.fused as lif_fused
+import dendrix.ops.common as ops_common
 from dendrix.neurons import ALIF
 from dendrix.neurons.alif import ALIFState
 from dendrix.ops.alif import alif_sequence
@@ -16,7 +16,7 @@ T, B, N = 40, 3, 5
 
 @pytest.fixture(params=[32767, 2 * B * N + 1], ids=["one-chunk", "many-chunks"])
 def chunking(request, monkeypatch):
-    monkeypatch.setattr(lif_fused, "CHUNK_ELEMENTS", request.param)
+    monkeypatch.setattr(ops_common, "CHUNK_ELEMENTS", request.param)
     return request.param
 
 

@@ -35,7 +35,7 @@ def test_parallel_equals_sequential_float64_long():
     x = _input(T, B=2, C=4)
     with torch.no_grad():
         y_fft, h_fft, _ = _traces(model, x)
-        model.method = "sequential"
+        model.method, model.backend = "sequential", "reference"
         y_seq, h_seq, _ = _traces(model, x)
     assert y_fft.sum() > 10, "too few spikes for a meaningful check"
     assert torch.equal(y_fft, y_seq)
@@ -57,9 +57,9 @@ def test_parallel_equals_sequential_float32_long():
         y_fft, h_fft, th_fft = _traces(model, x)
         model.method = "scan"
         y_scan, _, _ = _traces(model, x)
-        model.method = "loop"
+        model.method, model.backend = "sequential", "fused"
         y_loop, _, _ = _traces(model, x)
-        model.method = "sequential"
+        model.method, model.backend = "sequential", "reference"
         y_seq, h_seq, th_seq = _traces(model, x)
     scale = h_seq.abs().max()
     assert (h_fft - h_seq).abs().max() <= 1e-3 * scale

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-import dendrix.ops.lif.fused as fused_module
+import dendrix.ops.common as ops_common
 from dendrix.ops.lif import leaky_sequence, lif_sequence
 from dendrix.ops.lif.fused import LeakyFunction
 from dendrix.surrogate import Surrogate, get_surrogate
@@ -16,14 +16,14 @@ T, B, N = 23, 3, 5
 @pytest.fixture(params=[32767, 2 * B * N + 1], ids=["one-chunk", "many-chunks"])
 def chunking(request, monkeypatch):
     """Run every check with the whole sequence in one chunk and split into chunks of two steps."""
-    monkeypatch.setattr(fused_module, "CHUNK_ELEMENTS", request.param)
+    monkeypatch.setattr(ops_common, "CHUNK_ELEMENTS", request.param)
     return request.param
 
 
 @pytest.fixture
 def many_chunks(monkeypatch):
     """Chunks of two steps, so every chunk boundary of the forward and backward loops is exercised."""
-    monkeypatch.setattr(fused_module, "CHUNK_ELEMENTS", 2 * B * N + 1)
+    monkeypatch.setattr(ops_common, "CHUNK_ELEMENTS", 2 * B * N + 1)
 
 
 def _weights(*tensors, seed=5):
@@ -79,7 +79,7 @@ def test_in_place_surrogate_derivative_matches_definition():
     x = torch.linspace(-2, 2, 401, dtype=torch.float64)
     for name in ["atan", "sigmoid", "triangle", "double_gaussian", "rectangular", "fast_sigmoid"]:
         sg = get_surrogate(name)
-        got = fused_module.surrogate_derivative_(x.clone(), sg)
+        got = sg.derivative_(x.clone())
         torch.testing.assert_close(got, sg.derivative(x), rtol=1e-12, atol=1e-12)
 
 

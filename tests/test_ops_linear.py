@@ -35,15 +35,17 @@ def _case(T, complex_, time_varying, dtype, seed=0, batch=3, channels=5):
 @pytest.mark.parametrize("time_varying", [False, True])
 def test_recurrence_paths_agree_forward_and_backward(dtype, tol, complex_, time_varying):
     a, b, h0 = _case(200, complex_, time_varying, dtype)
+    paths = {"reference": dict(backend="reference"), "scan": dict(method="scan"),
+             "loop": dict(method="sequential", backend="fused"), "fft": dict(method="fft")}
     methods = ["scan", "loop"] if time_varying else ["scan", "loop", "fft"]
     results = {}
-    for method in ["sequential", *methods]:
+    for method in ["reference", *methods]:
         leaves = [t.clone().requires_grad_() for t in (a, b, h0)]
-        h = linear_recurrence(*leaves, method=method)
+        h = linear_recurrence(*leaves, **paths[method])
         weight = torch.linspace(-1, 1, h.numel(), dtype=dtype).reshape(h.shape)
         (h.real * weight).sum().add((h.imag * weight.flip(0)).sum() if h.is_complex() else 0).backward()
         results[method] = (h.detach(), [t.grad for t in leaves])
-    ref_h, ref_grads = results["sequential"]
+    ref_h, ref_grads = results["reference"]
     scale = ref_h.abs().max()
     for method in methods:
         h, grads = results[method]
@@ -74,7 +76,7 @@ def test_auto_matches_reference_and_broadcasts():
     for a in (0.9, torch.tensor(0.9, dtype=torch.float64), torch.full((4,), 0.9, dtype=torch.float64),
               torch.full((1, 1, 4), 0.9, dtype=torch.float64)):
         h = linear_recurrence(a, b, torch.ones(4, dtype=torch.float64))
-        ref = linear_recurrence(a, b, torch.ones(4, dtype=torch.float64), method="sequential")
+        ref = linear_recurrence(a, b, torch.ones(4, dtype=torch.float64), backend="reference")
         assert torch.allclose(h, ref, atol=1e-12)
     # the exact closed form of a constant input: h[t] = (1 - a^(t+1)) / (1 - a)
     h = linear_recurrence(0.5, torch.ones(30, 1, dtype=torch.float64))
@@ -88,7 +90,7 @@ def test_long_stable_complex_recurrence_float32():
     a = torch.polar(torch.full((6,), 0.999), torch.linspace(0.01, 3.0, 6))
     b = torch.randn(T, 6, generator=gen, dtype=torch.float32).to(torch.complex64)
     ref = linear_recurrence(a.to(torch.complex128), b.to(torch.complex128), method="scan")
-    for method in ("fft", "scan", "loop"):
+    for method in ("fft", "scan", "sequential"):
         h = linear_recurrence(a, b, method=method)
         assert torch.isfinite(h).all()
         assert (h - ref).abs().max() <= 1e-3 * ref.abs().max(), method

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from dendrix.neurons import DRF, MMDEND, PMSN
-from dendrix.ops.linear import (complex_expm1, diagonalise, final_modes, free_response, real_system, upcast_half,
+from dendrix.dtypes import to_compute
+from dendrix.ops.linear import (complex_expm1, diagonalise, final_modes, free_response, real_system,
                                 zoh)
 
 
@@ -91,8 +92,8 @@ def test_bad_inputs_name_the_argument():
         diagonalise([[1.0]])
     with pytest.raises(TypeError, match="lam must be a complex tensor"):
         zoh(torch.zeros(3), 0.1)
-    assert upcast_half(torch.zeros(2, dtype=torch.bfloat16)).dtype == torch.float32
-    assert upcast_half(None) is None
+    assert to_compute(torch.zeros(2, dtype=torch.bfloat16)).dtype == torch.float32
+    assert to_compute(None) is None
 
 
 # -- the neurons reproduce the formulas they used before the shared helper, bit for bit -----------------------

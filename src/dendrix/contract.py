@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from .dtypes import compute_dtype
 from .validation import check_sequence, check_state_shape
 
 __all__ = ["Neuron", "State"]
@@ -124,7 +125,7 @@ class Neuron(nn.Module):
     def state_dtype(x_t: Tensor) -> torch.dtype:
         """The dtype of a resting state for inputs like ``x_t``: float32 for half-precision inputs (the state
         accumulates over time), the input's dtype otherwise."""
-        return torch.float32 if x_t.dtype in (torch.float16, torch.bfloat16) else x_t.dtype
+        return compute_dtype(x_t)
 
     def check_input(self, x: Tensor, features: int | None = None) -> Tensor:
         return check_sequence(x, f"{type(self).__name__} input", min_rank=self.in_rank, features=features)

@@ -1,9 +1,19 @@
 """Heaviside spike function with surrogate gradients.
 
 The forward pass is always the Heaviside step Θ(x) = 1 for x ≥ 0 (SpikingJelly's convention). The backward
-pass replaces Θ'(x) by the derivative of a smooth *primitive* g(x) that approximates Θ. Every surrogate here
-exposes both, so fused kernels (which apply the surrogate inside a hand-written backward) and tests
-(which compare ``derivative`` with a finite difference of ``primitive``) use one definition.
+pass replaces Θ'(x) by the derivative of a smooth *primitive* g(x) that approximates Θ. Each surrogate class
+owns every form of its derivative, so a new surrogate is one class (see :class:`Surrogate`):
+
+* ``primitive(x)`` and ``derivative(x)``: the definition (autograd's backward and the reference loops use
+  ``derivative``; tests compare it with a finite difference of ``primitive``);
+* ``derivative_(buf)``: the same values computed in place in a scratch buffer (the fused CPU engines call it on
+  every chunk of their backward; the default computes ``derivative`` out of place);
+* ``triton_kind`` and ``triton_constants()``: which branch of the Triton kernels' σ' it uses
+  (``dendrix.ops.triton_common.surrogate_derivative``) and the constants that branch reads. ``None`` (the
+  default) means no Triton kernel: ``backend="auto"`` then runs the fused engine, a forced ``"triton"`` refuses.
+
+A subclass that redefines ``derivative`` without redefining ``derivative_`` / ``triton_kind`` does not inherit
+its parent's fast forms (they would compute the parent's derivative): it gets the generic ones.
 
 Surrogates and their parameter (defaults follow the libraries users know):
 
@@ -22,7 +32,7 @@ name                parameter    derivative g'(x)
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from typing import Callable, ClassVar, Union
 
 import torch
 from torch import Tensor
@@ -64,11 +74,24 @@ class Surrogate:
     """A Heaviside forward with the gradient of a smooth primitive.
 
     Subclasses define :meth:`primitive` (a smooth step-like function) and :meth:`derivative` (its exact
-    derivative). Calling the object on a tensor returns spikes with that surrogate gradient.
+    derivative); optionally :meth:`derivative_` (in place, for the fused engines) and ``triton_kind`` with
+    :meth:`triton_constants` (for the Triton engines). Calling the object on a tensor returns spikes with that
+    surrogate gradient.
     """
 
     name: str = "surrogate"
     param_name: str = "alpha"
+    #: Branch of the Triton kernels' σ' (``dendrix.ops.triton_common.surrogate_derivative``); None = no kernel.
+    triton_kind: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A redefined derivative invalidates the inherited fast forms unless the class redefines them too.
+        if "derivative" in cls.__dict__:
+            if "derivative_" not in cls.__dict__:
+                cls.derivative_ = Surrogate.derivative_
+            if "triton_kind" not in cls.__dict__:
+                cls.triton_kind = None
 
     def __init__(self, value: float):
         value = float(value)
@@ -81,6 +104,16 @@ class Surrogate:
 
     def derivative(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def derivative_(self, buf: Tensor) -> Tensor:
+        """``derivative(buf)`` computed in place where the class knows how (no temporaries); ``buf`` is scratch.
+
+        Returns the tensor holding the result: ``buf`` itself, or a new tensor (this generic form)."""
+        return self.derivative(buf)
+
+    def triton_constants(self) -> list[float]:
+        """The constants the ``triton_kind`` branch reads, computed on the host in double precision."""
+        raise NotImplementedError(f"surrogate {self!r} has no Triton kernel")
 
     def __call__(self, x: Tensor) -> Tensor:
         return _SpikeFunction.apply(x, self)
@@ -108,6 +141,15 @@ class ATan(Surrogate):
         a = self.value
         return (a / 2) / (1 + (math.pi / 2 * a * x) ** 2)
 
+    def derivative_(self, buf):
+        p = self.value
+        return buf.mul_(math.pi / 2 * p).square_().add_(1.0).reciprocal_().mul_(p / 2)
+
+    triton_kind = 0
+
+    def triton_constants(self):
+        return [math.pi / 2 * self.value, self.value / 2]     # c1 / (1 + (c0 u)²)
+
 
 class Sigmoid(Surrogate):
     name, param_name = "sigmoid", "alpha"
@@ -121,6 +163,16 @@ class Sigmoid(Surrogate):
     def derivative(self, x):
         s = torch.sigmoid(self.value * x)
         return self.value * s * (1 - s)
+
+    def derivative_(self, buf):
+        p = self.value
+        s = buf.mul_(p).sigmoid_()
+        return torch.addcmul(s, s, s, value=-1.0, out=s).mul_(p)  # p * s * (1 - s)
+
+    triton_kind = 1
+
+    def triton_constants(self):
+        return [self.value]                                    # c0 s (1 - s), s = 1 / (1 + exp(-c0 u))
 
 
 class Triangle(Surrogate):
@@ -139,6 +191,15 @@ class Triangle(Surrogate):
         w = self.value
         return (1 - x.abs() / w).clamp_min(0) / w
 
+    def derivative_(self, buf):
+        p = self.value
+        return buf.abs_().mul_(-1.0 / p).add_(1.0).clamp_min_(0.0).mul_(1.0 / p)
+
+    triton_kind = 2
+
+    def triton_constants(self):
+        return [1.0 / self.value]                              # max(0, 1 - c0 |u|) c0
+
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -149,6 +210,19 @@ def _normal_pdf(x: Tensor, mu: float, sigma: float) -> Tensor:
 
 def _normal_cdf(x: Tensor, mu: float, sigma: float) -> Tensor:
     return 0.5 * (1 + torch.erf((x - mu) / (sigma * _SQRT2)))
+
+
+def _normal_pdf_without_exp(x: Tensor, mu: float, sigma: float) -> Tensor:
+    """Normal density N(x; mu, sigma) without ``torch.exp`` (for the in-place derivative of the fused engines).
+
+    ATen runs ``exp`` (and other VML functions) multi-threaded above 2048 elements; on a loaded machine each
+    such call on a chunk cost tens of milliseconds (measured: 40 ms for 24k elements with 2 threads, 0.04 ms
+    with 1). ``sigmoid`` stays single-threaded at this size, and exp(-q) = sigmoid(-q) / sigmoid(q) exactly,
+    with a few ulp of rounding.
+    """
+    q = torch.sub(x, mu).div_(sigma).square_().mul_(0.5)
+    e = torch.neg(q).sigmoid_().div_(q.sigmoid_())
+    return e.mul_(1.0 / (sigma * math.sqrt(2.0 * math.pi)))
 
 
 class DoubleGaussian(Surrogate):
@@ -171,6 +245,20 @@ class DoubleGaussian(Surrogate):
         sig, h, s = self.value, self.h, self.s
         return (1 + h) * _normal_pdf(x, 0.0, sig) - h * _normal_pdf(x, sig, s * sig) - h * _normal_pdf(x, -sig, s * sig)
 
+    def derivative_(self, buf):
+        p, h, s = self.value, self.h, self.s
+        out = _normal_pdf_without_exp(buf, 0.0, p).mul_(1.0 + h)
+        out.sub_(_normal_pdf_without_exp(buf, p, s * p), alpha=h).sub_(_normal_pdf_without_exp(buf, -p, s * p), alpha=h)
+        return out
+
+    triton_kind = 5
+
+    def triton_constants(self):
+        p, h, s = self.value, self.h, self.s
+        norm = math.sqrt(2.0 * math.pi)
+        # c3 exp(-½ (c1 u)²) - c4 [exp(-½ (c2 (u - c0))²) + exp(-½ (c2 (u + c0))²)]
+        return [p, 1.0 / p, 1.0 / (s * p), (1.0 + h) / (p * norm), h / (s * p * norm)]
+
     def __repr__(self):
         return f"DoubleGaussian(sigma={self.value:g}, h={self.h:g}, s={self.s:g})"
 
@@ -187,6 +275,15 @@ class Rectangular(Surrogate):
     def derivative(self, x):
         return (x.abs() < self.value / 2).to(x.dtype) / self.value
 
+    def derivative_(self, buf):
+        p = self.value
+        return torch.lt(buf.abs_(), p / 2, out=buf).mul_(1.0 / p)
+
+    triton_kind = 4
+
+    def triton_constants(self):
+        return [self.value / 2, 1.0 / self.value]              # c1 if |u| < c0
+
 
 class FastSigmoid(Surrogate):
     name, param_name = "fast_sigmoid", "slope"
@@ -199,6 +296,14 @@ class FastSigmoid(Surrogate):
 
     def derivative(self, x):
         return 1.0 / (1 + self.value * x.abs()) ** 2
+
+    def derivative_(self, buf):
+        return buf.abs_().mul_(self.value).add_(1.0).square_().reciprocal_()
+
+    triton_kind = 3
+
+    def triton_constants(self):
+        return [self.value]                                    # 1 / (1 + c0 |u|)²
 
 
 SURROGATES: dict[str, Callable[..., Surrogate]] = {

@@ -28,14 +28,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..contract import Neuron
-from ..ops.linear import causal_conv, complex_dtype, linear_recurrence, modal_kernel, zoh
+from ..dtypes import to_compute
+from ..ops.linear import RECURRENCE_BACKENDS, causal_conv, complex_dtype, linear_recurrence, modal_kernel, zoh
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import _as_float, check_choice, check_int, check_positive
 
 __all__ = ["DRF", "DRFState"]
 
-_METHODS = ("auto", "fft", "scan", "loop", "sequential")
+_METHODS = ("auto", "fft", "scan", "sequential")
 # Re λ = -(softplus(raw) + _MIN_DECAY): strictly negative for every value of the raw parameter.
 _MIN_DECAY = 1e-4
 
@@ -73,8 +74,11 @@ class DRF(Neuron):
         surrogate: surrogate gradient of Θ (default ``"double_gaussian"``, the paper's; ``"triangle"`` is
             the authors' code).
         method: ``"auto"``/``"fft"`` (kernel + FFT convolution), ``"scan"`` (parallel scan over the branch
-            states), ``"loop"`` (fused sequential loop over the branch states) or ``"sequential"`` (the
-            reference loop). All give the same spikes (exactly in float64).
+            states) or ``"sequential"`` (a loop over t of the branch states). All give the same spikes (exactly
+            in float64).
+        backend: engine of the branch recurrence (``dendrix.ops.linear.linear_recurrence``): ``"auto"`` /
+            ``"fused"`` (one autograd node) or ``"reference"`` (autograd through every step; with
+            ``method="auto"`` or ``"sequential"``).
 
     Parameters: ``log_dt`` [C], ``decay_raw`` [C, n] (Re λ = -(softplus(decay_raw) + 1e-4), negative after
     any optimiser step), ``omega`` [C, n] (Im λ), ``gamma`` [C, n] (input gain, init 1/sqrt(dt)), ``weight`` [C, n]
@@ -89,7 +93,7 @@ class DRF(Neuron):
     def __init__(self, channels: int, branches: int = 4, adaptive_threshold: bool = True, threshold_window: int = 4,
                  dt_min: float = 1e-3, dt_max: float = 1e-1, real_decay: float = 0.5, complex_weights: bool = False,
                  v_pre: float = 1.0, surrogate: SurrogateLike = "double_gaussian", method: str = "auto",
-                 gamma_init: float | None = None):
+                 gamma_init: float | None = None, backend: str = "auto"):
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         self.branches = check_int("branches", branches, minimum=1)
@@ -106,6 +110,9 @@ class DRF(Neuron):
             gamma_init = check_positive("gamma_init", gamma_init)
         self.v_pre = _as_float("v_pre", v_pre)
         self.method = check_choice("method", method, _METHODS)
+        self.backend = check_choice("backend", backend, RECURRENCE_BACKENDS)
+        if self.backend == "reference" and self.method not in ("auto", "sequential"):
+            raise ValueError(f"backend='reference' runs method='sequential' only, got method={method!r}")
         self.surrogate = get_surrogate(surrogate)
         self.adaptive_threshold = adaptive_threshold and self.threshold_window > 0
         self.complex_weights = complex_weights
@@ -182,7 +189,7 @@ class DRF(Neuron):
     def _check(self, x: Tensor) -> tuple[Tensor, torch.dtype]:
         self.check_input(x, self.channels)
         in_dtype = x.dtype
-        return (x.float() if in_dtype in (torch.float16, torch.bfloat16) else x), in_dtype
+        return to_compute(x), in_dtype
 
     def _fire(self, h: Tensor, history: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Spikes from potentials ``h [T, B, *, C]`` and the past pre-spikes ``history [B, *, C, M]``
@@ -207,8 +214,9 @@ class DRF(Neuron):
         """Soma potential ``H [T, B, *, C]`` (and the final branch states if ``want_state``)."""
         T = x.shape[0]
         dtlam, decay, bbar, c = self._modes(x.dtype)
-        if self.method in ("scan", "loop", "sequential"):
-            z = linear_recurrence(decay, x.unsqueeze(-1) * bbar, z0, method=self.method)
+        if self.method in ("scan", "sequential") or self.backend == "reference":
+            method = "sequential" if self.backend == "reference" else self.method
+            z = linear_recurrence(decay, x.unsqueeze(-1) * bbar, z0, method=method, backend=self.backend)
             self.record_state("branches", z)
             h = ((c * z).real if c.is_complex() else z.real * c).sum(-1)
             return h, (z[-1] if want_state else None)
@@ -277,7 +285,8 @@ class DRF(Neuron):
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, branches={self.branches}, adaptive_threshold={self.adaptive_threshold}, "
                 f"threshold_window={self.threshold_window}, dt_range={self.dt_range}, "
-                f"complex_weights={self.complex_weights}, surrogate={self.surrogate!r}, method={self.method!r}")
+                f"complex_weights={self.complex_weights}, surrogate={self.surrogate!r}, method={self.method!r}, "
+                f"backend={self.backend!r}")
 
 
 register("drf", DRF, family="resonator", width="channels",

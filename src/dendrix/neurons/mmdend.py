@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..contract import Neuron
+from ..dtypes import to_compute
 from ..ops.linear import (causal_conv, complex_dtype, diagonalise, final_modes, free_response, linear_recurrence,
-                          modal_kernel, mode_powers, real_system, upcast_half, zoh)
+                          modal_kernel, mode_powers, real_system, zoh)
 from ..ops.mmdend import BLOCK, ChunkLayout, chunked_mmdend, serial_graph
 from ..registry import register
 from ..validation import check_choice, check_int, check_positive, check_range
@@ -291,7 +292,7 @@ class MMDEND(Neuron):
     # -- contract -------------------------------------------------------------------------------------------
     def init_state(self, x_t: Tensor) -> MMDENDState:
         lead = x_t.shape[:-1]
-        dtype = upcast_half(x_t).dtype
+        dtype = to_compute(x_t).dtype
         return MMDENDState(x_t.new_zeros(*lead, self.window, self.branches, self.compartments, dtype=dtype),
                            x_t.new_zeros(*lead, self.channels, dtype=dtype))
 
@@ -346,7 +347,7 @@ class MMDEND(Neuron):
         self.check_input(x, self.channels)
         if state is not None:
             state = self.resolve_state(x, state)
-        xc = upcast_half(x)
+        xc = to_compute(x)
         dtype = xc.dtype
         T, lead = xc.shape[0], xc.shape[1:-1]
         J, K, D, Dp = self.branches, self.compartments, self.channels, self.window
@@ -399,7 +400,7 @@ class MMDEND(Neuron):
         self.check_input(x, self.channels)
         if state is not None:
             state = self.resolve_state(x, state)
-        xc = upcast_half(x)
+        xc = to_compute(x)
         T, lead = xc.shape[0], xc.shape[1:-1]
         xf = xc.reshape(T, -1, self.channels)                             # [T, B', D]
         g = self._gather(xf)                                              # [T, B', D', J]
@@ -452,7 +453,7 @@ class MMDEND(Neuron):
             shape = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"MMDEND.step: x_t must be [B, ..., {self.channels}], got {shape}")
         state = self.resolve_state(x_t.unsqueeze(0), state)
-        xc = upcast_half(x_t)
+        xc = to_compute(x_t)
         Abar, Bbar = self.discrete_system(xc.dtype)
         g = self._gather(xc)                                              # [B, *, D', J]
         v = torch.einsum("jkl,...jl->...jk", Abar, state.compartments.to(xc.dtype)) + Bbar * g.unsqueeze(-1)

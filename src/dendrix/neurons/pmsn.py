@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..contract import Neuron
-from ..ops.linear import causal_conv, complex_dtype, final_modes, free_response, modal_kernel, upcast_half, zoh
+from ..dtypes import to_compute
+from ..ops.linear import causal_conv, complex_dtype, final_modes, free_response, modal_kernel, zoh
 from ..registry import register
 from ..validation import check_int, check_positive
 
@@ -96,7 +97,7 @@ class PMSN(Neuron):
 
     def init_state(self, x_t: Tensor) -> PMSNState:
         lead = x_t.shape[:-1]
-        dtype = upcast_half(x_t).dtype
+        dtype = to_compute(x_t).dtype
         return PMSNState(x_t.new_zeros(*lead, self.channels, self.compartments, 2, dtype=dtype),
                          x_t.new_zeros(*lead, self.channels, dtype=dtype))
 
@@ -132,7 +133,7 @@ class PMSN(Neuron):
         self.check_input(x, self.channels)
         if state is not None:
             state = self.resolve_state(x, state)
-        xc = upcast_half(x)
+        xc = to_compute(x)
         T, lead = xc.shape[0], xc.shape[1:-1]
         u = xc.reshape(T, -1, self.channels)
         cdt = complex_dtype(xc.dtype)
@@ -159,7 +160,7 @@ class PMSN(Neuron):
             shape = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"PMSN.step: x_t must be [B, ..., {self.channels}], got {shape}")
         state = self.resolve_state(x_t.unsqueeze(0), state)
-        xc = upcast_half(x_t)
+        xc = to_compute(x_t)
         lam, dt, a, B, C, bbar = self._modes(complex_dtype(xc.dtype))
         z = a * torch.view_as_complex(state.modes.to(xc.dtype).contiguous()) + bbar * xc.unsqueeze(-1)
         y = (C * z).sum(-1).real + self.D.to(xc.dtype) * xc

@@ -35,13 +35,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..contract import Neuron
+from ..dtypes import to_compute
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_int, check_range
 
 __all__ = ["PSN", "MaskedPSN", "SlidingPSN", "PSNState", "WindowState"]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 class WindowState(NamedTuple):
@@ -55,11 +54,6 @@ class PSNState(NamedTuple):
 
     history: Tensor  # [k - 1, B, *] the last k - 1 inputs (zeros before the sequence started)
     t: Tensor        # 0-d int64: steps consumed so far (MaskedPSN's weights depend on it)
-
-
-def _compute_dtype(x: Tensor) -> Tensor:
-    """Half inputs are computed in float32 (CPU matmul/conv1d support for half is partial)."""
-    return x.float() if x.dtype in _HALF else x
 
 
 class _ParallelNeuron(Neuron):
@@ -122,7 +116,7 @@ class PSN(_ParallelNeuron):
 
     def hidden(self, x: Tensor) -> Tensor:
         """``H = W X + B`` for a whole window ``x`` ``[T, B, *]``."""
-        xc = _compute_dtype(x)
+        xc = to_compute(x)  # half in float32: CPU matmul/conv1d support for half is partial
         w = self.effective_weight().to(xc.dtype)
         h = torch.addmm(self.bias.to(xc.dtype).unsqueeze(1), w, xc.reshape(self.T, -1))
         return h.view(xc.shape)
@@ -209,7 +203,7 @@ class MaskedPSN(PSN):
         if t0 + L > self.T:
             raise ValueError(f"MaskedPSN(T={self.T}): its weights cover T={self.T} steps; {t0} steps were already "
                              f"consumed and this chunk has {L} more")
-        xc = _compute_dtype(x)
+        xc = to_compute(x)
         ext = torch.cat([state.history.to(xc.dtype), xc], 0)           # inputs t0-k+1 .. t0+L-1
         w = self.effective_weight().to(xc.dtype)
         # Rows t0..t0+L-1 and columns t0-k+1..t0+L-1 of W (columns before 0 are zero padding).
@@ -266,12 +260,12 @@ class SlidingPSN(_ParallelNeuron):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        xc = _compute_dtype(x)
+        xc = to_compute(x)
         ext = F.pad(xc.movedim(0, -1), (self.k - 1, 0)).movedim(-1, 0)
         return self._fire(self._hidden_from_extended(ext), x)
 
     def _run_sequence(self, x: Tensor, state: PSNState) -> tuple[Tensor, PSNState]:
-        xc = _compute_dtype(x)
+        xc = to_compute(x)
         ext = torch.cat([state.history.to(xc.dtype), xc], 0)
         y = self._fire(self._hidden_from_extended(ext), x)
         new_hist = ext[ext.shape[0] - (self.k - 1):].to(state.history.dtype)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..contract import Neuron
+from ..dtypes import to_compute
 from ..ops.rf import BACKENDS, divergence_boundary, rf_sequence
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
@@ -30,7 +31,6 @@ from ..validation import _as_float, check_choice, check_int, check_nonnegative, 
 
 __all__ = ["RF", "BRF", "RFState"]
 
-_HALF = (torch.float16, torch.bfloat16)
 
 
 class RFState(NamedTuple):
@@ -100,7 +100,7 @@ class RF(Neuron):
         return self.channels
 
     def compute_input(self, x: Tensor) -> Tensor:
-        return x.float() if x.dtype in _HALF else x  # half inputs are integrated in float32
+        return to_compute(x)  # half inputs are integrated in float32
 
     def _run_sequence(self, x: Tensor, state: RFState) -> tuple[Tensor, RFState]:
         spikes, u_seq, v_last, q_last = rf_sequence(

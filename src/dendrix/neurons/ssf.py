@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..contract import Neuron
-from ..ops.linear import upcast_half
+from ..dtypes import to_compute
 from ..validation import check_choice, check_int, check_positive
 
 __all__ = ["SSF", "SSFState", "expand_integer_spikes"]
@@ -122,7 +122,7 @@ class SSF(Neuron):
         self.check_input(x)
         # half inputs are computed in float32; the integer spikes cast back exactly (float16 holds integers up to
         # 2048, bfloat16 up to 256)
-        xc = upcast_half(x)
+        xc = to_compute(x)
         self.record_state("v", xc)
         return self.fire(xc).to(x.dtype), SSFState()
 

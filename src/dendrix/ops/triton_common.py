@@ -1,15 +1,15 @@
 """Pieces shared by dendrix's Triton kernels (imported only when a Triton path is used).
 
-* ``SURROGATE_KINDS`` / ``surrogate_constants`` / ``surrogate_derivative``: σ'(u) of the built-in surrogates
-  inside a kernel. The host computes the constants in double precision and stores them in the kernel's scalar
-  table; the kernel passes a pointer to the first one (``params_ptr + OFFSET``).
+* ``surrogate_kind`` / ``surrogate_constants`` / ``surrogate_derivative``: σ'(u) inside a kernel. Each
+  :class:`dendrix.surrogate.Surrogate` class names its branch of ``surrogate_derivative`` (``triton_kind``) and
+  computes the constants that branch reads (``triton_constants()``, double precision on the host); they are
+  stored in the kernel's scalar table and the kernel passes a pointer to the first one (``params_ptr + OFFSET``).
 * ``exact_exp``: full-precision float64 ``exp`` (libdevice) where the kernel runs in float64.
 * ``interpreting`` (Triton's CPU interpreter, ``TRITON_INTERPRET=1``) and ``device_guard``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -17,20 +17,17 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..surrogate import ATan, DoubleGaussian, FastSigmoid, Rectangular, Sigmoid, Surrogate, Triangle
+from ..surrogate import SURROGATES, Surrogate
 
 try:  # full-precision float64 exp on NVIDIA GPUs (unused by the CPU interpreter)
     from triton.language.extra import libdevice
 except ImportError:  # pragma: no cover - older Triton layouts
     libdevice = None
 
-__all__ = ["SURROGATE_KINDS", "surrogate_constants", "surrogate_derivative", "exact_exp", "interpreting",
-           "device_guard", "MAX_SURROGATE_CONSTANTS"]
+__all__ = ["surrogate_kind", "surrogate_constants", "surrogate_unsupported_reason", "surrogate_derivative",
+           "exact_exp", "interpreting", "device_guard", "MAX_SURROGATE_CONSTANTS"]
 
-# Surrogate classes the kernels implement -> kernel code. Subclasses are not matched (they may redefine it).
-SURROGATE_KINDS: dict[type, int] = {ATan: 0, Sigmoid: 1, Triangle: 2, FastSigmoid: 3, Rectangular: 4,
-                                    DoubleGaussian: 5}
-MAX_SURROGATE_CONSTANTS = 5
+MAX_SURROGATE_CONSTANTS = 5  # constants the largest built-in branch of ``surrogate_derivative`` reads
 
 
 def interpreting() -> bool:
@@ -38,25 +35,26 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def surrogate_kind(surrogate: Surrogate) -> int:
+    """The ``KIND`` constexpr of ``surrogate_derivative`` for this surrogate (its class's ``triton_kind``)."""
+    kind = surrogate.triton_kind
+    if kind is None:
+        raise ValueError(f"no Triton kernel for surrogate {surrogate!r}")
+    return kind
+
+
 def surrogate_constants(surrogate: Surrogate) -> list[float]:
-    """Constants of σ' precomputed in double precision (the kernel code in ``surrogate_derivative``)."""
-    kind, p = type(surrogate), surrogate.value
-    if kind is ATan:
-        return [math.pi / 2 * p, p / 2]                      # c1 / (1 + (c0 u)²)
-    if kind is Sigmoid:
-        return [p]                                           # c0 s (1 - s), s = 1 / (1 + exp(-c0 u))
-    if kind is Triangle:
-        return [1.0 / p]                                     # max(0, 1 - c0 |u|) c0
-    if kind is FastSigmoid:
-        return [p]                                           # 1 / (1 + c0 |u|)²
-    if kind is Rectangular:
-        return [p / 2, 1.0 / p]                              # c1 if |u| < c0
-    if kind is DoubleGaussian:
-        h, s = surrogate.h, surrogate.s
-        norm = math.sqrt(2.0 * math.pi)
-        # c3 exp(-½ (c1 u)²) - c4 [exp(-½ (c2 (u - c0))²) + exp(-½ (c2 (u + c0))²)]
-        return [p, 1.0 / p, 1.0 / (s * p), (1.0 + h) / (p * norm), h / (s * p * norm)]
-    raise ValueError(f"no Triton kernel for surrogate {surrogate!r}")
+    """Constants of σ' precomputed in double precision (read by the ``surrogate_derivative`` branch)."""
+    surrogate_kind(surrogate)
+    return [float(c) for c in surrogate.triton_constants()]
+
+
+def surrogate_unsupported_reason(surrogate: Surrogate) -> str | None:
+    """Why the kernels cannot compute this surrogate's σ' (None when they can)."""
+    if surrogate.triton_kind is None:
+        names = ", ".join(sorted(cls.__name__ for cls in SURROGATES.values() if cls.triton_kind is not None))
+        return f"surrogate {surrogate!r} has no Triton kernel (built-in ones do: {names})"
+    return None
 
 
 @triton.jit
@@ -69,7 +67,9 @@ def exact_exp(z, EXACT_EXP: tl.constexpr):
 
 @triton.jit
 def surrogate_derivative(u, params_ptr, KIND: tl.constexpr, EXACT_EXP: tl.constexpr):
-    """σ'(u) for the built-in surrogates; constants from ``surrogate_constants`` at ``params_ptr[0..]``."""
+    """σ'(u) of the surrogate whose ``triton_kind`` is ``KIND``; constants from ``surrogate_constants`` at
+    ``params_ptr[0..]``. A new branch here, and ``triton_kind`` / ``triton_constants`` on the class, give a
+    surrogate its Triton form."""
     c0 = tl.load(params_ptr)
     if KIND == 0:  # ATan
         c1 = tl.load(params_ptr + 1)

@@ -15,7 +15,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..surrogate import Surrogate
-from .triton_common import SURROGATE_KINDS, interpreting, libdevice, surrogate_constants
+from .triton_common import interpreting, libdevice, surrogate_constants, surrogate_unsupported_reason
 
 __all__ = ["BLOCK", "NUM_WARPS", "load_coefficient", "per_neuron", "scalar_table", "cached_table", "grid",
            "exact_exp_flag", "unsupported_reason", "pointer_or"]
@@ -37,9 +37,8 @@ def load_coefficient(ptr, scalar_ptr, offs, mask, PER_NEURON: tl.constexpr):
 def unsupported_reason(x: Tensor, others: dict[str, Tensor], surrogate: Surrogate) -> str | None:
     """Why the kernels cannot run (None when they can). ``x`` in the compute dtype; ``others`` are the other
     tensor arguments by name (they must be on ``x``'s device)."""
-    if type(surrogate) not in SURROGATE_KINDS:
-        names = ", ".join(sorted(cls.__name__ for cls in SURROGATE_KINDS))
-        return f"surrogate {surrogate!r} has no Triton kernel (built-in ones do: {names})"
+    if (reason := surrogate_unsupported_reason(surrogate)) is not None:
+        return reason
     if x.dtype not in _DTYPES:
         return f"dtype {x.dtype} is not supported (float32/float64, or half precision computed in float32)"
     if x.device.type != "cuda" and not interpreting():

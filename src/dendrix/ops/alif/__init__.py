@@ -3,9 +3,10 @@
 ``backend``: ``"auto"``, ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``),
 ``"triton"`` (one Triton GPU kernel for the forward and one for the backward, ``triton.py``; optional, needs the
 ``triton`` package and CUDA tensors) or ``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"``
-picks ``"triton"`` for CUDA tensors when Triton imports and the surrogate is a built-in one, else ``"fused"``; a
-forced backend is always used as asked, or fails with an error saying why. Triton is imported on first use only.
-Half-precision inputs are integrated in float32; spikes come back in the input dtype.
+picks ``"triton"`` for CUDA tensors when Triton imports and the surrogate has a Triton form, else ``"fused"``; a
+forced backend is always used as asked, or fails with an error saying why (``dendrix.ops.dispatch.resolve``).
+Triton is imported on first use only. Half-precision inputs are integrated in float32
+(``dendrix.ops.dispatch.compute_dtype``); spikes come back in the input dtype.
 """
 
 from __future__ import annotations
@@ -15,20 +16,21 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
-from ..triton_dispatch import TritonEngine
+from ..dispatch import LazyEngine, compute_dtype, cuda_first, resolve
 from .fused import ALIFFunction
 from .reference import alif_sequence_reference
 
 __all__ = ["alif_sequence", "BACKENDS", "resolve_backend"]
 
 BACKENDS = ("auto", "fused", "triton", "reference")
-TRITON_ENGINE = TritonEngine("dendrix.ops.alif.triton")
+TRITON_ENGINE = LazyEngine("dendrix.ops.alif.triton")
 
 
 def resolve_backend(backend: str, x: Tensor, u0: Tensor, surrogate) -> str:
     """The engine that runs (``"auto"`` -> ``"triton"`` or ``"fused"``); a forced ``"triton"`` that cannot run
     raises ``RuntimeError`` saying why. ``x``, ``u0`` in the compute dtype; ``surrogate`` a ``Surrogate``."""
-    return TRITON_ENGINE.resolve(backend, x, u0, surrogate)
+    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("fused",)),
+                   checks={"triton": TRITON_ENGINE.check(x, u0, surrogate)})
 
 
 def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0: float = 0.01, beta: float = 1.8,
@@ -49,7 +51,7 @@ def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0:
                              f"{tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__}")
     check_choice("backend", backend, BACKENDS)
     sg = get_surrogate(surrogate)
-    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    dtype = compute_dtype(x)
     xs = x.to(dtype)
     u0, a0, s0 = (s.to(dtype) for s in (u0, a0, s0))
     coeffs = []

@@ -15,7 +15,8 @@ Backward (adjoints dU[t] = dL/dU[t], dA[t] = dL/da[t], with σ'[t] = surrogate'(
     dX[t] = (1 - alpha) dU[t];   dalpha = Σ dU[t] (U[t-1] - X[t]);   drho = Σ dA[t] (a[t-1] - S[t-1])
 
 Saved for backward: U (an output), a, and X; S and B are recomputed bit-exactly from them. The loops run in
-time chunks with cache-resident scratch buffers, like the LIF engine (``dendrix.ops.lif.fused``).
+time chunks with cache-resident scratch buffers, like the LIF engine (``dendrix.ops.lif.fused``; chunk helpers
+in ``dendrix.ops.common``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..lif.fused import chunk_steps, reduce_to, surrogate_derivative_
+from ..common import chunk_steps, reduce_to
 
 __all__ = ["ALIFFunction"]
 
@@ -108,7 +109,7 @@ class ALIFFunction(torch.autograd.Function):
                 torch.ge(u_seq[c0 - 1], thr[0], out=sp[0])
             else:
                 sp[0].copy_(s0)
-            sg = surrogate_derivative_(torch.sub(u_seq[c0:c1], thr[1:], out=sg_buf[:n]), ctx.surrogate)
+            sg = ctx.surrogate.derivative_(torch.sub(u_seq[c0:c1], thr[1:], out=sg_buf[:n]))
             du, da = du_buf[:n], da_buf[:n]
 
             for i in range(n - 1, -1, -1):

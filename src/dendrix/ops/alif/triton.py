@@ -32,8 +32,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..lif.fused import reduce_to
-from ..triton_common import SURROGATE_KINDS, device_guard, surrogate_derivative
+from ..common import reduce_to
+from ..triton_common import device_guard, surrogate_derivative, surrogate_kind
 from ..triton_recurrence import (BLOCK, NUM_WARPS, exact_exp_flag, grid, load_coefficient, per_neuron,
                                  pointer_or, scalar_table)
 from ..triton_recurrence import unsupported_reason as _unsupported_reason
@@ -226,7 +226,7 @@ class ALIFTritonFunction(torch.autograd.Function):
                     pointer_or(g_u, table), pointer_or(g_a_last, table), pointer_or(alpha_pn, table),
                     pointer_or(rho_pn, table), table, pointer_or(g_x, table), g_u0, g_a0, g_s0, g_alpha, g_rho,
                     u_seq.shape[0], m, ALPHA_PER_NEURON=alpha_pn is not None, RHO_PER_NEURON=rho_pn is not None,
-                    SURROGATE=SURROGATE_KINDS[type(ctx.surrogate)], EXACT_EXP=exact_exp_flag(u_seq),
+                    SURROGATE=surrogate_kind(ctx.surrogate), EXACT_EXP=exact_exp_flag(u_seq),
                     HAS_G_SPIKES=g_spikes is not None, HAS_G_U=g_u is not None, HAS_G_A_LAST=g_a_last is not None,
                     NEED_X=need_x, NEED_ALPHA=need_alpha, BLOCK=BLOCK, num_warps=NUM_WARPS)
         elif need_x:

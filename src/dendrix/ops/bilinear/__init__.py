@@ -10,7 +10,8 @@
 * ``"reference"``: dense K ``[out, n, n]`` and einsum (``reference.py``); real-valued ``s`` allowed.
 
 The sparse paths compute s_i·s_j as a logical AND and refuse non-binary input with a ``ValueError``
-(``check_input=False`` skips that scan when the caller guarantees spikes). A forced backend never falls back.
+(``check_input=False`` skips that scan when the caller guarantees spikes). A forced backend never falls back
+(``dendrix.ops.dispatch.resolve``). Half-precision input is computed in float32 (``compute_dtype``).
 ``low_rank_form`` is the low-rank ablation ``K_o = Σ_q (u_q v_qᵀ + v_q u_qᵀ) - diag``.
 """
 
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ...validation import check_choice
-from ..triton_dispatch import TritonEngine
+from ..dispatch import LazyEngine, resolve
 from .layout import PairLayout, build_layout, num_pairs, pair_index, triu_pairs
 from .reference import bilinear_reference, dense_matrix, dlif_current_reference
 from .sparse import HAVE_NUMBA, SparseBilinear, active_pairs, check_binary
@@ -31,34 +32,29 @@ __all__ = ["bilinear_form", "low_rank_form", "low_rank_dense", "BACKENDS", "Pair
 
 BACKENDS = ("auto", "numba", "torch", "triton", "reference")
 
-TRITON_ENGINE = TritonEngine("dendrix.ops.bilinear.triton")  # imported on first use only
+TRITON_ENGINE = LazyEngine("dendrix.ops.bilinear.triton")  # imported on first use only
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """The engine that runs: ``"auto"`` -> numba (CPU with numba), triton (CUDA with Triton), else torch.
     A forced engine that cannot run here raises (never a silent fallback)."""
     check_choice("backend", backend, BACKENDS)
-    if backend == "auto":
-        if device.type == "cpu":
-            return "numba" if HAVE_NUMBA else "torch"
-        if device.type == "cuda" and TRITON_ENGINE.load() is not None:
-            return "triton"
-        return "torch"
-    if backend == "triton":
-        engine = TRITON_ENGINE.load()
-        if engine is None:
-            raise RuntimeError(f"backend='triton' is not available: {TRITON_ENGINE.import_error}; "
-                               f"use 'torch' or 'auto'")
-        reason = engine.unsupported_reason(device)
-        if reason is not None:
-            raise RuntimeError(f"backend='triton' cannot run here: {reason}; use backend='auto' or 'torch'")
-    if backend == "numba":
-        if not HAVE_NUMBA:
-            raise RuntimeError("backend='numba' needs the numba package (pip install numba); "
-                               "use backend='torch' or 'auto'")
-        if device.type != "cpu":
-            raise ValueError(f"backend='numba' runs on CPU tensors only, got device {device}; use 'torch' or 'auto'")
-    return backend
+    if device.type == "cpu":
+        auto = ("numba", "torch")
+    elif device.type == "cuda":
+        auto = ("triton", "torch")
+    else:
+        auto = ("torch",)
+    return resolve(backend, BACKENDS, auto=auto, checks={"numba": lambda: _numba_unsupported_reason(device),
+                                                         "triton": TRITON_ENGINE.check(device)})
+
+
+def _numba_unsupported_reason(device: torch.device) -> str | None:
+    if not HAVE_NUMBA:
+        return "it needs the numba package (pip install numba)"
+    if device.type != "cpu":
+        return f"it runs on CPU tensors only, got device {device}"
+    return None
 
 
 def bilinear_form(s: Tensor, values: Tensor, layout: PairLayout, backend: str = "auto",

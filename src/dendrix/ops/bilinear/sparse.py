@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..dispatch import compute_dtype
 from .layout import PairLayout
 
 __all__ = ["SparseBilinear", "active_pairs", "HAVE_NUMBA", "check_binary"]
@@ -31,7 +32,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     _kernels = None
     HAVE_NUMBA = False
 
-_HALF = (torch.float16, torch.bfloat16)
 # Entries expanded at once by the torch engine (index tensors of this many int64 each).
 _TORCH_CHUNK = 1 << 22
 
@@ -207,7 +207,7 @@ class SparseBilinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s: Tensor, values: Tensor, layout: PairLayout, engine: str,  # type: ignore[override]
                 check: bool = True) -> Tensor:
-        dtype = torch.float32 if values.dtype in _HALF else values.dtype
+        dtype = compute_dtype(values)
         sc = s.detach().to(dtype).contiguous()
         vd = values.detach().to(dtype)
         start = layout.start.to(values.device)
@@ -237,7 +237,7 @@ class SparseBilinear(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         values, *saved = ctx.saved_tensors
         layout: PairLayout = ctx.layout
-        dtype = grad.dtype if grad.dtype not in _HALF else torch.float32
+        dtype = compute_dtype(grad)
         g = _extended_grad(grad, layout, dtype)
         sc = saved[0].detach().to(dtype).contiguous() if ctx.engine == "torch" else None
         if ctx.engine == "triton":

@@ -14,7 +14,8 @@ Backends: ``"fused"`` (one autograd.Function per op over the whole sequence, han
 ``triton.py``; optional, needs the ``triton`` package and CUDA tensors), ``"reference"`` (a plain per-step loop
 differentiated by autograd) and ``"auto"``: ``"triton"`` for CUDA tensors when Triton imports and the case is
 supported (float32/float64, built-in surrogate, recurrent layers up to ``AUTO_MAX_RECURRENT_FEATURES``
-neurons), else ``"fused"``. A forced backend is always used as asked, or fails with an error saying why.
+neurons), else ``"fused"``. A forced backend is always used as asked, or fails with an error saying why
+(``dendrix.ops.dispatch.resolve``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
-from ..triton_dispatch import TritonEngine
+from ..dispatch import LazyEngine, cuda_first, resolve
 from .fused import DGNMembraneFunction, SynapticTraceFunction, exponential_filter
 from .reference import GATES, apply_gate, dgn_membrane_reference, gate_derivative, synaptic_trace_reference
 
@@ -37,7 +38,7 @@ BACKENDS = ("auto", "fused", "triton", "reference")
 # recurrent weights every step from one program per batch row (see triton.py).
 AUTO_MAX_RECURRENT_FEATURES = 1024
 
-TRITON_ENGINE = TritonEngine("dendrix.ops.dgn.triton")  # imported on first use (optional, slow to import)
+TRITON_ENGINE = LazyEngine("dendrix.ops.dgn.triton")  # imported on first use (optional, slow to import)
 
 
 def resolve_backend(backend: str, tensors: dict[str, Tensor | None], surrogate=None,
@@ -50,23 +51,11 @@ def resolve_backend(backend: str, tensors: dict[str, Tensor | None], surrogate=N
     :class:`dendrix.surrogate.Surrogate` (None for the trace); ``recurrent_features``: ``out`` of a recurrent
     membrane, else None.
     """
-    check_choice("backend", backend, BACKENDS)
-    if backend == "auto":
-        first = next(t for t in tensors.values() if t is not None)
-        if first.device.type != "cuda":
-            return "fused"
-        if recurrent_features is not None and recurrent_features > AUTO_MAX_RECURRENT_FEATURES:
-            return "fused"
-        engine = TRITON_ENGINE.load()
-        return "triton" if engine is not None and engine.unsupported_reason(tensors, surrogate) is None else "fused"
-    if backend == "triton":
-        engine = TRITON_ENGINE.load()
-        if engine is None:
-            raise RuntimeError(f"backend='triton' is not available: {TRITON_ENGINE.import_error}")
-        reason = engine.unsupported_reason(tensors, surrogate)
-        if reason is not None:
-            raise RuntimeError(f"backend='triton' cannot run this call: {reason}; use backend='auto' or 'fused'")
-    return backend
+    first = next(t for t in tensors.values() if t is not None)
+    narrow = recurrent_features is None or recurrent_features <= AUTO_MAX_RECURRENT_FEATURES
+    return resolve(backend, BACKENDS, auto=cuda_first(first.device, ("triton", "fused") if narrow else ("fused",),
+                                                        ("fused",)),
+                   checks={"triton": TRITON_ENGINE.check(tensors, surrogate)})
 
 
 def synaptic_trace(z: Tensor, decay: float, d0: Tensor | None = None, *, backend: str = "auto") -> Tensor:

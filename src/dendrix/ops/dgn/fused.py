@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 
 from ...surrogate import Surrogate
-from ..lif import surrogate_derivative_
 from ..threads import serial_on_cpu
 from .reference import apply_gate
 
@@ -145,7 +144,7 @@ def _membrane_backward(ctx, grad_s: Tensor | None, grad_v: Tensor | None, grad_r
         a_seq, v_seq, v0 = ctx.saved_tensors
     T = a_seq.shape[0]
     rho = apply_gate(a_seq, ctx.gate)
-    slope = surrogate_derivative_(v_seq - theta, ctx.surrogate)
+    slope = ctx.surrogate.derivative_(v_seq - theta)
     # dL/da[t] = g_V[t]·V[t-1]·φ'(a[t]); the factor V[t-1]·φ'(a[t]) is known before the loop.
     coef_a = torch.cat([v0.unsqueeze(0), v_seq[:-1]], 0)
     if ctx.gate == "clamp":  # φ' = 1 exactly where clamp(a) == a, i.e. 0 <= a <= 1

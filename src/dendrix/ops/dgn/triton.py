@@ -42,8 +42,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..triton_common import (SURROGATE_KINDS, device_guard, exact_exp, interpreting, libdevice,
-                             surrogate_constants, surrogate_derivative)
+from ..triton_common import (device_guard, exact_exp, interpreting, libdevice, surrogate_constants,
+                             surrogate_derivative, surrogate_kind, surrogate_unsupported_reason)
 from ..triton_recurrence import cached_table
 
 __all__ = ["SynapticTraceTritonFunction", "DGNMembraneTritonFunction", "triton_exponential_filter",
@@ -61,9 +61,8 @@ _TILE = 4096          # elements of one weight tile [BLOCK_N, BLOCK_K] in the re
 def unsupported_reason(tensors: dict[str, Tensor], surrogate: Surrogate | None = None) -> str | None:
     """Why the kernels cannot run with these tensors (None when they can). The first tensor sets the dtype and
     device; ``surrogate`` is checked when given (the trace kernels need none)."""
-    if surrogate is not None and type(surrogate) not in SURROGATE_KINDS:
-        names = ", ".join(sorted(cls.__name__ for cls in SURROGATE_KINDS))
-        return f"surrogate {surrogate!r} has no Triton kernel (built-in ones do: {names})"
+    if surrogate is not None and (reason := surrogate_unsupported_reason(surrogate)) is not None:
+        return reason
     (first_name, first), *rest = [(n, t) for n, t in tensors.items() if t is not None]
     if first.dtype not in _DTYPES:
         return f"dtype {first.dtype} is not supported (float32 or float64)"
@@ -468,7 +467,7 @@ class DGNMembraneTritonFunction(torch.autograd.Function):
             ctx.save_for_backward(a_seq, v_seq, v0_k, dr_seq, w_k, c_k)
             out = (s_seq, v_seq, dr_seq[-1].clone())
         ctx.table, ctx.recurrent, ctx.sigmoid = table, recurrent, sigmoid
-        ctx.surrogate_kind = SURROGATE_KINDS[type(surrogate)]
+        ctx.surrogate_kind = surrogate_kind(surrogate)
         return out
 
     @staticmethod

@@ -6,33 +6,27 @@ independent learnable ``leak`` and ``gain``). ``backend``: ``"auto"``, ``"fused"
 function with a hand-written backward, ``fused.py``), ``"triton"`` (one Triton GPU kernel for the forward and
 one for the backward, ``triton.py``; optional, needs the ``triton`` package and CUDA tensors) or
 ``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"`` picks ``"triton"`` for CUDA tensors
-when Triton imports and the case is supported (built-in surrogate), else ``"fused"``. A forced backend is
-always used as asked, or fails with an error saying why.
+when Triton imports and the case is supported (a surrogate with a Triton form), else ``"fused"``. A forced
+backend is always used as asked, or fails with an error saying why (``dendrix.ops.dispatch.resolve``).
 
-Half-precision inputs (float16/bfloat16) are integrated in float32, as SpikingJelly does: spikes come back in
-the input dtype, potentials in float32.
+Half-precision inputs (float16/bfloat16) are integrated in float32 (``dendrix.ops.dispatch.compute_dtype``), as
+SpikingJelly does: spikes come back in the input dtype, potentials in float32.
 """
 
 from __future__ import annotations
-
 
 import torch
 from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
-from ..triton_dispatch import TritonEngine
-from .fused import LeakyFunction, surrogate_derivative_
+from ..dispatch import LazyEngine, compute_dtype, cuda_first, resolve
+from .fused import LeakyFunction
 from .reference import leaky_sequence_reference, lif_sequence_reference
 
-__all__ = ["lif_sequence", "leaky_sequence", "BACKENDS", "surrogate_derivative_", "resolve_backend"]
+__all__ = ["lif_sequence", "leaky_sequence", "BACKENDS", "resolve_backend"]
 
 BACKENDS = ("auto", "fused", "triton", "reference")
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    return torch.float32 if x.dtype in _HALF else x.dtype
 
 
 def _check_sequence_and_state(x, v0, fn: str) -> None:
@@ -64,7 +58,7 @@ def _coefficient(name: str, value, like: Tensor, dtype: torch.dtype):
     return float(value)
 
 
-TRITON_ENGINE = TritonEngine("dendrix.ops.lif.triton")  # imported on first use (optional, slow to import)
+TRITON_ENGINE = LazyEngine("dendrix.ops.lif.triton")  # imported on first use (optional, slow to import)
 
 
 def resolve_backend(backend: str, x: Tensor, v0: Tensor, surrogate) -> str:
@@ -73,7 +67,8 @@ def resolve_backend(backend: str, x: Tensor, v0: Tensor, surrogate) -> str:
 
     ``x``, ``v0`` in the compute dtype; ``surrogate`` a :class:`dendrix.surrogate.Surrogate`.
     """
-    return TRITON_ENGINE.resolve(backend, x, v0, surrogate)
+    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("fused",)),
+                   checks={"triton": TRITON_ENGINE.check(x, v0, surrogate)})
 
 
 def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_threshold: float = 1.0,
@@ -87,7 +82,7 @@ def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_thresho
     _check_sequence_and_state(x, v0, "leaky_sequence")
     check_choice("backend", backend, BACKENDS)
     sg = get_surrogate(surrogate)
-    dtype = _compute_dtype(x)
+    dtype = compute_dtype(x)
     xs, v0s = x.to(dtype), v0.to(dtype)
     leak = _coefficient("leak", leak, v0s, dtype)
     gain = _coefficient("gain", gain, v0s, dtype)
@@ -127,14 +122,14 @@ def lif_sequence(x: Tensor, v0: Tensor, decay, v_threshold: float = 1.0, v_reset
     _check_sequence_and_state(x, v0, "lif_sequence")
     check_choice("backend", backend, BACKENDS)
     if isinstance(decay, Tensor):
-        dtype = _compute_dtype(x)
+        dtype = compute_dtype(x)
         decay = _coefficient("decay", decay, v0, dtype)
     elif isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < float(decay) <= 1.0:
         raise ValueError(f"lif_sequence: decay (= 1/tau) must be a float in (0, 1] or a tensor, got {decay!r}")
     else:
         decay = float(decay)
     if backend == "reference":
-        dtype = _compute_dtype(x)
+        dtype = compute_dtype(x)
         spikes, h, v_last = lif_sequence_reference(x.to(dtype), v0.to(dtype), decay, float(v_threshold),
                                                    None if v_reset is None else float(v_reset), decay_input,
                                                    detach_reset, get_surrogate(surrogate))

@@ -8,10 +8,10 @@ Recurrence (``reference.py`` has the plain per-step version)::
 
 Design, from profiling on CPU (details in ``docs/neurons.md``):
 
-* Work is done in **time chunks** of a few steps (about 32k elements), so every bulk operator works on data that
-  is still in cache, and no temporary ``[T, B, N]`` tensor is ever allocated: the only full-size allocations are
-  the outputs (spikes and ``H`` in forward, the input gradient in backward). Fresh multi-megabyte buffers
-  cost page faults that, measured, are slower than the whole recurrence.
+* Work is done in **time chunks** of a few steps (about 32k elements, ``dendrix.ops.common.chunk_steps``), so
+  every bulk operator works on data that is still in cache, and no temporary ``[T, B, N]`` tensor is ever
+  allocated: the only full-size allocations are the outputs (spikes and ``H`` in forward, the input gradient in
+  backward). Fresh multi-megabyte buffers cost page faults that, measured, are slower than the whole recurrence.
 * Forward per step: **two** in-place operators for hard reset (three for soft), nothing else. The loop keeps
   the *negated* membrane ``-H``: the hard reset "keep H if H < θ, else v_reset" is then exactly
   ``torch.threshold(-H, -θ, -v_reset)`` (one operator instead of compare + select). Negation is exact in IEEE
@@ -25,85 +25,16 @@ Design, from profiling on CPU (details in ``docs/neurons.md``):
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ...surrogate import ATan, DoubleGaussian, FastSigmoid, Rectangular, Sigmoid, Surrogate, Triangle
+from ...surrogate import Surrogate
+from ..common import as_python_scalar, axpy_, chunk_steps, reduce_to
 
-__all__ = ["LeakyFunction", "surrogate_derivative_", "chunk_steps"]
+__all__ = ["LeakyFunction"]
 
 Scalar = float | Tensor
-
-# Elements per chunk: below ATen's parallel grain size (32768), so chunk operators stay single-threaded and
-# cache-resident (2 x 128 KB for float32).
-CHUNK_ELEMENTS = 32767
-
-
-def chunk_steps(step_numel: int, n_steps: int) -> int:
-    """Time steps per chunk for one step of ``step_numel`` elements."""
-    return max(1, min(n_steps, CHUNK_ELEMENTS // max(1, step_numel)))
-
-
-def surrogate_derivative_(buf: Tensor, surrogate: Surrogate) -> Tensor:
-    """``surrogate.derivative(buf)`` computed in place for the built-in surrogates (no temporaries).
-
-    Returns the tensor holding the result (``buf`` itself, or a new tensor for other surrogates).
-    """
-    kind = type(surrogate)
-    p = surrogate.value
-    if kind is ATan:
-        return buf.mul_(math.pi / 2 * p).square_().add_(1.0).reciprocal_().mul_(p / 2)
-    if kind is Sigmoid:
-        s = buf.mul_(p).sigmoid_()
-        return torch.addcmul(s, s, s, value=-1.0, out=s).mul_(p)  # p * s * (1 - s)
-    if kind is Triangle:
-        return buf.abs_().mul_(-1.0 / p).add_(1.0).clamp_min_(0.0).mul_(1.0 / p)
-    if kind is FastSigmoid:
-        return buf.abs_().mul_(p).add_(1.0).square_().reciprocal_()
-    if kind is Rectangular:
-        return torch.lt(buf.abs_(), p / 2, out=buf).mul_(1.0 / p)
-    if kind is DoubleGaussian:
-        h, s = surrogate.h, surrogate.s
-        out = _gaussian(buf, 0.0, p).mul_(1.0 + h)
-        out.sub_(_gaussian(buf, p, s * p), alpha=h).sub_(_gaussian(buf, -p, s * p), alpha=h)
-        return out
-    return surrogate.derivative(buf)
-
-
-def _gaussian(x: Tensor, mu: float, sigma: float) -> Tensor:
-    """Normal density N(x; mu, sigma) without ``torch.exp``.
-
-    ATen runs ``exp`` (and other VML functions) multi-threaded above 2048 elements; on a loaded machine each
-    such call on a chunk cost tens of milliseconds (measured: 40 ms for 24k elements with 2 threads, 0.04 ms
-    with 1). ``sigmoid`` stays single-threaded at this size, and exp(-q) = sigmoid(-q) / sigmoid(q) exactly,
-    with a few ulp of rounding.
-    """
-    q = torch.sub(x, mu).div_(sigma).square_().mul_(0.5)
-    e = torch.neg(q).sigmoid_().div_(q.sigmoid_())
-    return e.mul_(1.0 / (sigma * math.sqrt(2.0 * math.pi)))
-
-
-def as_python_scalar(value: Scalar) -> float | Tensor:
-    """A one-element tensor as a Python float (operators then take it as a fused ``alpha``)."""
-    if isinstance(value, Tensor) and value.numel() == 1:
-        return float(value.item())
-    return value
-
-
-def reduce_to(grad: Tensor, shape: torch.Size) -> Tensor:
-    """Sum a one-step ``[*]`` gradient down to the shape of a broadcast parameter."""
-    return grad.sum_to_size(shape) if len(shape) > 0 else grad.sum()
-
-
-def _axpy(out: Tensor, coef: float | Tensor, y: Tensor) -> None:
-    """``out += coef * y`` in place, for a float or tensor ``coef``."""
-    if isinstance(coef, float):
-        out.add_(y, alpha=coef)
-    else:
-        out.addcmul_(coef, y)
 
 
 class LeakyFunction(torch.autograd.Function):
@@ -192,7 +123,7 @@ class LeakyFunction(torch.autograd.Function):
             grad = g_x[c0:c1] if g_x is not None else work[:n]
 
             # σ'(H - θ) for the chunk.
-            sg = surrogate_derivative_(torch.sub(hc, theta, out=sg_buf[:n]), ctx.surrogate)
+            sg = ctx.surrogate.derivative_(torch.sub(hc, theta, out=sg_buf[:n]))
             # Direct terms gS σ' + gH_ext.
             if g_spikes is not None:
                 torch.mul(g_spikes[c0:c1], sg, out=grad)
@@ -223,7 +154,7 @@ class LeakyFunction(torch.autograd.Function):
                     dv_dh.mul_(leak_v)
                     grad[-1].addcmul_(dv_dh[-1], carry)
                 else:
-                    _axpy(grad[-1], leak_v, carry)
+                    axpy_(grad[-1], leak_v, carry)
             # Adjoint recurrence gH[t] += leak dV/dH[t] gH[t+1]: one operator per step.
             rows = grad.unbind(0)
             if dv_dh is None:

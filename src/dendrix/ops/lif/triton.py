@@ -39,11 +39,11 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..triton_common import SURROGATE_KINDS, device_guard, surrogate_derivative
+from ..triton_common import device_guard, surrogate_derivative, surrogate_kind
 from ..triton_recurrence import (BLOCK, NUM_WARPS, exact_exp_flag, grid, load_coefficient, per_neuron,
                                  scalar_table)
 from ..triton_recurrence import unsupported_reason as _unsupported_reason
-from .fused import reduce_to
+from ..common import reduce_to
 
 __all__ = ["LeakyTritonFunction", "unsupported_reason"]
 
@@ -249,7 +249,7 @@ class LeakyTritonFunction(torch.autograd.Function):
                     table, ptr(g_x), ptr(g_v0), *(ptr(a) for a in acc), n_steps, m,
                     LEAK_PER_NEURON=leak_pn is not None, GAIN_PER_NEURON=gain_pn is not None,
                     HARD_RESET=ctx.v_reset is not None, DETACH_RESET=bool(ctx.detach_reset),
-                    SURROGATE=SURROGATE_KINDS[type(ctx.surrogate)],
+                    SURROGATE=surrogate_kind(ctx.surrogate),
                     EXACT_EXP=exact_exp_flag(h),
                     HAS_G_SPIKES=g_spikes is not None, HAS_G_H=g_h is not None,
                     HAS_G_V_LAST=g_v_last is not None, NEED_X=need_x, NEED_V0=need_v0, NEED_LEAK=need_leak,

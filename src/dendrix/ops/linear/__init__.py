@@ -3,8 +3,10 @@
 Three operations, each with a plain reference beside the fast paths (``reference.py``):
 
 * :func:`linear_recurrence` — the diagonal recurrence ``h[t] = a[t] * h[t-1] + b[t]`` (real or complex,
-  ``a`` constant or time-varying) by a sequential loop (reference, or fused in one autograd node), a parallel
-  scan (``scan.py``) or, for a constant ``a``, an FFT causal convolution with the kernel ``a**l`` (``fft.py``).
+  ``a`` constant or time-varying). ``method`` is the algorithm: ``"sequential"`` (a loop over t), ``"scan"``
+  (a parallel scan, ``scan.py``) or, for a constant ``a``, ``"fft"`` (a causal convolution with the kernel
+  ``a**l``, ``fft.py``). ``backend`` is the engine: ``"reference"`` (the sequential loop differentiated by
+  autograd step by step) or ``"fused"`` (each method as one autograd node with its adjoint as backward).
 * :func:`causal_conv` — ``y[t] = sum_{l<=t} K[l] u[t-l]`` per channel, by FFT (zero padding to at most
   2T) or directly over the lags.
 * :func:`modal_kernel` — the impulse response of a bank of complex modes with zero-order-hold input,
@@ -14,9 +16,10 @@ The modal form itself (``modal.py``) is shared by D-RF, MMDEND and PMSN: :func:`
 :func:`zoh` (``e^{dtλ}`` and ``B̄``), :func:`real_system` (``Ā``, ``B̄`` in the original basis), and
 :func:`free_response` / :func:`final_modes` (continuing a sequence from a modal state).
 
-``method="auto"`` picks a path by shape; a forced method is used as asked or raises, it never falls back
-silently. All paths are differentiable; none builds a per-step autograd graph except ``"sequential"``
-(the reference). float16/bfloat16 inputs are computed in float32 and returned in their own dtype.
+``method="auto"`` picks a path by shape; a forced method or backend is used as asked or raises, it never falls
+back silently (``dendrix.ops.dispatch.resolve``). All paths are differentiable; none builds a per-step autograd
+graph except ``backend="reference"``. float16/bfloat16 inputs are computed in float32 and returned in their own
+dtype (``dendrix.dtypes.compute_dtype``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..dispatch import HALF_DTYPES, resolve, to_compute
 from .fft import fft_causal_conv, fft_recurrence, mode_powers
 from .modal import (ZOH, complex_dtype, complex_expm1, diagonalise, final_modes, free_response, real_system,
                     zoh)
@@ -31,11 +35,12 @@ from .reference import direct_causal_conv, direct_modal_kernel, sequential_recur
 from .scan import loop_recurrence, scan_recurrence
 
 __all__ = ["linear_recurrence", "causal_conv", "modal_kernel", "complex_expm1", "RECURRENCE_METHODS",
-           "CONV_METHODS", "sequential_recurrence", "direct_causal_conv", "direct_modal_kernel", "mode_powers",
-           "ZOH", "complex_dtype", "diagonalise", "zoh", "real_system", "free_response", "final_modes",
-           "upcast_half"]
+           "RECURRENCE_BACKENDS", "CONV_METHODS", "sequential_recurrence", "direct_causal_conv",
+           "direct_modal_kernel", "mode_powers", "ZOH", "complex_dtype", "diagonalise", "zoh", "real_system",
+           "free_response", "final_modes"]
 
-RECURRENCE_METHODS = ("auto", "sequential", "loop", "scan", "fft")
+RECURRENCE_METHODS = ("auto", "sequential", "scan", "fft")
+RECURRENCE_BACKENDS = ("auto", "reference", "fused")
 CONV_METHODS = ("auto", "fft", "direct")
 
 # Short sequences take the scan (a few sweeps, no padding); from 64 steps the FFT. Both are O(T log T); on the
@@ -43,8 +48,6 @@ CONV_METHODS = ("auto", "fft", "direct")
 _FFT_MIN_LENGTH = 64
 # Kernels up to this many lags are convolved directly (a handful of multiply-adds beats the FFT).
 _DIRECT_MAX_LAGS = 8
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def _check_tensor(name: str, x, min_rank: int = 0) -> Tensor:
@@ -63,13 +66,8 @@ def _check_method(method: str, allowed: tuple[str, ...]) -> str:
     return method
 
 
-def upcast_half(x: Tensor | None) -> Tensor | None:
-    """float16/bfloat16 → float32 (FFTs and complex eigen-decompositions need it); other dtypes (and None) as
-    they are."""
-    return x.float() if x is not None and x.dtype in _HALF else x
-
-
-def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, method: str = "auto") -> Tensor:
+def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, method: str = "auto",
+                      backend: str = "auto") -> Tensor:
     """``h[t] = a[t] * h[t-1] + b[t]`` along dim 0, from ``h[-1] = h0`` (zeros if None).
 
     Args:
@@ -78,11 +76,14 @@ def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, me
             treated as time-invariant) and whose other dims broadcast to ``b.shape[1:]``.
         b: the input ``[T, *]``, real or complex; it fixes the output shape.
         h0: initial state broadcastable to ``b.shape[1:]``, or None.
-        method: ``"auto"`` (FFT for a constant decay and T >= 64, the scan otherwise), ``"sequential"``
-            (the reference loop, autograd per step), ``"loop"`` (the same loop inside one autograd node with
-            the adjoint recurrence as backward: O(T) work, no per-step graph; often fastest for real
-            first-order recurrences on a CPU), ``"scan"`` (parallel associative scan, O(T log T) work,
-            log T depth) or ``"fft"`` (constant decay only; ValueError for a time-varying one).
+        method: the algorithm: ``"auto"`` (FFT for a constant decay and T >= 64, the scan otherwise;
+            ``"sequential"`` with ``backend="reference"``), ``"sequential"`` (a loop over t: O(T) work, T
+            steps; often fastest for real first-order recurrences on a CPU), ``"scan"`` (parallel associative
+            scan, O(T log T) work, log T depth) or ``"fft"`` (constant decay only; ValueError for a
+            time-varying one).
+        backend: the engine: ``"auto"`` (= ``"fused"``), ``"fused"`` (one autograd node, the adjoint
+            recurrence as backward: no per-step graph) or ``"reference"`` (the sequential loop differentiated
+            by autograd step by step; ValueError with another method).
 
     Returns:
         ``h`` ``[T, *]`` in the promoted dtype of ``a``, ``b`` (and ``h0``).
@@ -91,6 +92,10 @@ def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, me
     scan (or float64) when a sequence holds values many orders of magnitude apart.
     """
     _check_method(method, RECURRENCE_METHODS)
+    backend = resolve(backend, RECURRENCE_BACKENDS, auto=("fused",))
+    if backend == "reference" and method not in ("auto", "sequential"):
+        raise ValueError(f"backend='reference' runs method='sequential' only (the plain per-step autograd loop), "
+                         f"got method={method!r}; use backend='fused' or 'auto' for it")
     _check_tensor("b", b, min_rank=1)
     if not isinstance(a, Tensor):
         if isinstance(a, bool) or not isinstance(a, (int, float, complex)):
@@ -120,19 +125,22 @@ def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, me
         raise ValueError("method='fft' needs a time-invariant decay a (rank below b's); use 'scan' or "
                          "'sequential' for a time-varying a")
     if method == "auto":
-        method = "scan" if time_varying or T < _FFT_MIN_LENGTH else "fft"
+        if backend == "reference":
+            method = "sequential"
+        else:
+            method = "scan" if time_varying or T < _FFT_MIN_LENGTH else "fft"
 
     out_dtype = torch.result_type(a, b) if h0 is None else torch.promote_types(torch.result_type(a, b), h0.dtype)
-    a, b, h0 = upcast_half(a), upcast_half(b), upcast_half(h0)
-    if method == "sequential":
+    a, b, h0 = to_compute(a), to_compute(b), to_compute(h0)
+    if backend == "reference":
         h = sequential_recurrence(a, b, h0, time_varying=time_varying)
     elif method == "scan":
         h = scan_recurrence(a, b, h0, time_varying=time_varying)
-    elif method == "loop":
+    elif method == "sequential":
         h = loop_recurrence(a, b, h0, time_varying=time_varying)
     else:
         h = fft_recurrence(a, b, h0)
-    return h.to(out_dtype) if out_dtype in _HALF else h
+    return h.to(out_dtype) if out_dtype in HALF_DTYPES else h
 
 
 def causal_conv(u: Tensor, kernel: Tensor, method: str = "auto") -> Tensor:
@@ -161,9 +169,9 @@ def causal_conv(u: Tensor, kernel: Tensor, method: str = "auto") -> Tensor:
     if method == "auto":
         method = "direct" if kernel.shape[-1] <= _DIRECT_MAX_LAGS else "fft"
     out_dtype = torch.result_type(u, kernel)
-    u, kernel = upcast_half(u), upcast_half(kernel)
+    u, kernel = to_compute(u), to_compute(kernel)
     y = fft_causal_conv(u, kernel) if method == "fft" else direct_causal_conv(u, kernel)
-    return y.to(out_dtype) if out_dtype in _HALF else y
+    return y.to(out_dtype) if out_dtype in HALF_DTYPES else y
 
 
 def modal_kernel(lam: Tensor, dt: Tensor | float, T: int, b: Tensor | None = None, c: Tensor | None = None, *,

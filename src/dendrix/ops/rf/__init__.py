@@ -4,11 +4,12 @@
 ``"auto"``, ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``), ``"triton"`` (one
 Triton GPU kernel for the forward and one for the backward, ``triton.py``; optional, needs the ``triton`` package
 and CUDA tensors) or ``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"`` picks ``"triton"``
-for CUDA tensors when Triton imports and the surrogate is a built-in one, else ``"fused"``. A forced backend is
-always used as asked, or fails with an error saying why. Triton is imported on first use only.
+for CUDA tensors when Triton imports and the surrogate has a Triton form, else ``"fused"``. A forced backend is
+always used as asked, or fails with an error saying why (``dendrix.ops.dispatch.resolve``). Triton is imported
+on first use only.
 
-Half-precision inputs run in their own dtype on the fused and reference paths; the Triton path computes them in
-float32 and returns its outputs in the input dtype (the RF/BRF neurons pass float32 already).
+Half-precision inputs are computed in float32 on every path (``dendrix.ops.dispatch.compute_dtype``) and the
+outputs returned in the input dtype (the RF/BRF neurons pass float32 already).
 """
 
 from __future__ import annotations
@@ -18,22 +19,22 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice, check_positive, _as_float
-from ..triton_dispatch import TritonEngine
+from ..dispatch import LazyEngine, compute_dtype, cuda_first, resolve
 from .fused import RFFunction
 from .reference import rf_sequence_reference
 
 __all__ = ["rf_sequence", "divergence_boundary", "BACKENDS", "resolve_backend"]
 
 BACKENDS = ("auto", "fused", "triton", "reference")
-TRITON_ENGINE = TritonEngine("dendrix.ops.rf.triton")
-_HALF = (torch.float16, torch.bfloat16)
+TRITON_ENGINE = LazyEngine("dendrix.ops.rf.triton")
 
 
 def resolve_backend(backend: str, x: Tensor, omega: Tensor, b0: Tensor, u0: Tensor, v0: Tensor, q0: Tensor,
                     surrogate) -> str:
     """The engine that runs (``"auto"`` -> ``"triton"`` or ``"fused"``); a forced ``"triton"`` that cannot run
     raises ``RuntimeError`` saying why. ``x`` in the compute dtype; ``surrogate`` a ``Surrogate``."""
-    return TRITON_ENGINE.resolve(backend, x, omega, b0, u0, v0, q0, surrogate)
+    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("fused",)),
+                   checks={"triton": TRITON_ENGINE.check(x, omega, b0, u0, v0, q0, surrogate)})
 
 
 def divergence_boundary(omega: Tensor, dt: float) -> Tensor:
@@ -66,15 +67,19 @@ def rf_sequence(x: Tensor, omega: Tensor, b0: Tensor, u0: Tensor, v0: Tensor, q0
     if q0 is None:
         q0 = torch.zeros_like(u0)
     sur = get_surrogate(surrogate)
-    if backend == "auto" and x.device.type != "cuda":
-        backend = "fused"
-    if backend in ("auto", "triton"):
-        dtype = torch.float32 if x.dtype in _HALF else x.dtype
-        args = [t.to(dtype) if isinstance(t, Tensor) else t for t in (x, omega, b0, u0, v0, q0)]
-        if resolve_backend(backend, *args, sur) == "triton":
-            outputs = TRITON_ENGINE.load().RFTritonFunction.apply(*args, dt, theta, bool(balanced), sur)
-            return tuple(t.to(x.dtype) for t in outputs)
-        backend = "fused"
-    if backend == "reference":
-        return rf_sequence_reference(x, omega, b0, u0, v0, q0, dt=dt, theta=theta, balanced=balanced, surrogate=sur)
-    return RFFunction.apply(x, omega, b0, u0, v0, q0, dt, theta, balanced, sur)
+    dtype = compute_dtype(x)
+    args = (x, omega, b0, u0, v0, q0)
+    # The Triton kernels read every tensor in the compute dtype; the other engines take mixed float32/float64
+    # arguments as given, and half precision in float32.
+    compute_args = [t.to(dtype) if isinstance(t, Tensor) else t for t in args]
+    engine = resolve_backend(backend, *compute_args, sur)
+    if engine == "triton":
+        outputs = TRITON_ENGINE.load().RFTritonFunction.apply(*compute_args, dt, theta, bool(balanced), sur)
+        return tuple(t.to(x.dtype) for t in outputs)
+    if dtype != x.dtype:
+        args = compute_args
+    if engine == "reference":
+        outputs = rf_sequence_reference(*args, dt=dt, theta=theta, balanced=balanced, surrogate=sur)
+    else:
+        outputs = RFFunction.apply(*args, dt, theta, balanced, sur)
+    return outputs if dtype == x.dtype else tuple(t.to(x.dtype) for t in outputs)

@@ -29,8 +29,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..lif.fused import reduce_to
-from ..triton_common import SURROGATE_KINDS, device_guard, surrogate_derivative
+from ..common import reduce_to
+from ..triton_common import device_guard, surrogate_derivative, surrogate_kind
 from ..triton_recurrence import (BLOCK, NUM_WARPS, exact_exp_flag, grid, load_coefficient, per_neuron,
                                  pointer_or, scalar_table)
 from ..triton_recurrence import unsupported_reason as _unsupported_reason
@@ -237,7 +237,7 @@ class RFTritonFunction(torch.autograd.Function):
                     pointer_or(omega_pn, table), pointer_or(b0_pn, table), table,
                     pointer_or(g_x, table), g_u0, g_v0, g_q0, g_omega, g_b0, u_seq.shape[0], m,
                     OMEGA_PER_NEURON=omega_pn is not None, B0_PER_NEURON=b0_pn is not None, BALANCED=balanced,
-                    SURROGATE=SURROGATE_KINDS[type(ctx.surrogate)], EXACT_EXP=exact_exp_flag(u_seq),
+                    SURROGATE=surrogate_kind(ctx.surrogate), EXACT_EXP=exact_exp_flag(u_seq),
                     HAS_G_SPIKES=g_spikes is not None, HAS_G_U=g_u is not None,
                     HAS_G_V_LAST=g_v_last is not None, HAS_G_Q_LAST=g_q_last_c is not None,
                     NEED_X=g_x is not None, BLOCK=BLOCK, num_warps=NUM_WARPS)

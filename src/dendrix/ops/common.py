@@ -1,0 +1,42 @@
+"""Helpers shared by the fused (hand-written backward) engines of every op: time chunks and gradient reductions.
+
+The fused engines work in **time chunks** of a few steps (about 32k elements), so every bulk operator works on
+data that is still in cache and no temporary ``[T, B, N]`` tensor is allocated (``dendrix.ops.lif.fused``
+explains the measurements behind it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["CHUNK_ELEMENTS", "chunk_steps", "reduce_to", "as_python_scalar", "axpy_"]
+
+# Elements per chunk: below ATen's parallel grain size (32768), so chunk operators stay single-threaded and
+# cache-resident (2 x 128 KB for float32).
+CHUNK_ELEMENTS = 32767
+
+
+def chunk_steps(step_numel: int, n_steps: int) -> int:
+    """Time steps per chunk for one step of ``step_numel`` elements."""
+    return max(1, min(n_steps, CHUNK_ELEMENTS // max(1, step_numel)))
+
+
+def reduce_to(grad: Tensor, shape: torch.Size) -> Tensor:
+    """Sum a one-step ``[*]`` gradient down to the shape of a broadcast parameter."""
+    return grad.sum_to_size(shape) if len(shape) > 0 else grad.sum()
+
+
+def as_python_scalar(value: float | Tensor) -> float | Tensor:
+    """A one-element tensor as a Python float (operators then take it as a fused ``alpha``)."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return float(value.item())
+    return value
+
+
+def axpy_(out: Tensor, coef: float | Tensor, y: Tensor) -> None:
+    """``out += coef * y`` in place, for a float or tensor ``coef``."""
+    if isinstance(coef, float):
+        out.add_(y, alpha=coef)
+    else:
+        out.addcmul_(coef, y)
