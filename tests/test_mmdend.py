@@ -92,7 +92,7 @@ def test_complex_eigenvalues_when_couplings_have_opposite_signs():
     lam = torch.linalg.eigvals(m.compartment_matrix())
     assert lam.imag.abs().max() > 0.1
     x = _seq(30, 2, 4)
-    ref = MMDEND(4, compartments=4, method="sequential").double()
+    ref = MMDEND(4, compartments=4, backend="reference").double()
     ref.load_state_dict(m.state_dict())
     assert torch.equal(m(x), ref(x))
 
@@ -123,7 +123,7 @@ def test_parallel_equals_sequential_and_streaming(kw):
     assert 0 < (full != 0).float().mean() < 1 and full.abs().max() >= 2 or kw.get("ssf_range") == 1
     stepped, last = _step_loop(m, x)
     assert torch.equal(stepped, full)
-    ref = MMDEND(6, method="sequential", **kw).double()
+    ref = MMDEND(6, backend="reference", **kw).double()
     ref.load_state_dict(m.state_dict())
     assert torch.equal(ref(x), full)
     outs, state, t = [], None, 0
@@ -366,3 +366,20 @@ def test_paper_energy_of_a_model():
     e = mmdend_paper_energy_of(m, time_steps=50, layer_flops=0, firing_rate=0)
     assert e.flops_dendrite == pytest.approx(1.2 * 10 * 13 * 50)
     assert math.isclose(e.energy_layer_pj, 0.0)
+
+
+def test_backend_and_method_vocabulary():
+    """One vocabulary (docs/backends.md): ``backend`` is the engine, ``method`` the algorithm; 0.2's
+    ``method="sequential"`` is refused with a pointer to ``backend="reference"``."""
+    x = torch.randn(12, 2, 4, dtype=torch.float64)
+    ref = MMDEND(4, backend="reference").double()
+    for method in ("chunked", "fft"):
+        fast = MMDEND(4, method=method, backend="fused").double()
+        fast.load_state_dict(ref.state_dict())
+        assert torch.equal(fast(x), ref(x))
+    with pytest.raises(ValueError, match="method='sequential' is now backend='reference'"):
+        MMDEND(4, method="sequential")
+    with pytest.raises(ValueError, match="takes method='auto' only"):
+        MMDEND(4, method="fft", backend="reference")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        MMDEND(4, backend="triton")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import logging
 import pkgutil
@@ -24,10 +25,6 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 # TODO(logging): these files still print; their owners convert them to logging, then drop them from this list.
 PRINT_TODO = {"train/compare.py", "train/report.py"}
-# TODO(docstrings): modules under refactoring by others (registry traits, ops dispatch, surrogates, models);
-# add docstrings there once they land, then drop them from this list.
-DOCSTRING_TODO = ("dendrix.ops", "dendrix.registry", "dendrix.surrogate", "dendrix.train.report",
-                  "dendrix.models")
 
 
 def test_bare_core_runs_every_kind_with_optional_packages_hidden():
@@ -108,9 +105,16 @@ def test_no_print_in_library_code():
 def _public_modules():
     for info in pkgutil.walk_packages(dendrix.__path__, "dendrix."):
         parts = info.name.split(".")
-        if any(p.startswith("_") for p in parts[1:]) or parts[1] == "cli" or info.name.startswith(DOCSTRING_TODO):
+        if any(p.startswith("_") for p in parts[1:]) or parts[1] == "cli":
             continue
         yield info.name
+
+
+def _undocumented_by_source(name: str) -> tuple[int, list[str]]:
+    """Public top-level functions and classes of module ``name`` (read with ``ast``) and those without a docstring."""
+    tree = ast.parse((SRC.parent / (name.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+    nodes = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+    return len(nodes), [f"{name}.{n.name}" for n in nodes if not (ast.get_docstring(n) or "").strip()]
 
 
 def test_every_public_function_and_class_has_a_docstring():
@@ -118,8 +122,13 @@ def test_every_public_function_and_class_has_a_docstring():
     for name in _public_modules():
         try:
             module = importlib.import_module(name)
-        except ImportError as err:  # an optional package of the test environment
-            pytest.fail(f"cannot import {name}: {err}")
+        except ImportError as err:
+            if "triton" in name.rsplit(".", 1)[-1] and importlib.util.find_spec("triton") is None:
+                counted_here, missing_here = _undocumented_by_source(name)  # GPU kernels: read, not imported
+                counted += counted_here
+                missing += missing_here
+                continue
+            pytest.fail(f"cannot import {name}: {err}")  # an optional package of the test environment
         public = getattr(module, "__all__", [n for n in vars(module) if not n.startswith("_")])
         for attr in public:
             obj = getattr(module, attr, None)

@@ -129,6 +129,7 @@ class Surrogate:
 
 
 class ATan(Surrogate):
+    """Arctangent surrogate (SpikingJelly's ``ATan``): σ(x) = atan(π/2·α·x)/π + ½, σ'(x) = (α/2)/(1 + (π/2·α·x)²)."""
     name, param_name = "atan", "alpha"
 
     def __init__(self, alpha: float = 2.0):
@@ -152,6 +153,7 @@ class ATan(Surrogate):
 
 
 class Sigmoid(Surrogate):
+    """Sigmoid surrogate: σ(x) = sigmoid(α·x), σ'(x) = α·s·(1 − s)."""
     name, param_name = "sigmoid", "alpha"
 
     def __init__(self, alpha: float = 4.0):
@@ -176,6 +178,7 @@ class Sigmoid(Surrogate):
 
 
 class Triangle(Surrogate):
+    """Triangle surrogate of half-width w: σ'(x) = max(0, 1 − |x|/w)/w (its primitive is piecewise quadratic)."""
     name, param_name = "triangle", "width"
 
     def __init__(self, width: float = 1.0):
@@ -215,10 +218,10 @@ def _normal_cdf(x: Tensor, mu: float, sigma: float) -> Tensor:
 def _normal_pdf_without_exp(x: Tensor, mu: float, sigma: float) -> Tensor:
     """Normal density N(x; mu, sigma) without ``torch.exp`` (for the in-place derivative of the fused engines).
 
-    ATen runs ``exp`` (and other VML functions) multi-threaded above 2048 elements; on a loaded machine each
-    such call on a chunk cost tens of milliseconds (measured: 40 ms for 24k elements with 2 threads, 0.04 ms
-    with 1). ``sigmoid`` stays single-threaded at this size, and exp(-q) = sigmoid(-q) / sigmoid(q) exactly,
-    with a few ulp of rounding.
+    ATen runs ``exp`` (and other VML functions) multi-threaded above 2048 elements, and on a loaded machine
+    each such call on a chunk costs a thread hand-off that dwarfs the arithmetic (figures in
+    ``docs/benchmarks.md``, "Measurements behind the kernels"). ``sigmoid`` stays single-threaded at this
+    size, and exp(-q) = sigmoid(-q) / sigmoid(q) exactly, with a few ulp of rounding.
     """
     q = torch.sub(x, mu).div_(sigma).square_().mul_(0.5)
     e = torch.neg(q).sigmoid_().div_(q.sigmoid_())
@@ -264,6 +267,7 @@ class DoubleGaussian(Surrogate):
 
 
 class Rectangular(Surrogate):
+    """Rectangular (boxcar) surrogate of width w: σ'(x) = 1/w for |x| < w/2, else 0."""
     name, param_name = "rectangular", "width"
 
     def __init__(self, width: float = 1.0):
@@ -286,6 +290,7 @@ class Rectangular(Surrogate):
 
 
 class FastSigmoid(Surrogate):
+    """Fast-sigmoid surrogate (SuperSpike, Zenke & Ganguli 2018): σ'(x) = 1/(1 + k·|x|)²."""
     name, param_name = "fast_sigmoid", "slope"
 
     def __init__(self, slope: float = 25.0):

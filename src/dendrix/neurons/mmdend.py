@@ -25,7 +25,10 @@ from ..registry import register
 from ..validation import check_choice, check_int, check_positive, check_range
 from .ssf import SSF, expand_integer_spikes
 
-__all__ = ["MMDEND", "MMDENDState", "channel_windows"]
+__all__ = ["MMDEND", "MMDENDState", "channel_windows", "METHODS", "BACKENDS"]
+
+METHODS = ("auto", "chunked", "fft")
+BACKENDS = ("auto", "fused", "reference")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,9 +94,9 @@ def channel_windows(channels: int, branches: int | None = None, window: int | No
 
 
 def _tanh(v: Tensor) -> Tensor:
-    """tanh as ``2σ(2v) − 1``: equal to tanh up to rounding (absolute error of order eps), and measured 1.8× faster
-    than ``torch.tanh`` on this CPU (float32, 65k elements, one thread: 347 µs against 625 µs). Every MMDEND path
-    (step, chunked, FFT) uses this same sequence of operations, so their spikes stay bit-identical."""
+    """tanh as ``2σ(2v) − 1``: equal to tanh up to rounding (absolute error of order eps), and faster than
+    ``torch.tanh`` on CPU (``docs/benchmarks.md``, "Measurements behind the kernels"). Every MMDEND path (step,
+    chunked, FFT) uses this same sequence of operations, so their spikes stay bit-identical."""
     return torch.sigmoid(v * 2.0) * 2.0 - 1.0
 
 
@@ -158,10 +161,13 @@ class MMDEND(Neuron):
         leak, coupling: initial 1/τ_k and couplings (0.5 and 0.25: eigenvalues in (−1, 0), a stable chain).
         dt_min, dt_max: the initial dt_j are log-spaced over [dt_min, dt_max] across branches (0.1, 1.0).
         soma_input_gain: initial γ^s (default 1.0).
-        method: ``"auto"`` (the default: ``"chunked"`` on CPU, ``"fft"`` on GPUs), ``"chunked"`` (dendrites,
-            nonlinearity, soma and SSF in one autograd node over blocks of 32 steps, block matrix products,
-            hand-written backward; see ``docs/mmdend.md``), ``"fft"`` (FFT causal convolutions for dendrites and
-            soma, plain autograd) or ``"sequential"`` (a ``step`` loop, the reference).
+        method: the algorithm, ``"auto"`` (the default: ``"chunked"`` on CPU, ``"fft"`` on GPUs),
+            ``"chunked"`` (dendrites, nonlinearity, soma and SSF in one autograd node over blocks of 32 steps,
+            block matrix products, hand-written backward; see ``docs/mmdend.md``) or ``"fft"`` (FFT causal
+            convolutions for dendrites and soma, plain autograd).
+        backend: the engine (``docs/backends.md``), ``"auto"`` (default) or ``"fused"`` (the ``method``'s
+            whole-sequence path), or ``"reference"`` (a ``step`` loop differentiated by autograd; it has no
+            algorithm to choose, so it takes ``method="auto"`` only).
     """
 
     emits = "integer"
@@ -170,14 +176,21 @@ class MMDEND(Neuron):
                  stride: int | None = None, ssf_range: int = 4, branch_activation: str = "tanh", *,
                  v_threshold: float = 1.0, scale_shift: bool = True, firing: str = "integer", tau_soma: float = 2.0,
                  dt_soma: float = 1.0, leak: float = 0.5, coupling: float = 0.25, dt_min: float = 0.1,
-                 dt_max: float = 1.0, soma_input_gain: float = 1.0, method: str = "auto"):
+                 dt_max: float = 1.0, soma_input_gain: float = 1.0, method: str = "auto", backend: str = "auto"):
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         self.compartments = K = check_int("compartments", compartments, minimum=1)
         self.branches, self.window, self.stride = channel_windows(self.channels, branches, window, stride)
         J = self.branches
         self.branch_activation = check_choice("branch_activation", branch_activation, tuple(_ACTIVATIONS))
-        self.method = check_choice("method", method, ("auto", "chunked", "fft", "sequential"))
+        if method == "sequential":  # 0.2's name of the step loop
+            raise ValueError("MMDEND: method='sequential' is now backend='reference' (the step loop; "
+                             "methods: 'auto', 'chunked', 'fft')")
+        self.method = check_choice("method", method, METHODS)
+        self.backend = check_choice("backend", backend, BACKENDS)
+        if self.backend == "reference" and self.method != "auto":
+            raise ValueError(f"MMDEND: backend='reference' is the step loop and takes method='auto' only, got "
+                             f"method={self.method!r}, backend={self.backend!r}")
         tau_soma = check_positive("tau_soma", tau_soma)
         self.dt_soma = check_positive("dt_soma", dt_soma)
         leak, dt_min, dt_max = check_positive("leak", leak), check_positive("dt_min", dt_min), check_positive("dt_max", dt_max)
@@ -316,14 +329,14 @@ class MMDEND(Neuron):
         return _ACTIVATIONS[self.branch_activation](v)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.method == "sequential":
+        if self.backend == "reference":
             return self.run(x, None)[0]
         y, _ = self._parallel(x, None, need_state=False)
         return y
 
     def run(self, x: Tensor, state: MMDENDState | None = None) -> tuple[Tensor, MMDENDState]:
         self.check_input(x, self.channels)
-        if self.method == "sequential":
+        if self.backend == "reference":
             state = self.resolve_state(x, state)
             ys, vs = [], []
             for t in range(x.shape[0]):
@@ -335,8 +348,8 @@ class MMDEND(Neuron):
         return self._parallel(x, state, need_state=True)
 
     def _parallel(self, x: Tensor, state: MMDENDState | None, need_state: bool) -> tuple[Tensor, MMDENDState | None]:
-        # "auto": the chunked kernel on CPU; FFT convolutions on GPUs, where they measured 1.4-8x faster and flat
-        # in T (docs/benchmarks.md, H100) while the chunked kernel's per-block launches grow with T.
+        # "auto": the chunked kernel on CPU; FFT convolutions on GPUs, where they are faster and flat in T
+        # (docs/benchmarks.md, GPU section) while the chunked kernel's per-block launches grow with T.
         if self.method == "fft" or (self.method == "auto" and x.device.type != "cpu"):
             return self._parallel_fft(x, state, need_state)
         return self._chunked(x, state, need_state)
@@ -476,7 +489,7 @@ class MMDEND(Neuron):
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, branches={self.branches}, compartments={self.compartments}, "
                 f"window={self.window}, stride={self.stride}, branch_activation={self.branch_activation!r}, "
-                f"method={self.method!r}")
+                f"method={self.method!r}, backend={self.backend!r}")
 
 
 

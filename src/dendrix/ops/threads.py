@@ -1,8 +1,8 @@
 """Run small-tensor sequential kernels on one intra-op thread on CPU.
 
 A per-step loop over small tensors gains nothing from intra-op threads, and on a busy machine each hand-off
-between threads costs milliseconds (measured on a shared 2-core machine: one multiply of 0.5M floats took
-5–30 ms on two threads, 0.13–0.23 ms on one). Sequential kernels therefore switch to one thread while one
+between threads can cost more than the step itself (figures in ``docs/benchmarks.md``, "Measurements behind
+the kernels"). Sequential kernels therefore switch to one thread while one
 time step has at most ``SERIAL_STEP_ELEMENTS`` elements, and restore the previous count afterwards. The switch
 is process-wide for its duration, so it is only used around code that does not run concurrently with other
 torch work of the same process.

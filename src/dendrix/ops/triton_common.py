@@ -59,6 +59,7 @@ def surrogate_unsupported_reason(surrogate: Surrogate) -> str | None:
 
 @triton.jit
 def exact_exp(z, EXACT_EXP: tl.constexpr):
+    """``exp(z)``: libdevice's exact exp when ``EXACT_EXP`` (float64), else Triton's fast ``tl.exp``."""
     if EXACT_EXP:
         return libdevice.exp(z)
     else:
@@ -100,6 +101,7 @@ def surrogate_derivative(u, params_ptr, KIND: tl.constexpr, EXACT_EXP: tl.conste
 
 
 def device_guard(t: Tensor):
+    """A context that makes ``t``'s CUDA device current for a kernel launch (a no-op context for other devices)."""
     return torch.cuda.device(t.device) if t.device.type == "cuda" else _NoDevice()
 
 

@@ -89,6 +89,7 @@ _TABLE_CACHE: dict[tuple, Tensor] = {}  # float scalar tables, per (values, dtyp
 
 
 def grid(m: int) -> tuple[int]:
+    """The launch grid for ``m`` independent neurons: one program per ``BLOCK`` of them (at least one)."""
     return (max(1, triton.cdiv(m, BLOCK)),)
 
 

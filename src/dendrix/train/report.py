@@ -57,6 +57,7 @@ def _fmt(value: Any, fmt: str) -> str:
 
 
 def markdown_table(rows: Sequence[dict], extra_columns: Sequence[tuple[str, str, str]] = ()) -> str:
+    """The comparison table in Markdown: one row per kind, the standard columns plus ``extra_columns``."""
     columns = list(COLUMNS) + list(extra_columns)
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
              "|" + "|".join("---" if k == "neuron" else "---:" for k, _, _ in columns) + "|"]
@@ -79,6 +80,7 @@ def _pyplot():
 
 
 def plot_learning_curves(path: Path, histories: dict[str, list[dict]]) -> None:
+    """Training loss and validation accuracy per epoch of every kind, written as a PNG to ``path``."""
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     colors = plt.get_cmap("tab20").colors
@@ -100,6 +102,7 @@ def plot_learning_curves(path: Path, histories: dict[str, list[dict]]) -> None:
 
 
 def plot_accuracy(path: Path, rows: Sequence[dict]) -> None:
+    """Test accuracy of every kind as a bar chart, written as a PNG to ``path``."""
     plt = _pyplot()
     ok = [r for r in rows if r.get("test_accuracy") is not None]
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(ok) + 2), 4))

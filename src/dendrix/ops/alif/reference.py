@@ -18,6 +18,8 @@ __all__ = ["alif_sequence_reference"]
 
 def alif_sequence_reference(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0: float, beta: float,
                             surrogate: Surrogate) -> tuple[Tensor, Tensor, Tensor]:
+    """ALIF written literally as a per-step loop differentiated by autograd: the yardstick of the fused and Triton
+    engines. Returns ``(spikes [T,*], membrane [T,*], (u, a, s) after the last step)`` as ``alif_sequence``."""
     u, a, s = u0, a0, s0
     spikes, potentials = [], []
     for x_t in x.unbind(0):  # unbind: one backward node for all steps (x[t] would cost a full-size gradient each)

@@ -9,14 +9,13 @@ to vector instructions.
 Loops run "by first input": within a block of rows, all (row, i) with s[row, i] = 1 are bucketed by i (a
 counting sort), and then for each i the pairs (i, j) of every such row are visited. The values of the pairs
 (i, ·) form one contiguous region of a few tens of kB, so they stay in cache while all rows where i fires are
-served; visiting pairs row by row instead jumps over the whole value array and was measured 4-5x slower. Row
-blocks of a few thousand rows were measured fastest: smaller blocks reuse the value regions less.
+served; visiting pairs row by row instead jumps over the whole value array and is several times slower. Row
+blocks of a few thousand rows are fastest: smaller blocks reuse the value regions less.
 
 Each (row, first input) visit touches a whole output (or gradient) row, and with thousands of rows per block
-these rows live in L3, not L2: the kernels prefetch the row of the visit two ahead (``_prefetch_row``).
-Interleaved A/B on the DLIF benchmark shape: forward 20.2 -> 19.0 ms, value gradient 19.8 -> 19.3 ms, input
-gradient 480 -> 458 ms (medians); single runs in slower phases of the shared machine showed up to 30 %. Indices are cast to unsigned integers in the hot loops, which lets
-LLVM drop negative-index wrap-around code.
+these rows live in L3, not L2: the kernels prefetch the row of the visit two ahead (``_prefetch_row``; the
+measured gain is in ``docs/benchmarks.md``, "Measurements behind the kernels"). Indices are cast to unsigned
+integers in the hot loops, which lets LLVM drop negative-index wrap-around code.
 All outputs/gradients are for the half-sum ``Σ_{i<j} K_ij s_i s_j``; the caller multiplies by 2.
 """
 
@@ -37,6 +36,7 @@ __all__ = ["active_lists", "forward", "forward_serial", "grad_values", "grad_val
 
 
 def num_threads() -> int:
+    """The number of threads numba's parallel loops use."""
     return numba.get_num_threads()
 
 

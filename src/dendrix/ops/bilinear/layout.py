@@ -36,6 +36,7 @@ __all__ = ["PairLayout", "build_layout", "pair_index", "num_pairs", "triu_pairs"
 
 
 def num_pairs(n: int) -> int:
+    """The number of unordered pairs ``i < j`` of ``n`` inputs, ``n(n-1)/2``."""
     return n * (n - 1) // 2
 
 

@@ -43,6 +43,7 @@ def _active_pair_ids(s: Tensor, n: int) -> tuple[Tensor, Tensor]:
 
 
 def check_binary(s: Tensor, what: str = "input") -> None:
+    """Raise ``ValueError`` unless ``s`` holds only 0 and 1 (the sparse engines compute s_i·s_j as a logical AND)."""
     bad = ((s != 0) & (s != 1)).any()
     if bool(bad):
         raise ValueError(f"DLIF {what} must be binary spikes in {{0, 1}} for the sparse bilinear path (the pair "

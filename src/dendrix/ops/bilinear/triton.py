@@ -1,9 +1,9 @@
 """Triton GPU kernels of the sparse bilinear form ``y[r, o] = 2 Σ_{i<j} K_o,ij s_ri s_rj`` (``layout.py`` storage).
 
 Why: the ``"torch"`` engine materialises index lists (active pairs × kept outputs for the forward and the value
-gradient, and (row, active a, every b) triples for the input gradient) and scatters them with ``index_add_``;
-on an H100 that measured 5x (5 % input rate) to 58x (20 %) slower than Linear+LIF, and 261x when the input
-needs a gradient. These kernels visit the same pairs but keep every intermediate in registers.
+gradient, and (row, active a, every b) triples for the input gradient) and scatters them with ``index_add_``,
+which is many times slower than Linear+LIF on a GPU (``docs/benchmarks.md``, GPU section). These kernels visit
+the same pairs but keep every intermediate in registers.
 
 **Active lists.** Per row, the sorted indices of its input spikes (CSR: ``aptr`` int64 ``[R+1]``, ``aidx``
 int32), built on the GPU by ``torch.nonzero`` + ``bincount``/``cumsum``. Saved for backward instead of ``s`` (as

@@ -27,11 +27,10 @@ from .reference import apply_gate
 __all__ = ["SynapticTraceFunction", "DGNMembraneFunction", "exponential_filter"]
 
 
-# Threads (measured on the 2-core machine, recurrent 700->128 layer, T=250, B=32, fwd+bwd): the whole-sequence
-# work before and after the loops (gate, surrogate slope, weight-gradient matmul) keeps all threads, and so do
-# the recurrent loops, whose per-step [B, out]x[out, 2*out] addmm is faster on two threads on a quiet machine
-# (77.7 ms against 82.0 ms with serial loops and 87.6 ms with the whole kernel serial). The feed-forward loop
-# has only elementwise ops and runs on one intra-op thread (ops/threads.py) so large steps avoid hand-offs.
+# Threads: the whole-sequence work before and after the loops (gate, surrogate slope, weight-gradient matmul)
+# keeps all threads, and so do the recurrent loops, whose per-step [B, out]x[out, 2*out] addmm gains from a
+# second thread on a quiet machine (docs/benchmarks.md, "Measurements behind the kernels"). The feed-forward
+# loop has only elementwise ops and runs on one intra-op thread (ops/threads.py) so large steps avoid hand-offs.
 
 
 def exponential_filter(z: Tensor, d0: Tensor, decay: float) -> Tensor:
@@ -44,6 +43,8 @@ def exponential_filter(z: Tensor, d0: Tensor, decay: float) -> Tensor:
 
 
 class SynapticTraceFunction(torch.autograd.Function):
+    """Exponential synaptic traces ``D[t] = decay·D[t-1] + z[t]`` over the whole sequence; backward is the adjoint
+    filter run backwards in time (no per-step graph)."""
     @staticmethod
     def forward(ctx, z: Tensor, d0: Tensor, decay: float) -> Tensor:  # type: ignore[override]
         ctx.decay = decay
@@ -60,6 +61,8 @@ class SynapticTraceFunction(torch.autograd.Function):
 
 
 class DGNMembraneFunction(torch.autograd.Function):
+    """The gated DGN membrane over the whole sequence (feed-forward or recurrent) in one autograd node, with a
+    hand-written backward loop that applies the surrogate (equations in the package docstring)."""
     @staticmethod
     def forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor,
                 rec_weight: Tensor | None, rec_conductance: Tensor | None, rec_trace0: Tensor | None,

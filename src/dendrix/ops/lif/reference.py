@@ -35,6 +35,8 @@ def _fire_and_reset(h: Tensor, v_threshold: float, v_reset: float | None, detach
 
 def leaky_sequence_reference(x: Tensor, v0: Tensor, leak, gain, bias, v_threshold: float, v_reset: float | None,
                              detach_reset: bool, surrogate: Surrogate) -> tuple[Tensor, Tensor, Tensor]:
+    """``H = leak·V + gain·X + bias`` with hard or soft reset, written literally as a per-step loop differentiated
+    by autograd: the yardstick of the fused and Triton engines. Returns ``(spikes, H, V after the last step)``."""
     spikes, potentials = [], []
     v = v0
     for x_t in x.unbind(0):  # unbind: one backward node for all steps (x[t] would cost a full-size gradient each)

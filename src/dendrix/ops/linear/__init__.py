@@ -43,8 +43,8 @@ RECURRENCE_METHODS = ("auto", "sequential", "scan", "fft")
 RECURRENCE_BACKENDS = ("auto", "reference", "fused")
 CONV_METHODS = ("auto", "fft", "direct")
 
-# Short sequences take the scan (a few sweeps, no padding); from 64 steps the FFT. Both are O(T log T); on the
-# 2-core CPU they measured within about 2x of each other from T = 64 to 2048 (complex [T, 32, 256], fwd+bwd).
+# Short sequences take the scan (a few sweeps, no padding); from 64 steps the FFT. Both are O(T log T) and stay
+# within a small factor of each other over T = 64 ... 2048 (docs/benchmarks.md, "Measurements behind the kernels").
 _FFT_MIN_LENGTH = 64
 # Kernels up to this many lags are convolved directly (a handful of multiply-adds beats the FFT).
 _DIRECT_MAX_LAGS = 8

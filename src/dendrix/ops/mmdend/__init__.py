@@ -1,6 +1,6 @@
 """MMDEND's time-blocked kernel (``fused.py``) and its plain autograd version (``reference.py``).
 
-:func:`chunked_mmdend` is the entry point :class:`dendrix.neurons.MMDEND` (``method="chunked"``) calls with the
+:func:`chunked_mmdend` is the entry point :class:`dendrix.neurons.MMDEND` (``method="chunked"``, ``backend="fused"``) calls with the
 block operators it builds from its parameters; :func:`reference_chunked_mmdend` takes the same arguments.
 """
 

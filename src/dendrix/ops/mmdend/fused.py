@@ -30,9 +30,8 @@ BLOCK = 32
 class _SerialGraph(torch.autograd.Function):
     """``fn(*params)`` on one intra-op thread in both directions (CPU): forward builds the small parameter graph
     (eig, exp, sin, cos on [J, K]-sized tensors) on detached leaves, backward differentiates it there too.
-    Measured on the loaded 2-core machine: one ``sin`` of 136 float64 elements took 28 ms with two threads
-    (MKL's vector maths splits even tiny inputs) against 2-4 µs with one; autograd's backward of these
-    operators ran with two threads and cost more than the whole chunked kernel."""
+    MKL's vector maths splits even tiny inputs across threads, and on a loaded machine those hand-offs cost more
+    than the whole chunked kernel (``docs/benchmarks.md``, "Measurements behind the kernels")."""
 
     @staticmethod
     def forward(ctx, fn, step_numel, *params):  # type: ignore[override]

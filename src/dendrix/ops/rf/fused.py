@@ -32,6 +32,8 @@ def _sum_to(grad: Tensor, shape: torch.Size) -> Tensor:
 
 
 class RFFunction(torch.autograd.Function):
+    """RF / BRF over the whole sequence in one autograd node: explicit-Euler forward, hand-written adjoint backward
+    loop with the surrogate (``rf_sequence`` documents the equations)."""
     @staticmethod
     def forward(ctx, x, omega, b0, u0, v0, q0, dt, theta, balanced, surrogate):  # type: ignore[override]
         T = x.shape[0]
