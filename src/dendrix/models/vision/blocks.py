@@ -229,6 +229,10 @@ class NeuronFactory:
         width_set = self.reg.width is not None and (self.per_channel or not self.reg.per_channel)
         return FeatureMapNeuron(module, channels, channel_last=width_set or None)
 
+    def token_neuron(self, features: int) -> nn.Module:
+        """The neuron for token features ``[T, B, N, features]`` (the channel is already the last dimension)."""
+        return self.neuron(features).neuron
+
     def bilinear(self) -> dict:
         """Keywords of one bilinear convolution (each gets its own mask seed when a seed was given)."""
         kw = dict(self.synapse_kw)
