@@ -56,6 +56,9 @@ class SpikingVGG(VisionNet):
         if bilinear_stages is None:
             bilinear_stages = (1, 2) if kind == "dlif" else ()
         self.bilinear_stages = check_stages("bilinear_stages", bilinear_stages, stages)
+        if pool == "avg" and any(s > 1 for s in self.bilinear_stages):
+            raise ValueError(f"pool='avg' averages spikes into non-binary values, which DLIF's bilinear term after a "
+                             f"pooling cannot take (bilinear_stages={list(self.bilinear_stages)}); use pool='max'")
         factory = NeuronFactory(kind, neuron_kw, time_steps, per_channel, bilinear_sparsity)
         modules: list[nn.Module] = []
         channels, stage = in_channels, 1
