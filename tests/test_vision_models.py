@@ -161,7 +161,6 @@ def _cifar10dvs_tree(root):
 PAPER_CONFIGS = {"cifar10_resnet18_dlif": (_cifar_tree, 10), "cifar100_vgg11_dlif": (_cifar_tree, 100),
                  "cifar10_resnet19_dalif": (_cifar_tree, 10), "dvsgesture_resnet19_dalif": (_gesture_tree, None),
                  "cifar10dvs_resnet19_dlif": (_cifar10dvs_tree, None)}
-FULL_SIZE = {"cifar10_resnet18_dlif": 11_173_962}  # PreAct drops nothing from the count below: checked separately
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_CONFIGS))
@@ -203,3 +202,22 @@ def test_demo_vision_runs_on_a_tiny_subset(tmp_path):
     assert code == 0
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "| lif |" in report and "| dlif |" in report and "energy" in report
+
+
+def test_crop_flip_augmentation_windows_and_train_only(tmp_path):
+    from dendrix.data.vision import crop_flip
+
+    images = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).view(2, 1, 5, 5) + 1
+    out = crop_flip(images, torch.Generator().manual_seed(3), padding=2)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for n in range(2):   # every output is one 5x5 window of the padded image, flipped or not
+        windows = [padded[n, :, dy:dy + 5, dx:dx + 5] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[n], w) or torch.equal(out[n], w.flip(-1)) for w in windows)
+    _cifar_tree(tmp_path, 10)
+    test_a = get_dataset("cifar10", split="test", root=tmp_path, time_steps=2)
+    test_b = get_dataset("cifar10", split="test", root=tmp_path, time_steps=2)
+    assert not test_a.augment and torch.equal(test_a.get_batch([0, 1])[0], test_b.get_batch([0, 1])[0])
+    train = get_dataset("cifar10", split="train_full", root=tmp_path, time_steps=2)
+    assert train.augment and train.info.input_shape == (3, 32, 32)
+    x, _ = train.get_batch(range(len(train)))
+    assert x.shape == (len(train), 2, 3, 32, 32) and torch.equal(x[:, 0], x[:, 1])   # direct: same at every step
