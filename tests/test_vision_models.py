@@ -155,7 +155,8 @@ def _cifar10dvs_tree(root):
     rng = np.random.default_rng(7)
     for cls in CIFAR10_CLASSES:
         for i in (0, 100):
-            write_aedat2(root / "cifar10dvs" / cls / f"cifar10_{cls}_{i}.aedat", random_events(rng, 40, 128, 128, 10**6))
+            write_aedat2(root / "cifar10dvs" / cls / f"cifar10_{cls}_{i}.aedat",
+                         random_events(rng, 40, 128, 128, 10**6))
 
 
 PAPER_CONFIGS = {"cifar10_resnet18_dlif": (_cifar_tree, 10), "cifar100_vgg11_dlif": (_cifar_tree, 100),
@@ -180,7 +181,8 @@ def test_paper_config_builds_and_trains_one_step(name, tmp_path):
         options["frames"] = 2
     train = get_dataset(cfg["data"]["name"], split="train_full", root=tmp_path, **options)
     model_cfg = {**cfg["model"], "width": 0.0625}
-    model_cfg["neuron"] = {**model_cfg.get("neuron", {}), **({"backend": "torch"} if model_cfg["kind"] == "dlif" else {})}
+    if model_cfg["kind"] == "dlif":   # the torch pair engine: no numba compilation in a one-step test
+        model_cfg["neuron"] = {**model_cfg.get("neuron", {}), "backend": "torch"}
     model = build_model(model_cfg, train.info)
     opt = make_optimizer(model, cfg["train"])
     x, y = next(iter(make_loader(train, 2, shuffle=True, seed=0)))
@@ -221,3 +223,13 @@ def test_crop_flip_augmentation_windows_and_train_only(tmp_path):
     assert train.augment and train.info.input_shape == (3, 32, 32)
     x, _ = train.get_batch(range(len(train)))
     assert x.shape == (len(train), 2, 3, 32, 32) and torch.equal(x[:, 0], x[:, 1])   # direct: same at every step
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.9])
+def test_bilinear_conv_matches_the_dense_formula(sparsity):
+    torch.manual_seed(1)
+    conv = BilinearConv2d(6, 5, sparsity=sparsity, seed=2, backend="torch")
+    s = (torch.rand(3, 6, 7, 7) < 0.3).float()
+    K = conv.layer.bilinear_matrix()   # [out, C, C], symmetric, zero diagonal
+    dense = conv.conv(s) + torch.einsum("nchw,ocd,ndhw->nohw", s, K, s)
+    assert torch.allclose(conv(s), dense, atol=1e-5)

@@ -23,8 +23,8 @@ import torch
 
 from .base import ArrayDataset, DatasetError, DatasetInfo, check_split, data_root, select_split
 
-__all__ = ["read_idx", "load_mnist", "load_cifar", "image_sequences", "cifar10_dataset", "cifar100_dataset", "smnist_dataset", "psmnist_dataset",
-           "scifar10_dataset", "scifar100_dataset"]
+__all__ = ["read_idx", "load_mnist", "load_cifar", "image_sequences", "smnist_dataset", "psmnist_dataset",
+           "scifar10_dataset", "scifar100_dataset", "cifar10_dataset", "cifar100_dataset"]
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
