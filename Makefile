@@ -12,7 +12,7 @@ DOCSTAMP := $(VENV)/.dendrix-docs-installed
 # check-core: a throw-away venv with the bare core (no extras), non-editable, as `pip install dendrix` gives.
 CORE_VENV := build/core-venv
 
-.PHONY: demo test test-slow bench install dev docs dist check-core clean
+.PHONY: demo demo-vision test test-slow bench install dev docs dist check-core clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,3 +71,7 @@ check-core:
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+
+# LIF, PLIF, DA-LIF and DLIF on the scikit-learn digits as images (spiking CNN): docs/vision.md
+demo-vision: $(STAMP)
+	$(VENV)/bin/dendrix demo-vision $(DEMO_ARGS)

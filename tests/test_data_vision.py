@@ -73,5 +73,6 @@ def test_registered_in_the_data_set_registry():
     for name in ("digits_images", "nmnist", "dvsgesture", "cifar10dvs"):
         assert name in names
     assert dataset_options("digits_images") == {"size": 8, "interpolation": "nearest", "encoding": "direct",
-                                                "time_steps": 4, "encoder_seed": 0, "val_fraction": 0.1}
+                                                "time_steps": 4, "encoder_seed": 0, "val_fraction": 0.1,
+                                                "subset": None}
     assert set(dataset_options("dvsgesture")) == {"frames", "split_by", "downsample", "val_fraction", "cache"}

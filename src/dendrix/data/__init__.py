@@ -35,6 +35,8 @@ _DATASETS: dict[str, tuple[str, str, str]] = {
     "psmnist": ("images", "psmnist_dataset", "permuted sequential MNIST (fixed-seed pixel permutation)"),
     "scifar10": ("images", "scifar10_dataset", "sequential CIFAR-10 from the python batches (pixel T=1024 or column T=32)"),
     "scifar100": ("images", "scifar100_dataset", "sequential CIFAR-100 from the python batches"),
+    "cifar10": ("images", "cifar10_dataset", "CIFAR-10 as images [T, 3, 32, 32], direct encoded, crop+flip"),
+    "cifar100": ("images", "cifar100_dataset", "CIFAR-100 as images [T, 3, 32, 32], direct encoded, crop+flip"),
     "digits": ("digits", "digits_dataset", "scikit-learn 8x8 digits as sequences (rows T=8 or pixels T=64)"),
     "digits_images": ("digits", "digits_images_dataset",
                       "scikit-learn digits as images [T, 1, 8, 8] (or upsampled), direct or rate encoded"),

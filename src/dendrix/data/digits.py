@@ -41,7 +41,7 @@ def digits_dataset(split: str = "train", root=None, seed: int = 0, mode: str = "
 
 def digits_images_dataset(split: str = "train", root=None, seed: int = 0, size: int = 8,
                           interpolation: str = "nearest", encoding: str = "direct", time_steps: int = 4,
-                          encoder_seed: int = 0, val_fraction: float = 0.1):
+                          encoder_seed: int = 0, val_fraction: float = 0.1, subset: int | None = None):
     """Digits as images ``x [T, 1, size, size]`` for convolutional networks (``[T, B, 1, size, size]`` batched).
 
     Same images, scaling and splits as :func:`digits_dataset` (fixed stratified 20 % test part; ``val`` a
@@ -61,6 +61,10 @@ def digits_images_dataset(split: str = "train", root=None, seed: int = 0, size: 
     labels = bunch.target.astype(np.int64)
     train_full, test = stratified_holdout(labels, _TEST_FRACTION, _TEST_SEED)
     sel = select_split(labels, train_full, test, split, seed, val_fraction)
+    if subset is not None:  # the first `subset` images of the split (quick checks, tests)
+        if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
+            raise DatasetError(f"subset must be null or an integer >= 1, got {subset!r}")
+        sel = sel[:subset]
     images = torch.from_numpy(bunch.images[sel].astype(np.float32) / 16.0).unsqueeze(1)   # [N, 1, 8, 8]
     images = resize_images(images, size, interpolation).clamp(0.0, 1.0)
     return StaticImageDataset(images, labels[sel], "digits_images", 10, time_steps, encoding, encoder_seed)

@@ -24,7 +24,7 @@ import torch
 from .base import ArrayDataset, DatasetError, DatasetInfo, check_split, data_root, select_split
 
 __all__ = ["read_idx", "load_mnist", "load_cifar", "image_sequences", "smnist_dataset", "psmnist_dataset",
-           "scifar10_dataset", "scifar100_dataset"]
+           "scifar10_dataset", "scifar100_dataset", "cifar10_dataset", "cifar100_dataset"]
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -233,3 +233,34 @@ def scifar100_dataset(split: str = "train", root=None, seed: int = 0, mode: str 
                       val_fraction: float = 0.1) -> ArrayDataset:
     """Sequential CIFAR-100 (fine labels): ``mode="pixel"`` (T=1024, C=3) or ``"column"`` (T=32, C=96)."""
     return _image_dataset("scifar100", load_cifar(100, root), 100, split, seed, mode, val_fraction, None)
+
+
+def _cifar_images(name: str, classes: int, split: str, root, seed: int, time_steps: int, augment: bool,
+                  val_fraction: float, encoder_seed: int):
+    from .vision import StaticImageDataset
+
+    check_split(split)
+    parts = load_cifar(classes, root)
+    if split == "test":
+        images, labels = parts["test"]
+    else:
+        train_images, train_labels = parts["train"]
+        sel = select_split(train_labels, np.arange(train_labels.size), np.zeros(0, dtype=np.int64), split, seed,
+                           val_fraction)
+        images, labels = train_images[sel], train_labels[sel]
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    return StaticImageDataset(x, labels, name, classes, time_steps, "direct", encoder_seed,
+                              augment=bool(augment) and split in ("train", "train_full"))
+
+
+def cifar10_dataset(split: str = "train", root=None, seed: int = 0, time_steps: int = 4, augment: bool = True,
+                    val_fraction: float = 0.1, encoder_seed: int = 0):
+    """CIFAR-10 as images ``x [T, 3, 32, 32]`` in [0, 1], direct-encoded over ``time_steps``; ``augment``: random
+    crop (padding 4) and horizontal flip on the training splits."""
+    return _cifar_images("cifar10", 10, split, root, seed, time_steps, augment, val_fraction, encoder_seed)
+
+
+def cifar100_dataset(split: str = "train", root=None, seed: int = 0, time_steps: int = 4, augment: bool = True,
+                     val_fraction: float = 0.1, encoder_seed: int = 0):
+    """CIFAR-100 (fine labels) as images ``x [T, 3, 32, 32]``, as :func:`cifar10_dataset`."""
+    return _cifar_images("cifar100", 100, split, root, seed, time_steps, augment, val_fraction, encoder_seed)

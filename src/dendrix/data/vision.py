@@ -22,7 +22,7 @@ from torch import Tensor
 from .base import DatasetError, DatasetInfo, SequenceDataset
 from .encoders import direct_encode, rate_encode
 
-__all__ = ["IMAGE_ENCODINGS", "INTERPOLATIONS", "resize_images", "StaticImageDataset"]
+__all__ = ["IMAGE_ENCODINGS", "INTERPOLATIONS", "resize_images", "crop_flip", "StaticImageDataset"]
 
 IMAGE_ENCODINGS = ("direct", "rate")
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -41,11 +41,26 @@ def resize_images(images: Tensor, size: int, interpolation: str = "nearest") -> 
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def crop_flip(images: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
+    """Random crop of ``[N, C, H, W]`` after ``padding`` zero pixels on each side, and a horizontal flip with
+    probability 1/2, independently per image (drawn from ``generator``)."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, images.shape[1], h, w + 2 * padding)
+    out = padded.gather(2, rows)
+    cols = dx[:, None] + torch.arange(w)[None]
+    cols = torch.where(flip[:, None], cols.flip(1), cols).view(n, 1, 1, w).expand(n, images.shape[1], h, w)
+    return out.gather(3, cols)
+
+
 class StaticImageDataset(SequenceDataset):
     """Images ``[N, C, H, W]`` (float in [0, 1]) encoded over ``time_steps`` (see the module docstring)."""
 
     def __init__(self, images: Tensor, labels: np.ndarray, name: str, num_classes: int, time_steps: int,
-                 encoding: str = "direct", encoder_seed: int = 0):
+                 encoding: str = "direct", encoder_seed: int = 0, augment: bool = False):
         images = torch.as_tensor(images, dtype=torch.float32)
         if images.dim() != 4:
             raise DatasetError(f"{name}: images must be [N, C, H, W], got shape {tuple(images.shape)}")
@@ -58,6 +73,14 @@ class StaticImageDataset(SequenceDataset):
             raise DatasetError(f"{name}: {images.shape[0]} images but {self.labels.shape[0]} labels")
         self._labels_t = torch.from_numpy(self.labels)
         self.images, self.encoding, self.time_steps = images.contiguous(), encoding, int(time_steps)
+        if not isinstance(augment, bool):
+            raise DatasetError(f"augment must be true or false, got {augment!r}")
+        if augment and encoding != "direct":
+            raise DatasetError("augment=True needs encoding='direct' (rate spikes are drawn once, before any crop)")
+        # random crop (4 pixels of zero padding) and horizontal flip per batch, the CIFAR augmentation of the
+        # papers; drawn from its own generator so that a run is reproducible from encoder_seed
+        self.augment = augment
+        self._augment_gen = torch.Generator().manual_seed(int(encoder_seed) + 1) if augment else None
         self.spikes: Tensor | None = None  # [N, T, C, H, W] uint8 for the rate code
         if encoding == "rate":
             gen = torch.Generator().manual_seed(int(encoder_seed))
@@ -71,5 +94,8 @@ class StaticImageDataset(SequenceDataset):
         if self.spikes is not None:
             x = self.spikes.index_select(0, idx).to(torch.float32)
         else:
-            x = direct_encode(self.images.index_select(0, idx), self.time_steps).transpose(0, 1)
+            images = self.images.index_select(0, idx)
+            if self.augment:
+                images = crop_flip(images, self._augment_gen)
+            x = direct_encode(images, self.time_steps).transpose(0, 1)
         return x.contiguous(), self._labels_t.index_select(0, idx)

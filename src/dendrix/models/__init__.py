@@ -4,8 +4,10 @@
 
     {"arch": "mlp", "kind": "lif", "hidden": [128], "recurrent": False, "readout": "mean", "neuron": {"tau": 2.0}}
 
-``arch``: ``"mlp"`` (:class:`SpikingMLP`), ``"seqimage"`` (:class:`SeqImageNet`) or ``"sequence"``
-(``dendrix.models.sequence.SequenceModel``, the residual D-RF sequence model, imported lazily).
+``arch``: ``"mlp"`` (:class:`SpikingMLP`), ``"seqimage"`` (:class:`SeqImageNet`), ``"sequence"``
+(``dendrix.models.sequence.SequenceModel``, the residual D-RF sequence model, imported lazily), or one of the
+vision networks on ``[T, B, C, H, W]`` (``dendrix.models.vision``: ``vgg11``, ``resnet18``, ``resnet19``, ``cnn``,
+``sdt``; docs/vision.md).
 ``kind``: any registered neuron kind. ``neuron``: neuron constructor keywords, merged over the kind's registry
 defaults (``dendrix.describe(kind).defaults``). Other keys are the architecture's own options (``ARCH_OPTIONS``).
 """
@@ -20,6 +22,7 @@ from ..registry import describe
 from .mlp import RecurrentSpikingLayer, SpikingMLP
 from .readout import READOUTS, apply_readout, per_step_loss
 from .seqimage import CausalConv1d, SeqImageNet
+from .vision import VISION_ARCHS, VISION_OPTIONS
 
 __all__ = ["build_model", "ARCH_OPTIONS", "SpikingMLP", "RecurrentSpikingLayer", "SeqImageNet", "CausalConv1d",
            "READOUTS", "apply_readout", "per_step_loss", "count_parameters", "neuron_kwargs"]
@@ -29,6 +32,7 @@ ARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "mlp": ("hidden", "recurrent", "readout", "dropout", "weight_gain"),
     "seqimage": ("conv_channels", "kernel_size", "hidden", "readout", "dropout", "weight_gain"),
     "sequence": ("d_model", "depth", "bidirectional", "dropout"),
+    **VISION_OPTIONS,
 }
 
 
@@ -55,6 +59,14 @@ def build_model(model_config: dict[str, Any], info) -> nn.Module:
         return SpikingMLP(**common, **cfg)
     if arch == "seqimage":
         return SeqImageNet(**common, **cfg)
+    if arch in VISION_ARCHS:
+        from .vision import build_vision_model
+        shape = getattr(info, "input_shape", None)
+        if shape is None or len(shape) != 3:
+            raise ValueError(f"model.arch={arch!r} needs image or frame data (info.input_shape (C, H, W)); data set "
+                             f"{getattr(info, 'name', '?')!r} gives [T, C] sequences")
+        return build_vision_model(arch, cfg, in_channels=common["num_inputs"], num_classes=common["num_classes"],
+                                  kind=kind, neuron_kw=neuron_kw, time_steps=common["time_steps"])
     from .sequence import SequenceModel  # owned by the D-RF engineer; imported only when asked for
     return SequenceModel(**common, **cfg)
 

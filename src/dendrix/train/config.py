@@ -82,15 +82,18 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Architecture-specific model options beyond DEFAULTS["model"] (their defaults live in the model classes).
-_EXTRA_MODEL_KEYS = {"conv_channels", "kernel_size", "d_model", "depth", "bidirectional"}
+_EXTRA_MODEL_KEYS = {"conv_channels", "kernel_size", "d_model", "depth", "bidirectional",
+                     # the vision networks (dendrix.models.vision.VISION_OPTIONS)
+                     "norm", "bilinear_sparsity", "bilinear_stages", "per_channel", "width", "pool", "conv_bias",
+                     "block", "channels", "dim", "mlp_ratio", "patch_stages", "bilinear_head"}
 _FREE_FORM = {("data", "options"), ("model", "neuron")}
 
 _CHOICES = {
     ("train", "optimizer"): ("adamw", "sgd"),
     ("train", "schedule"): ("cosine", "constant"),
     ("train", "select"): ("val", "none"),
-    ("model", "readout"): ("mean", "ce_sum", "max"),
-    ("model", "arch"): ("mlp", "seqimage", "sequence"),
+    ("model", "readout"): ("mean", "ce_sum", "tet", "max"),
+    ("model", "arch"): ("mlp", "seqimage", "sequence", "vgg11", "resnet18", "resnet19", "cnn", "sdt"),
     ("data", "in_memory"): ("auto", True, False),
 }
 _POSITIVE_INT = {("train", "epochs"), ("data", "batch_size"), ("data", "eval_batch_size"), ("model", "kernel_size"),
