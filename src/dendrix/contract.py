@@ -127,7 +127,7 @@ class Neuron(nn.Module):
         return compute_dtype(x_t)
 
     def check_input(self, x: Tensor, features: int | None = None) -> Tensor:
-        return check_sequence(x, f"{type(self).__name__} input", min_rank=self.in_rank, features=features)
+        return check_sequence(x, f"{type(self).__name__} input x", min_rank=self.in_rank, features=features)
 
     def resolve_state(self, x: Tensor, state: State | None) -> State:
         """``state`` or, if None, the resting state for ``x[0]``; checks it against ``init_state`` (see

@@ -133,7 +133,7 @@ class PSN(_ParallelNeuron):
         """A window-only model takes exactly T steps (T = 0 too is refused: it has no empty window)."""
         self.check_input(x)
         if not self.streaming and x.shape[0] != self.T:
-            raise ValueError(f"{type(self).__name__}: H[t] depends on future inputs (dense T×T weight"
+            raise ValueError(f"{type(self).__name__} input x: H[t] depends on future inputs (dense T×T weight"
                              f"{self._why_dense()}), so it cannot stream; it needs the whole window of exactly "
                              f"T={self.T} time steps, got {x.shape[0]} (shape {tuple(x.shape)})")
 
