@@ -18,6 +18,10 @@ needs more than this (a window-only model, a stateless fast path) overrides ``ru
 Recording: :func:`dendrix.record` attaches a recorder; models call :meth:`Neuron.record_state` with their
 internal traces (membrane potential, branch states); it costs nothing when no recorder is attached.
 
+Checked entry: every ``forward``, ``run`` and ``step`` (a subclass's own too) is wrapped by :func:`_guarded`,
+which checks the input and the state before any kernel runs, returns the empty result of a chunk of T = 0 steps,
+and, with :func:`dendrix.set_checks`, refuses non-finite values (docs/reliability.md, "Neuron API inputs").
+
 Run hooks: :meth:`Neuron.register_run_hooks` observes every ``run`` call of one module, including those that
 bypass ``__call__`` (``step``, recurrent wrappers); it also costs one dictionary look-up when none is attached.
 """

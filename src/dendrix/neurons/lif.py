@@ -148,14 +148,10 @@ class PLIF(_LIFBase):
         """Current time constant(s), 1 / sigmoid(w)."""
         return 1.0 / torch.sigmoid(self.w.detach())
 
-    @property
-    def input_width(self) -> int | None:  # type: ignore[override]
-        return self.channels  # the entry checks the last input dimension when there is one w per channel
-
     def check_run_input(self, x: Tensor) -> None:
         self.check_input(x)
         if self.channels is not None and x.shape[-1] != self.channels:
-            raise ValueError(f"PLIF input must have {self.channels} channels in its last dim (channels="
+            raise ValueError(f"PLIF input x must have {self.channels} channels in its last dim (channels="
                              f"{self.channels}), got shape {tuple(x.shape)}")
 
     def extra_repr(self) -> str:
