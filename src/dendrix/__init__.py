@@ -8,6 +8,7 @@ import logging
 from . import surrogate
 from .recording import Recording, record
 from .registry import available, describe, register, spiking_layer, spiking_neuron
+from .validation import checks, checks_enabled, set_checks
 
 __version__ = "0.2.0"  # the one place of the version (pyproject.toml reads it)
 
@@ -15,4 +16,4 @@ __version__ = "0.2.0"  # the one place of the version (pyproject.toml reads it)
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = ["available", "describe", "register", "spiking_layer", "spiking_neuron", "record", "Recording", "surrogate",
-           "__version__"]
+           "set_checks", "checks", "checks_enabled", "__version__"]

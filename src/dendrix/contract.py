@@ -18,6 +18,10 @@ needs more than this (a window-only model, a stateless fast path) overrides ``ru
 Recording: :func:`dendrix.record` attaches a recorder; models call :meth:`Neuron.record_state` with their
 internal traces (membrane potential, branch states); it costs nothing when no recorder is attached.
 
+Checked entry: every ``forward``, ``run`` and ``step`` (a subclass's own too) is wrapped by :func:`_guarded`,
+which checks the input and the state before any kernel runs, returns the empty result of a chunk of T = 0 steps,
+and, with :func:`dendrix.set_checks`, refuses non-finite values (docs/reliability.md, "Neuron API inputs").
+
 Run hooks: :meth:`Neuron.register_run_hooks` observes every ``run`` call of one module, including those that
 bypass ``__call__`` (``step``, recurrent wrappers); it also costs one dictionary look-up when none is attached.
 """
@@ -33,7 +37,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .dtypes import compute_dtype
-from .validation import check_sequence, check_state_shape
+from .validation import check_sequence, check_state_shape, checks_enabled, first_nonfinite
 
 __all__ = ["Neuron", "State"]
 
@@ -66,7 +70,10 @@ class Neuron(nn.Module):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "run" in cls.__dict__:  # every class's own run reports to the run hooks (see register_run_hooks)
-            cls.run = _hooked_run(cls.__dict__["run"])
+            cls.run = _guarded("run", _hooked_run(cls.__dict__["run"]))
+        for method in ("forward", "step"):  # a kind that writes its own entry points is checked at them too
+            if method in cls.__dict__:
+                setattr(cls, method, _guarded(method, cls.__dict__[method]))
 
     def register_run_hooks(self, pre: Callable[["Neuron", Tensor], None],
                            post: Callable[["Neuron", Tensor, Any], None]) -> RemovableHandle:
@@ -103,11 +110,7 @@ class Neuron(nn.Module):
         return y
 
     def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        if not isinstance(x_t, Tensor) or x_t.dim() < self.in_rank - 1:
-            shape = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
-            raise ValueError(f"{type(self).__name__}.step: x_t must be one time step with at least "
-                             f"{self.in_rank - 1} dims [B, ...], got {shape}")
-        y, state = self.run(x_t.unsqueeze(0), state)
+        y, state = self.run(x_t.unsqueeze(0), state)  # x_t and state were checked at the entry (see _guarded)
         return y[0], state
 
     # -- hooks of the run template and helpers for subclasses -------------------------------------------------
@@ -128,24 +131,47 @@ class Neuron(nn.Module):
         return compute_dtype(x_t)
 
     def check_input(self, x: Tensor, features: int | None = None) -> Tensor:
-        return check_sequence(x, f"{type(self).__name__} input", min_rank=self.in_rank, features=features)
+        return check_sequence(x, f"{type(self).__name__} input x", min_rank=self.in_rank, features=features)
 
     def resolve_state(self, x: Tensor, state: State | None) -> State:
-        """``state`` or, if None, the resting state for ``x[0]``; checks shapes against ``init_state``."""
+        """``state`` or, if None, the resting state for ``x[0]``; checks it against ``init_state`` (see
+        :meth:`check_state`) unless the entry point already did."""
+        if state is not None and state is self.__dict__.get("_checked_state"):
+            return state
         fresh = self.init_state(x[0])
         if state is None:
             return fresh
-        if type(state) is not type(fresh) and not isinstance(state, tuple):
-            raise TypeError(f"{type(self).__name__}: state must be a {type(fresh).__name__}, got {type(state).__name__}")
+        self.check_state(state, fresh, type(self).__name__)
+        return state
+
+    def check_state(self, state: Any, fresh: State, where: str) -> None:
+        """Refuse a ``state`` unlike ``fresh`` (the resting state for this input): another type (a plain tuple,
+        another kind's state), another number of fields, a field of another shape, dtype or device."""
+        want_type = type(fresh)
+        if type(state) is not want_type and not (want_type is tuple and isinstance(state, tuple)):
+            raise TypeError(f"{where}: state must be a {want_type.__name__} (from init_state(x_t) or a previous "
+                            f"run of this module), got {type(state).__name__}")
         if len(state) != len(fresh):
-            raise ValueError(f"{type(self).__name__}: state has {len(state)} fields, expected {len(fresh)}")
+            raise ValueError(f"{where}: state has {len(state)} fields, expected {len(fresh)}")
         names = getattr(fresh, "_fields", [str(i) for i in range(len(fresh))])
         for name, got, want in zip(names, state, fresh):
-            if isinstance(want, Tensor):
-                if not isinstance(got, Tensor):
-                    raise TypeError(f"{type(self).__name__}: state field {name!r} must be a tensor")
-                check_state_shape(f"{type(self).__name__}.{name}", got, want.shape)
-        return state
+            if not isinstance(want, Tensor):
+                continue
+            if not isinstance(got, Tensor):
+                raise TypeError(f"{where}: state field {name!r} must be a tensor, got {type(got).__name__}")
+            check_state_shape(f"{where} {name}", got, want.shape)
+            if got.dtype != want.dtype:
+                raise TypeError(f"{where}: state field {name!r} has dtype {got.dtype} but this input needs "
+                                f"{want.dtype}; build it with init_state(x_t) for an input of this dtype")
+            if got.device != want.device:
+                raise ValueError(f"{where}: state field {name!r} is on {got.device} but the input is on "
+                                 f"{want.device}; move the state with the input")
+
+    def output_step_shape(self, step_shape: torch.Size) -> tuple[int, ...]:
+        """The shape of one output step for an input step of ``step_shape`` (the empty result of T = 0): the
+        input's, with the last dimension ``out_features`` where the module has it."""
+        width = getattr(self, "out_features", None)
+        return (*step_shape[:-1], width) if isinstance(width, int) else tuple(step_shape)
 
     @property
     def recording(self) -> bool:
@@ -155,6 +181,78 @@ class Neuron(nn.Module):
         """Hand an internal trace (``[T, B, *]``) to an attached recorder; a no-op otherwise."""
         if self._recorder is not None:
             self._recorder(name, value)
+
+
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def _check_entry(module: Neuron, method: str, x: Any, state: Any) -> tuple[Tensor, Any] | None:
+    """The checks of every entry point, before any kernel runs: ``x`` (type, rank, dtype, width and the module's
+    own rules), ``state`` (against ``init_state``) and, with ``dendrix.set_checks(True)``, their values.
+
+    Returns None to run the call, or the result of a chunk of T = 0 steps (no time passes: an empty output and
+    the state unchanged, or the resting state for ``state=None``)."""
+    where = f"{type(module).__name__}.{method}"
+    is_step = method == "step"
+    name = f"{type(module).__name__} input {'x_t' if is_step else 'x'} of {method}()"
+    if is_step:
+        check_sequence(x, name, min_rank=module.in_rank - 1, features=module.input_width,
+                       layout="one time step", dims="[B, ...]")
+        x = x.unsqueeze(0)
+    else:
+        check_sequence(x, name, min_rank=module.in_rank, features=module.input_width)
+    module.check_run_input(x)
+    step_like = x[0] if x.shape[0] > 0 else x.new_zeros(x.shape[1:])
+    if state is not None:
+        module.check_state(state, module.init_state(step_like), where)
+    if checks_enabled():
+        _check_values(where, name, x[0] if is_step else x, state)
+    if x.shape[0] > 0:
+        return None
+    y = x.new_zeros(0, *module.output_step_shape(step_like.shape))
+    if torch.is_grad_enabled():  # keep the empty output in the graph (zero gradients), as torch's layers do
+        anchors = [t for t in (x, *module.parameters()) if t.requires_grad]
+        for t in anchors:
+            y = y + t.sum().to(y.dtype) * 0
+    return y, (module.init_state(step_like) if state is None else state)
+
+
+def _check_values(where: str, name: str, x: Tensor, state: Any) -> None:
+    found = first_nonfinite(x)
+    if found is not None:
+        raise ValueError(f"{name} has a non-finite value {found[1]} at index {found[0]} "
+                         f"(value checks are on: dendrix.set_checks(True))")
+    if state is None:
+        return
+    names = getattr(state, "_fields", [str(i) for i in range(len(state))])
+    for field, value in zip(names, state):
+        found = first_nonfinite(value) if isinstance(value, Tensor) else None
+        if found is not None:
+            raise ValueError(f"{where}: state field {field!r} has a non-finite value {found[1]} at index "
+                             f"{found[0]} (value checks are on: dendrix.set_checks(True))")
+
+
+def _guarded(method: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a ``run``, ``forward`` or ``step``) behind :func:`_check_entry`, at the outermost call of each
+    module only: a ``forward`` that calls its own ``run`` is checked once. Out of traced code when compiling."""
+
+    @functools.wraps(fn)
+    def guarded(self: Neuron, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get("_in_entry") or _compiling():
+            return fn(self, x, *args, **kwargs)
+        state = None if method == "forward" else (args[0] if args else kwargs.get("state"))
+        empty = _check_entry(self, method, x, state)
+        if empty is not None:
+            y, new_state = empty
+            return y if method == "forward" else ((y[0] if method == "step" else y), new_state)
+        self.__dict__["_in_entry"], self.__dict__["_checked_state"] = True, state
+        try:
+            return fn(self, x, *args, **kwargs)
+        finally:
+            self.__dict__["_in_entry"], self.__dict__["_checked_state"] = False, None
+
+    return guarded
 
 
 def _hooked_run(run: Callable[..., Any]) -> Callable[..., Any]:
@@ -178,5 +276,8 @@ def _hooked_run(run: Callable[..., Any]) -> Callable[..., Any]:
     return hooked
 
 
-# The template ``run`` itself reports to the run hooks, for neurons that only write ``_run_sequence``.
-Neuron.run = _hooked_run(Neuron.run)
+# The template ``run`` itself reports to the run hooks, for neurons that only write ``_run_sequence``; the base's
+# entry points are checked like a subclass's own.
+Neuron.run = _guarded("run", _hooked_run(Neuron.run))
+Neuron.forward = _guarded("forward", Neuron.forward)
+Neuron.step = _guarded("step", Neuron.step)

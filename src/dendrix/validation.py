@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
@@ -80,21 +81,67 @@ def check_choice(name: str, value: Any, choices) -> Any:
     return value
 
 
-def check_sequence(x: Any, name: str = "x", *, min_rank: int = 3, features: int | None = None) -> Tensor:
+def check_sequence(x: Any, name: str = "x", *, min_rank: int = 3, features: int | None = None,
+                   layout: str = "time-first", dims: str = "[T, B, ...]") -> Tensor:
     """A time-first sequence ``[T, B, *features]`` of a floating dtype.
 
     ``features`` checks the size of the last dimension. Half precision is accepted (models compute in it or
-    upcast, as they document); integer/bool inputs are refused with a clear message.
+    upcast, as they document); integer/bool/complex inputs are refused with a clear message. ``layout`` and
+    ``dims`` word the rank error (``step`` checks one time step: ``"one time step", "[B, ...]"``).
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor shaped [T, B, ...], got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor shaped {dims}, got {type(x).__name__}")
     if x.dim() < min_rank:
-        raise ValueError(f"{name} must be time-first with at least {min_rank} dims [T, B, ...], got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must be {layout} with at least {min_rank} dims {dims}, got shape {tuple(x.shape)}")
     if x.dtype not in _FLOATS:
         raise TypeError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), got {x.dtype}")
     if features is not None and x.shape[-1] != features:
         raise ValueError(f"{name} must have {features} features in its last dim, got shape {tuple(x.shape)}")
     return x
+
+
+def first_nonfinite(x: Tensor) -> tuple[tuple[int, ...], float] | None:
+    """The index and value of the first non-finite element of ``x`` (row-major), or None if all are finite.
+
+    One reduction over ``x`` (two more only when something is found): called only while checks are on."""
+    if x.is_complex():
+        x = torch.view_as_real(x)
+    if not x.is_floating_point() or bool(torch.isfinite(x).all()):
+        return None
+    index = tuple(int(i) for i in (~torch.isfinite(x)).nonzero()[0])
+    return index, float(x[index])
+
+
+# -- value checks (NaN / Inf) of the neuron API: off by default ------------------------------------------------
+_CHECKS = {"on": False}
+
+
+def set_checks(enabled: bool) -> bool:
+    """Turn the value checks of every neuron's ``forward``/``run``/``step`` on or off (process-wide).
+
+    On: a non-finite value (NaN, ±Inf) in the input or the given state raises a ValueError naming the module, the
+    argument and the first non-finite position, before any kernel runs (one reduction over the input per call).
+    Off (the default): no value is looked at (a Python bool test per call). Returns the previous setting."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_checks: enabled must be a bool, got {type(enabled).__name__} {enabled!r}")
+    previous, _CHECKS["on"] = _CHECKS["on"], enabled
+    return previous
+
+
+def checks_enabled() -> bool:
+    """Whether the value checks of :func:`set_checks` are on."""
+    return _CHECKS["on"]
+
+
+@contextlib.contextmanager
+def checks(enabled: bool = True) -> Iterator[None]:
+    """``with dendrix.checks():`` turns the value checks on inside the block (``checks(False)``: off) and restores
+    the previous setting after it, also when the block raises."""
+    previous = set_checks(enabled)
+    try:
+        yield
+    finally:
+        set_checks(previous)
 
 
 def check_state_shape(name: str, tensor: Tensor, expected: torch.Size | tuple) -> None:

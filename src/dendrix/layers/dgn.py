@@ -146,6 +146,10 @@ class DGNLinear(Neuron):
             return DGNRecurrentState(trace, torch.zeros_like(v), v, torch.zeros_like(v))
         return DGNState(trace, v, torch.zeros_like(v))
 
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.in_features
+
     def check_run_input(self, x: Tensor) -> None:
         self.check_input(x, self.in_features)
         if self.recurrent and x.dim() != 3:

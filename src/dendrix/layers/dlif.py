@@ -359,6 +359,10 @@ class DLIFConv2d(_Bilinear):
     def check_run_input(self, x: Tensor) -> None:
         self._check_x(x)
 
+    def output_step_shape(self, step_shape: torch.Size) -> tuple[int, ...]:
+        """``[B, out_channels, H', W']``: the shape of the soma's state (one output step)."""
+        return tuple(self.init_state(torch.empty(step_shape, device="meta")).v.shape)
+
     def _run_sequence(self, x: Tensor, state: DLIFState) -> tuple[Tensor, DLIFState]:
         T, B = x.shape[:2]
         current = self._current(x.reshape(T * B, *x.shape[2:]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..contract import Neuron, State
@@ -24,6 +25,16 @@ class SpikingLinear(Neuron):
     @property
     def streaming(self) -> bool:  # type: ignore[override]
         return self.neuron.streaming
+
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.in_features
+
+    def check_run_input(self, x: Tensor) -> None:
+        """The Linear's width, then the neuron's own rules on the current's shape (e.g. a PSN's window of T
+        steps), before the Linear runs."""
+        self.check_input(x, self.in_features)
+        self.neuron.check_run_input(torch.empty((*x.shape[:-1], self.out_features), dtype=x.dtype, device="meta"))
 
     def init_state(self, x_t: Tensor) -> State:
         return self.neuron.init_state(x_t.new_zeros(*x_t.shape[:-1], self.out_features))

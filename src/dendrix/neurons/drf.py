@@ -177,6 +177,10 @@ class DRF(Neuron):
                             real=True)
 
     # -- contract ---------------------------------------------------------------------------------------------
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.channels  # checked at every entry (forward, run, step) before the kernels
+
     def init_state(self, x_t: Tensor) -> DRFState:
         """Resting state for one input step ``[B, *, C]``: zero branch states, no past pre-spikes."""
         dtype = torch.float64 if x_t.dtype == torch.float64 else torch.float32

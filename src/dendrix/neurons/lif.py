@@ -151,7 +151,7 @@ class PLIF(_LIFBase):
     def check_run_input(self, x: Tensor) -> None:
         self.check_input(x)
         if self.channels is not None and x.shape[-1] != self.channels:
-            raise ValueError(f"PLIF input must have {self.channels} channels in its last dim (channels="
+            raise ValueError(f"PLIF input x must have {self.channels} channels in its last dim (channels="
                              f"{self.channels}), got shape {tuple(x.shape)}")
 
     def extra_repr(self) -> str:

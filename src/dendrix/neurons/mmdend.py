@@ -303,6 +303,10 @@ class MMDEND(Neuron):
         return torch.exp(-self.log_tau_branch)
 
     # -- contract -------------------------------------------------------------------------------------------
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.channels  # checked at every entry (forward, run, step) before the kernels
+
     def init_state(self, x_t: Tensor) -> MMDENDState:
         lead = x_t.shape[:-1]
         dtype = to_compute(x_t).dtype

@@ -95,6 +95,10 @@ class PMSN(Neuron):
         lam, dt, a, B, C, bbar = self._modes(torch.complex64)
         return modal_kernel(lam, dt.unsqueeze(-1), T, b=B, c=C, real=True)
 
+    @property
+    def input_width(self) -> int:  # type: ignore[override]
+        return self.channels  # checked at every entry (forward, run, step) before the kernels
+
     def init_state(self, x_t: Tensor) -> PMSNState:
         lead = x_t.shape[:-1]
         dtype = to_compute(x_t).dtype

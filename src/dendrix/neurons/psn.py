@@ -129,6 +129,14 @@ class PSN(_ParallelNeuron):
     def init_state(self, x_t: Tensor) -> WindowState:
         return WindowState(torch.zeros((), dtype=torch.int64, device=x_t.device))
 
+    def check_run_input(self, x: Tensor) -> None:
+        """A window-only model takes exactly T steps (T = 0 too is refused: it has no empty window)."""
+        self.check_input(x)
+        if not self.streaming and x.shape[0] != self.T:
+            raise ValueError(f"{type(self).__name__} input x: H[t] depends on future inputs (dense T×T weight"
+                             f"{self._why_dense()}), so it cannot stream; it needs the whole window of exactly "
+                             f"T={self.T} time steps, got {x.shape[0]} (shape {tuple(x.shape)})")
+
     def run(self, x: Tensor, state: WindowState | None = None) -> tuple[Tensor, WindowState]:
         self.check_input(x)
         return self._window_only_run(x, state)
