@@ -7,6 +7,7 @@ Both need optional packages (``dendrix[onnx]``, ``dendrix[nir]``), imported when
 """
 
 from .errors import ExportError, NIRUnsupported, ONNXUnsupported
+from .nir import from_nir, to_nir
 from .onnx import ONNXStep, to_onnx
 
-__all__ = ["to_onnx", "ONNXStep", "ExportError", "ONNXUnsupported", "NIRUnsupported"]
+__all__ = ["to_onnx", "ONNXStep", "to_nir", "from_nir", "ExportError", "ONNXUnsupported", "NIRUnsupported"]
