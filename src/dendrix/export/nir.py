@@ -184,6 +184,8 @@ def to_nir(model: nn.Module, sample: Tensor, dt: float = 1e-4):
             if node is None:
                 continue
             key = name or type(module).__name__.lower()
+            if key in ("input", "output"):  # the graph's own Input and Output nodes
+                key = f"{key}_layer"
             nodes[key] = node
             edges.append((previous, key))
             previous = key
