@@ -138,6 +138,7 @@ def flatten_state(state: Any) -> tuple[list[Tensor], Any]:
 
 
 def unflatten_state(flat: list[Tensor], structure: Any) -> Any:
+    """The nested state that :func:`flatten_state` gave ``flat`` and ``structure`` for (complex views undone)."""
     spec, complex_at = structure
     leaves = [torch.view_as_complex(t.contiguous()) if i in complex_at else t for i, t in enumerate(flat)]
     return pytree.tree_unflatten(leaves, spec)
