@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # What each target needs on top of the core (torch + numpy): see [project.optional-dependencies].
 DEMO_EXTRAS := train,data,plot,fast
-TEST_EXTRAS := train,data,plot,fast,dev
+TEST_EXTRAS := train,data,plot,fast,onnx,nir,dev
 STAMP  := $(VENV)/.dendrix-installed
 DEVSTAMP := $(VENV)/.dendrix-dev-installed
 DOCSTAMP := $(VENV)/.dendrix-docs-installed

@@ -24,7 +24,7 @@ EXTRAS = {
     "yaml": "train", "safetensors": "train", "tqdm": "train", "tensorboard": "tensorboard",
     "h5py": "data", "scipy": "data", "sklearn": "data",
     "matplotlib": "plot", "numba": "fast", "triton": "gpu",
-    "nir": "nir", "onnx": "onnx", "onnxruntime": "onnx", "tonic": "tonic",
+    "nir": "nir", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "tonic": "tonic",
 }
 
 

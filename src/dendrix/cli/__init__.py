@@ -18,6 +18,7 @@ COMMANDS = {
     "compare": ("dendrix.cli.compare", "train several neuron kinds on one task and tabulate them"),
     "demo": ("dendrix.cli.demo", "compare every neuron kind on the embedded spiking FSDD data"),
     "demo-vision": ("dendrix.cli.demo_vision", "LIF, PLIF, DA-LIF, DLIF on the digits images (spiking CNN)"),
+    "export": ("dendrix.cli.export", "export a trained run folder to ONNX (per step) or NIR"),
     "data": ("dendrix.cli.data", "build or inspect data sets (e.g. build-fsdd)"),
     "list": ("dendrix.cli.listing", "list the registered neuron kinds"),
 }

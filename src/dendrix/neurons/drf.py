@@ -90,6 +90,9 @@ class DRF(Neuron):
     float16/bfloat16 inputs are computed in float32 and the spikes returned in the input dtype.
     """
 
+    #: Embedded as constants by the exporters (dendrix.export.step): the complex modes and threshold weights, functions of the parameters alone.
+    export_constants = ("_modes", "threshold_weights")
+
     def __init__(self, channels: int, branches: int = 4, adaptive_threshold: bool = True, threshold_window: int = 4,
                  dt_min: float = 1e-3, dt_max: float = 1e-1, real_decay: float = 0.5, complex_weights: bool = False,
                  v_pre: float = 1.0, surrogate: SurrogateLike = "double_gaussian", method: str = "auto",

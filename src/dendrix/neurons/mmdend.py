@@ -172,6 +172,9 @@ class MMDEND(Neuron):
 
     emits = "integer"
 
+    #: Embedded as constants by the exporters (dendrix.export.step): the complex modes and the discretised system, functions of the parameters alone.
+    export_constants = ("_modes", "discrete_system")
+
     def __init__(self, channels: int, branches: int | None = None, compartments: int = 4, window: int | None = None,
                  stride: int | None = None, ssf_range: int = 4, branch_activation: str = "tanh", *,
                  v_threshold: float = 1.0, scale_shift: bool = True, firing: str = "integer", tau_soma: float = 2.0,

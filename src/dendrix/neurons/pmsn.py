@@ -54,6 +54,9 @@ class PMSN(Neuron):
         v_threshold: V_th (default 1). burst: default False (binary spikes). surrogate_width: γ (default 1).
     """
 
+    #: Embedded as constants by the exporters (dendrix.export.step): the complex modes, a function of the parameters alone.
+    export_constants = ("_modes",)
+
     def __init__(self, channels: int, compartments: int = 4, *, dt_min: float = 1e-3, dt_max: float = 1e-1,
                  v_threshold: float = 1.0, burst: bool = False, surrogate_width: float = 1.0):
         super().__init__()

@@ -166,6 +166,9 @@ class MaskedPSN(PSN):
     Streams (``step``/``run`` in chunks, up to T steps in total) when λ ≥ 1; window-only otherwise.
     """
 
+    #: Embedded as constants by the exporters (dendrix.export.step): λ, a hyper-parameter read as a Python number.
+    export_constants = ("_lambda",)
+
     def __init__(self, T: int, k: int, lambda_init: float = 0.0, surrogate: SurrogateLike = "atan"):
         super().__init__(T, surrogate)
         self.k = check_int("k", k, minimum=1, maximum=self.T)
