@@ -168,6 +168,7 @@ def plot_robustness_curves(path: str | Path, settings: Mapping[str, Sequence[Seq
             std = [float(np.std(by_severity[s], ddof=1)) if len(by_severity[s]) > 1 else 0.0 for s in sev]
             ax.errorbar(sev, mean, yerr=std, marker="o", ms=4, capsize=3, color=color, label=kind)
         ax.set(xlabel="severity", ylabel="accuracy (%)", title=name)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, ncol=2, loc="best")
     fig.suptitle("robustness per kind (mean over seeds, ±1 std)")
@@ -181,10 +182,13 @@ def _band(ax, epochs, runs: list[list[float]], color, label, scale: float = 1.0)
     length = min(len(r) for r in runs)
     values = scale * np.asarray([r[:length] for r in runs], dtype=np.float64)
     mean = values.mean(axis=0)
-    ax.plot(epochs[:length], mean, color=color, label=label, lw=1.5)
+    ax.plot(epochs[:length], mean, color=color, label=label, lw=1.5, marker="o", ms=3)  # markers: 1 epoch shows
     if len(runs) > 1:
         std = values.std(axis=0, ddof=1)
-        ax.fill_between(epochs[:length], mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        if length > 1:
+            ax.fill_between(epochs[:length], mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        else:
+            ax.errorbar(epochs[:length], mean, yerr=std, color=color, capsize=3)
 
 
 def plot_seed_learning_curves(path: str | Path, histories: Mapping[str, Mapping[object, Sequence[Mapping]]]

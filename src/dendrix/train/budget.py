@@ -7,7 +7,9 @@
   the width with that timing probe. Time per epoch is batches × time per step, so matching the step matches the
   epoch up to the data loading, which is the same for every kind. A probe is noisy on a loaded machine.
 
-Several hidden layers keep their proportions: the first layer gets the searched width, the others are scaled
+Models are built after ``torch.manual_seed(config seed)``, as the trainer builds them: kinds that draw a random
+connectivity (DLIF's dendritic branches) have a parameter count that varies slightly with the seed, and the budget
+is matched at the config's seed. Several hidden layers keep their proportions: the first layer gets the searched width, the others are scaled
 by the same factor.
 """
 
@@ -41,7 +43,9 @@ def _model(cfg: dict, info, hidden: Sequence[int]) -> torch.nn.Module:
 
 
 def parameter_count(cfg: dict, info, hidden: Sequence[int]) -> int:
-    """Trainable parameters of ``cfg``'s model with hidden sizes ``hidden`` on data described by ``info``."""
+    """Trainable parameters of ``cfg``'s model with hidden sizes ``hidden`` on data described by ``info``, built
+    after ``torch.manual_seed(cfg["seed"])`` as the trainer builds it (some kinds draw their connectivity)."""
+    torch.manual_seed(cfg["seed"])
     return count_parameters(_model(cfg, info, hidden))
 
 

@@ -191,7 +191,7 @@ def pairwise_table(tests: Sequence[Mapping], fmt: str, label: str) -> str:
         if not math.isfinite(t.get("p", math.nan)):
             continue
         diff = scale * t["mean_diff"]
-        lines.append(_cells([t["a"], t["b"], f"{diff:+.2f}", f"{t['p']:.3g}", f"{t['p_holm']:.3g}",
+        lines.append(_cells([t["a"], t["b"], f"{diff:+.2f}" if fmt == "pct" else f"{diff:+.4g}", f"{t['p']:.3g}", f"{t['p_holm']:.3g}",
                              "yes" if t["significant"] else "no"]))
     return "\n".join(lines) if len(lines) > 2 else ""
 
