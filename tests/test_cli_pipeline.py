@@ -49,8 +49,8 @@ def test_user_errors_in_process(argv, message, tmp_path, capsys):
 def test_compare_writes_markdown_and_json(tmp_path, capsys):
     out = tmp_path / "cmp"
     # no --quiet: it would silence the logged table too; train.progress=false hides the progress bars
-    code = main(["compare", "--config", "demo", "--kinds", "lif,alif", "--epochs", "1", "train.progress=false",
-                 "--out", str(out), "model.hidden=[16]"])
+    code = main(["compare", "--config", "demo", "--kinds", "lif,alif", "--epochs", "1",
+                 "--out", str(out), "model.hidden=[16]", "train.progress=false"])
     assert code == 0
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert [r["neuron"] for r in rows] == ["lif", "alif"]
