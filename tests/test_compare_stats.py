@@ -168,3 +168,17 @@ def test_compare_with_seeds_and_matched_params_writes_statistics(tmp_path):
                 "learning_curves.png", "raster_lif.png"):
         assert (out / png).stat().st_size > 5000, png
         assert f"]({png})" in md
+
+
+def test_a_comparison_run_is_deterministic_per_seed(tmp_path):
+    from dendrix.train.compare import train_kind
+
+    over = ["model.hidden=[8]", "train.epochs=1", "train.progress=false"]
+    kw = dict(verbose=False, rasters=False, evaluation=False)
+    first, _ = train_kind("demo", "lif", tmp_path / "a", over, seed=1, **kw)
+    again, _ = train_kind("demo", "lif", tmp_path / "b", over, seed=1, **kw)
+    other, _ = train_kind("demo", "lif", tmp_path / "c", over, seed=2, **kw)
+    assert first["error"] is None and first["seed"] == 1 and other["seed"] == 2
+    assert first["test_correct"] == again["test_correct"] and first["test_accuracy"] == again["test_accuracy"]
+    assert first["test_correct"] != other["test_correct"]
+    assert first["run_dir"] == str(tmp_path / "a" / "runs" / "lif" / "seed-1")
