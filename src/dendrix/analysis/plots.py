@@ -211,6 +211,7 @@ def plot_seed_learning_curves(path: str | Path, histories: Mapping[str, Mapping[
                title="validation accuracy (mean over seeds, ±1 std)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     if ax_acc.lines:
         ax_acc.legend(fontsize=8, ncol=2)
     elif ax_loss.lines:
