@@ -48,10 +48,11 @@ def test_user_errors_in_process(argv, message, tmp_path, capsys):
 
 def test_compare_writes_markdown_and_json(tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = main(["compare", "--config", "demo", "--kinds", "lif,alif", "--epochs", "1", "--quiet",
-                 "--out", str(out), "model.hidden=[16]"])
+    # no --quiet: it would silence the logged table too; train.progress=false hides the progress bars
+    code = main(["compare", "--config", "demo", "--kinds", "lif,alif", "--epochs", "1",
+                 "--out", str(out), "model.hidden=[16]", "train.progress=false"])
     assert code == 0
-    rows = json.loads((out / "report.json").read_text())
+    rows = json.loads((out / "report.json").read_text())["rows"]
     assert [r["neuron"] for r in rows] == ["lif", "alif"]
     for row in rows:
         assert row["error"] is None
@@ -71,7 +72,7 @@ def test_a_failing_kind_is_recorded_and_visible(tmp_path, capsys):
     code = main(["compare", "--config", "fsdd_mlp", "--kinds", "lif", "--quiet", "--out", str(out),
                  "model.neuron.no_such_argument=1"])
     assert code == 1  # nothing trained
-    (row,) = json.loads((out / "report.json").read_text())
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
     assert row["neuron"] == "lif" and "no_such_argument" in row["error"] and row["test_accuracy"] is None
     assert "lif FAILED" in capsys.readouterr().err
     assert "Traceback" in (out / "errors" / "lif.txt").read_text()

@@ -46,11 +46,12 @@ def test_demo_runs_every_kind_and_reaches_target(tmp_path):
     from dendrix import available
 
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dendrix", "demo", "--out", str(tmp_path / "demo"), "--quiet"],
+    proc = subprocess.run([sys.executable, "-m", "dendrix", "demo", "--all", "--seeds", "1", "--out",
+                           str(tmp_path / "demo"), "--quiet"],
                           capture_output=True, text=True, env=ENV, timeout=1800)
     wall = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = json.loads((tmp_path / "demo" / "report.json").read_text())
+    rows = json.loads((tmp_path / "demo" / "report.json").read_text())["rows"]
     assert [r["neuron"] for r in rows] == available()
     assert not [r for r in rows if r["error"]], [r["error"] for r in rows if r["error"]]
     assert max(r["test_accuracy"] for r in rows) >= 0.9

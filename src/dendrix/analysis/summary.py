@@ -30,7 +30,8 @@ QUICK_FGSM_EPS_ANALOG = 0.03
 def quick_evaluation(model: nn.Module, loader: Iterable, *, seed: int = 0, max_batches: int | None = None,
                      max_samples: int | None = None, device: str | torch.device | None = None) -> dict:
     """``{"energy_uj": μJ per sample, "overall_robustness": fraction, "clean_accuracy": fraction,
-    "break_even_rate": float | None}`` for ``model`` on ``loader`` (see the module docstring for the grid).
+    "break_even_rate": float | None, "robustness_settings": [{"perturbation", "family", "severity", "accuracy"}]}``
+    for ``model`` on ``loader`` (see the module docstring for the grid).
 
     ``max_batches`` / ``max_samples`` limit the evaluation to the first batches / samples (time-first batches
     are cut along dim 1), e.g. to bound the cost in a table over many neuron kinds.
@@ -61,4 +62,5 @@ def quick_evaluation(model: nn.Module, loader: Iterable, *, seed: int = 0, max_b
         "overall_robustness": robust.overall_robustness,
         "clean_accuracy": robust.clean_accuracy,
         "break_even_rate": energy.break_even_rate,
+        "robustness_settings": [dict(r) for r in robust.rows],
     }

@@ -1,7 +1,11 @@
-"""``dendrix compare --config X --kinds a,b,c``: train several neuron kinds on one task, one table."""
+"""``dendrix compare --config X --kinds a,b,c [--seeds N] [--match params|time --reference lif]``: train
+several neuron kinds on one task (N seeds each, optionally at a matched budget) and report them with statistics.
+
+Progress and the final table go to the ``dendrix.cli.compare`` logger (shown by the command's console handler)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import sys
@@ -10,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from . import UserError
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -20,7 +26,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, help="shortcut for train.epochs=N")
     parser.add_argument("--workers", "-j", type=int, default=1,
                         help="kinds trained at a time, in separate processes (default 1)")
+    add_statistics_arguments(parser, default_seeds=1)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def add_statistics_arguments(parser, default_seeds: int) -> None:
+    """``--seeds``, ``--match`` and ``--reference`` (shared by ``compare`` and ``demo``)."""
+    parser.add_argument("--seeds", "-s", type=int, default=default_seeds,
+                        help=f"train every kind with N seeds (config seed, +1, ...; default {default_seeds}); the "
+                             "report gives mean, std, 95%% intervals and pairwise tests")
+    parser.add_argument("--match", choices=("params", "time"),
+                        help="size each kind's hidden width to the reference kind's parameter count or training "
+                             "time per batch (timing probe)")
+    parser.add_argument("--reference", default="lif", help="reference kind of --match (default lif)")
 
 
 def parse_kinds(text: str | None) -> list[str]:
@@ -60,33 +78,67 @@ def check_first_config(config, kinds, overrides) -> None:
         raise UserError(f"cannot open data set {cfg['data']['name']!r}: {err}") from None
 
 
-def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool, workers: int = 1) -> list[dict]:
+def seed_list(config, kinds, overrides, count: int) -> list[int]:
+    """``count`` consecutive seeds from the config's seed (of the first kind, after the overrides)."""
+    from ..train.compare import kind_config
+
+    if count < 1:
+        raise UserError(f"--seeds must be >= 1, got {count}")
+    base = kind_config(config, kinds[0], overrides)["seed"]
+    return list(range(base, base + count))
+
+
+def matched_budget(config, kinds, overrides, match: str | None, reference: str) -> dict | None:
+    """The ``--match`` budget (see :func:`dendrix.train.budget.match_budget`), or None without ``--match``."""
+    if match is None:
+        return None
+    from ..registry import available
+    from ..train.budget import match_budget
+    from ..train.compare import kind_config
+
+    if reference not in available():
+        raise UserError(f"unknown --reference kind {reference!r}; available: {', '.join(available())}")
+    configs = {k: kind_config(config, k, overrides) for k in dict.fromkeys([reference, *kinds])}
+    logger.info("matching the %s budget of %s ...", match, reference)
+    budget = match_budget(configs, reference, match)
+    if reference not in kinds:
+        budget["widths"].pop(reference), budget["values"].pop(reference)
+    return budget
+
+
+def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool, workers: int = 1,
+                   seeds: int = 1, match: str | None = None, reference: str = "lif") -> list[dict]:
+    """Check the input, train every kind (``seeds`` times, at the ``match`` budget), write and log the report."""
     from ..train.compare import compare_kinds
     from ..train.report import write_report
 
     check_first_config(config, kinds, overrides)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    seed_values = seed_list(config, kinds, overrides, seeds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    budget = matched_budget(config, kinds, overrides, match, reference)
+    kind_overrides = ({k: [f"model.hidden=[{','.join(map(str, w))}]"] for k, w in budget["widths"].items()}
+                      if budget else None)
     rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None,
-                                    workers=workers)
+                                    workers=workers, seeds=seed_values, kind_overrides=kind_overrides)
     wall = time.perf_counter() - start
     command = "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     import platform
 
     import torch
 
-    notes = [f"{len(kinds)} kind(s) in {wall:.0f} s wall time, {workers} at a time; "
+    notes = [f"{len(kinds)} kind(s) × {seeds} seed(s) in {wall:.0f} s wall time, {workers} run(s) at a time; "
              f"{platform.machine()} {os.cpu_count()} CPU(s), torch {torch.__version__}, "
              f"{datetime.now():%Y-%m-%d %H:%M}."]
-    table = write_report(out_dir, rows, histories, title, command=command, notes=notes)
-    print()
-    print(table)
-    print(f"\n{len(kinds)} kind(s) in {wall:.0f} s; report: {out_dir / 'report.md'}")
-    failed = [r["neuron"] for r in rows if r.get("error")]
+    table = write_report(out_dir, rows, histories, title, command=command, notes=notes, budget=budget)
+    logger.info("\n%s", table)
+    logger.info("\n%d kind(s) × %d seed(s) in %.0f s; report: %s", len(kinds), seeds, wall, out_dir / "report.md")
+    failed = [r["neuron"] + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
+              for r in rows if r.get("error")]
     if failed:
-        print(f"failed: {', '.join(failed)} (see {out_dir / 'errors'})", file=sys.stderr)
+        logger.warning("failed: %s (see %s)", ", ".join(failed), out_dir / "errors")
     return rows
 
 
@@ -99,5 +151,5 @@ def main(args) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     out = Path(args.out) if args.out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     rows = run_comparison(args.config, kinds, out, overrides, f"dendrix compare: {args.config}", args.quiet,
-                          args.workers)
+                          args.workers, seeds=args.seeds, match=args.match, reference=args.reference)
     return 0 if any(not r.get("error") for r in rows) else 1

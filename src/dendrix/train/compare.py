@@ -1,16 +1,22 @@
 """Train several neuron kinds on one task (same config, ``model.kind`` swapped) and collect one table.
 
-Each kind trains in ``OUT/runs/KIND`` (a normal run folder, loadable with ``load_run``). A kind that fails
-(bad keywords, a numerical error, a bug in its module) does not stop the others: its row carries the error, a
-line goes to stderr and the full traceback to ``OUT/errors/KIND.txt``.
+Each kind trains in ``OUT/runs/KIND`` (one seed) or once per seed in ``OUT/runs/KIND/seed-S`` (``seeds=[...]``,
+several), normal run folders loadable with ``load_run``. A run that fails (bad keywords, a numerical error, a bug
+in its module) does not stop the others: its row carries the error, a warning is logged and the full traceback
+goes to ``OUT/errors/KIND.txt`` (``KIND-seedS.txt`` with several seeds).
 
-``workers=N`` trains N kinds at a time in separate processes (each with the config's ``threads``, typically 1):
+Rows are per (kind, seed), in ``kinds`` order then seed order; ``kind_overrides`` adds overrides for one kind
+(e.g. the hidden width a matched budget chose, see :mod:`dendrix.train.budget`). Progress goes to the
+``dendrix.train.compare`` logger (INFO), failures as warnings.
+
+``workers=N`` trains N runs at a time in separate processes (each with the config's ``threads``, typically 1):
 small spiking MLPs use one core poorly with two intra-op threads, so two single-threaded processes finish a
 comparison on two cores sooner than one two-threaded process.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import sys
 import time
@@ -30,7 +36,9 @@ from .config import deep_merge, load_config, parse_overrides, resolve_config
 from .distributed import DistContext, resolve_device
 from .report import make_row, plot_raster
 
-__all__ = ["compare_kinds", "train_kind", "first_layer_raster", "kind_config"]
+__all__ = ["compare_kinds", "train_kind", "first_layer_raster", "kind_config", "test_correctness"]
+
+logger = logging.getLogger(__name__)
 
 
 def kind_config(source, kind: str, overrides: Sequence[str] | dict | None = None) -> dict:
@@ -62,50 +70,75 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}".strip()
 
 
-def _record_failure(out_dir: Path, kind: str, err: BaseException, details: str) -> str:
+def _run_name(kind: str, seed: int | None) -> str:
+    return kind if seed is None else f"{kind}-seed{seed}"
+
+
+def _record_failure(out_dir: Path, name: str, err: BaseException, details: str) -> str:
     line = _one_line(err)
     (out_dir / "errors").mkdir(parents=True, exist_ok=True)
-    path = out_dir / "errors" / f"{kind}.txt"
+    path = out_dir / "errors" / f"{name}.txt"
     path.write_text(details)
-    print(f"  {kind} FAILED: {line} (traceback in {path})", file=sys.stderr, flush=True)
+    logger.warning("  %s FAILED: %s (traceback in %s)", name, line, path)
     return line
 
 
+@torch.no_grad()
+def test_correctness(model: nn.Module, batches: Batches) -> list[int]:
+    """1/0 per test sample (in the loader's fixed order): was it classified correctly? For paired tests over
+    test samples (:func:`dendrix.analysis.statistics.paired_bootstrap`)."""
+    was_training = model.training
+    model.eval()
+    correct: list[int] = []
+    for x, y in batches.iterate():
+        correct += (model(x).argmax(-1) == y).int().tolist()
+    model.train(was_training)
+    return correct
+
+
 def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] | None = None, *,
-               verbose: bool = True, rasters: bool = True, progress: bool | None = None, evaluation: bool = True
-               ) -> tuple[dict[str, Any], list[dict]]:
+               verbose: bool = True, rasters: bool = True, progress: bool | None = None, evaluation: bool = True,
+               seed: int | None = None) -> tuple[dict[str, Any], list[dict]]:
     """Train one kind of a comparison; returns (report row, per-epoch history). Never raises for a failing
     kind (the row carries the error) except on KeyboardInterrupt.
 
-    ``evaluation`` adds the headline energy (μJ per test sample) and small-grid overall robustness of
-    :func:`dendrix.analysis.summary.quick_evaluation` to the row (keys ``energy_uj``, ``overall_robustness``)."""
+    ``seed``: train with this ``seed`` in ``OUT/runs/KIND/seed-SEED`` (None: the config's seed, in
+    ``OUT/runs/KIND``). ``evaluation`` adds the headline energy (μJ per test sample) and small-grid robustness
+    of :func:`dendrix.analysis.summary.quick_evaluation` to the row (keys ``energy_uj``, ``overall_robustness``,
+    ``robustness_settings``). The row also carries ``seed``, ``hidden`` and ``test_correct`` (1/0 per test sample).
+    """
     from .trainer import Trainer
 
     out_dir = Path(out_dir)
+    name = _run_name(kind, seed)
     start, cpu_start = time.perf_counter(), time.process_time()
 
     def log(text: str) -> None:
         if verbose:
-            print(f"    {kind}: {text}", flush=True)
+            logger.info("    %s: %s", name, text)
 
     try:
-        cfg = kind_config(source, kind, overrides)
+        over = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+        cfg = kind_config(source, kind, over)
         if progress is not None:
             cfg["train"]["progress"] = progress
         ctx = DistContext(device=resolve_device(cfg["device"]))
-        trainer = Trainer(cfg, out_dir / "runs" / kind, ctx=ctx, log=log)
+        run_dir = out_dir / "runs" / kind / f"seed-{seed}" if seed is not None else out_dir / "runs" / kind
+        trainer = Trainer(cfg, run_dir, ctx=ctx, log=log)
         result = trainer.fit()
         history = list(trainer.history)
         if rasters:
             raster = first_layer_raster(trainer.model, trainer.test_data)
             if raster is not None:
                 plot_raster(out_dir / f"raster_{kind}.png", raster, f"{kind}: first hidden layer, one test sample")
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"seed": cfg["seed"], "hidden": cfg["model"].get("hidden"),
+                                 "test_correct": test_correctness(trainer.model, trainer.test_data)}
         if evaluation:
             from ..analysis.summary import quick_evaluation
 
             quick = quick_evaluation(trainer.model, trainer.test_data, seed=cfg["seed"])
-            extra = {"energy_uj": quick["energy_uj"], "overall_robustness": quick["overall_robustness"]}
+            extra.update(energy_uj=quick["energy_uj"], overall_robustness=quick["overall_robustness"],
+                         robustness_settings=quick["robustness_settings"])
         # cpu_seconds: this process's CPU time (with threads=1, about the wall time on an idle core)
         row = make_row(kind, result, wall_seconds=time.perf_counter() - start,
                        cpu_seconds=time.process_time() - cpu_start, **extra)
@@ -114,48 +147,96 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
     except KeyboardInterrupt:
         raise
     except Exception as err:  # one kind failing must not stop the comparison; keep it visible
-        line = _record_failure(out_dir, kind, err, traceback.format_exc())
-        return make_row(kind, error=line, wall_seconds=time.perf_counter() - start), []
+        line = _record_failure(out_dir, name, err, traceback.format_exc())
+        return make_row(kind, error=line, seed=seed, wall_seconds=time.perf_counter() - start), []
+
+
+class _WorkerConsole(logging.Handler):
+    """In a spawned worker: INFO to stdout, warnings to stderr (the parent's handlers do not cross processes)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        stream.write(self.format(record) + "\n")
+        stream.flush()
+
+
+def _worker_train_kind(level: int, *args, **kwargs):
+    root = logging.getLogger("dendrix")
+    if not any(isinstance(h, _WorkerConsole) for h in root.handlers):
+        root.addHandler(_WorkerConsole())
+    root.setLevel(level)
+    return train_kind(*args, **kwargs)
+
+
+def _log_info(text: str) -> None:
+    logger.info("%s", text)
 
 
 def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: Sequence[str] | None = None, *,
-                  log: Callable[[str], None] | None = print, rasters: bool = True, progress: bool | None = None,
-                  workers: int = 1, evaluation: bool = True) -> tuple[list[dict[str, Any]], dict[str, list[dict]]]:
-    """Train every kind in ``kinds`` with the config ``source``; returns (rows in ``kinds`` order, histories)."""
+                  log: Callable[[str], None] | None = _log_info, rasters: bool = True, progress: bool | None = None,
+                  workers: int = 1, evaluation: bool = True, seeds: Sequence[int] | None = None,
+                  kind_overrides: dict[str, Sequence[str]] | None = None
+                  ) -> tuple[list[dict[str, Any]], dict[str, dict[int | None, list[dict]]]]:
+    """Train every kind in ``kinds`` (once per seed of ``seeds``) with the config ``source``.
+
+    Returns (rows in ``kinds`` then ``seeds`` order, ``{kind: {seed: history}}``). ``seeds=None`` trains once
+    with the config's seed (history key None). ``log`` takes one-line progress messages (default: INFO
+    records of this module's logger; None silences them and the per-epoch lines).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, tuple[dict, list]] = {}
+    seed_list: list[int | None] = [None] if seeds is None else [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds must be distinct and not empty, got {list(seeds or [])}")
+    per_seed_dirs = len(seed_list) > 1
+    jobs = [(kind, seed) for kind in kinds for seed in seed_list]
+
+    def job_kwargs(kind: str, seed: int | None) -> dict:
+        return dict(rasters=rasters and seed == seed_list[0], evaluation=evaluation,
+                    seed=seed if per_seed_dirs else None)
+
+    def job_overrides(kind: str, seed: int | None) -> list[str]:
+        over = list(overrides or []) + list((kind_overrides or {}).get(kind, []))
+        if seed is not None and not per_seed_dirs:
+            over.append(f"seed={seed}")
+        return over
+
+    results: dict[tuple[str, int | None], tuple[dict, list]] = {}
     verbose = log is not None
-    if workers <= 1 or len(kinds) <= 1:
-        for i, kind in enumerate(kinds):
+    if workers <= 1 or len(jobs) <= 1:
+        for i, (kind, seed) in enumerate(jobs):
             if log:
-                log(f"[{i + 1}/{len(kinds)}] {kind}")
-            results[kind] = train_kind(source, kind, out_dir, overrides, verbose=verbose, rasters=rasters,
-                                       progress=progress, evaluation=evaluation)
+                log(f"[{i + 1}/{len(jobs)}] {_run_name(kind, seed if per_seed_dirs else None)}")
+            results[kind, seed] = train_kind(source, kind, out_dir, job_overrides(kind, seed), verbose=verbose,
+                                             progress=progress, **job_kwargs(kind, seed))
     else:
         # spawn: a fresh interpreter per worker (fork would copy this process's thread pools and locks)
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(kinds)), mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
+        level = logging.getLogger("dendrix").getEffectiveLevel()
         try:
-            futures = {kind: pool.submit(train_kind, str(source) if isinstance(source, Path) else source, kind,
-                                         str(out_dir), list(overrides or []), verbose=verbose, rasters=rasters,
-                                         progress=False, evaluation=evaluation)
-                       for kind in kinds}
-            for i, kind in enumerate(kinds):
+            futures = {job: pool.submit(_worker_train_kind, level, str(source) if isinstance(source, Path)
+                                        else source, job[0], str(out_dir), job_overrides(*job), verbose=verbose,
+                                        progress=False, **job_kwargs(*job))
+                       for job in jobs}
+            for i, job in enumerate(jobs):
+                name = _run_name(job[0], job[1] if per_seed_dirs else None)
                 try:
-                    results[kind] = futures[kind].result()
+                    results[job] = futures[job].result()
                 except BrokenProcessPool as err:  # the worker died (killed, out of memory, crash in C code)
-                    line = _record_failure(out_dir, kind, err, "the worker process training this kind died\n")
-                    results[kind] = (make_row(kind, error=line), [])
+                    line = _record_failure(out_dir, name, err, "the worker process training this kind died\n")
+                    results[job] = (make_row(job[0], error=line, seed=job[1]), [])
                 if log:
-                    row = results[kind][0]
+                    row = results[job][0]
                     status = (f"failed ({row['error']})" if row.get("error")
                               else f"test accuracy {100 * row['test_accuracy']:.1f}%")
-                    log(f"[{i + 1}/{len(kinds)}] {kind}: {status}")
+                    log(f"[{i + 1}/{len(jobs)}] {name}: {status}")
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
-    rows = [results[k][0] for k in kinds]
-    histories = {k: results[k][1] for k in kinds}
+    rows = [results[job][0] for job in jobs]
+    histories: dict[str, dict[int | None, list[dict]]] = {k: {} for k in kinds}
+    for (kind, seed), (_, history) in results.items():
+        histories[kind][seed] = history
     return rows, histories

@@ -1,23 +1,35 @@
-"""Comparison reports: one row per neuron kind -> report.md (Markdown table), report.json, PNG figures.
+"""Comparison reports: per-seed rows -> a summary over seeds, pairwise tests, report.md, report.json, PNG figures.
 
-Rows are built only by :func:`make_row`, so columns added later (energy, robustness) are added in one place.
+Rows are built only by :func:`make_row` (one per kind and seed), so columns added later are added in one place.
+:func:`summarize_rows` gives mean, std and the 95 % Student-t interval per kind and metric;
+:func:`pairwise_significance` tests every pair of kinds (paired t-test over seeds, Holm-corrected; for test
+accuracy also a paired bootstrap over test samples). :func:`write_report` writes it all.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .._optional import require
+from ..analysis import plots
+from ..analysis.statistics import (BOOTSTRAP_METHOD, PAIRED_T_METHOD, paired_bootstrap, holm, pairwise_tests,
+                                   summarize)
 from .checkpoint import atomic_write, write_json
 
-__all__ = ["make_row", "markdown_table", "write_report", "plot_learning_curves", "plot_accuracy", "plot_raster"]
+__all__ = ["make_row", "markdown_table", "summarize_rows", "pairwise_significance", "summary_table",
+           "pairwise_table", "write_report", "plot_raster", "SUMMARY_METRICS"]
 
-# (key, header, format) of the table columns, in order.
+logger = logging.getLogger(__name__)
+
+# (key, header, format) of the per-seed table columns, in order.
 COLUMNS = [
     ("neuron", "neuron", "{}"),
+    ("seed", "seed", "{}"),
     ("test_accuracy", "test acc (%)", "pct"),
     ("val_accuracy", "val acc (%)", "pct"),
     ("params", "params", "{:,}"),
@@ -28,12 +40,23 @@ COLUMNS = [
     ("best_epoch", "best epoch", "{}"),
 ]
 
+# Metrics summarised over seeds and tested pairwise: (key, header, format).
+SUMMARY_METRICS = [
+    ("test_accuracy", "test acc (%)", "pct"),
+    ("spike_rate", "spike rate", "{:.4f}"),
+    ("energy_uj", "energy (μJ/sample)", "{:.3f}"),
+    ("overall_robustness", "robustness (%)", "pct"),
+]
+# Also summarised (reported in the summary, not tested).
+_DESCRIPTIVE = ["val_accuracy", "params", "sec_per_epoch", "wall_seconds"]
+
 
 def make_row(kind: str, result: dict | None = None, error: str | None = None, **extra: Any) -> dict[str, Any]:
     """One report row. ``result`` is a trainer result (``Trainer.finish``); ``error`` a one-line failure."""
     result = result or {}
     row = {
         "neuron": kind,
+        "seed": None,
         "test_accuracy": result.get("test_accuracy"),
         "params": result.get("params"),
         "spike_rate": result.get("spike_rate"),
@@ -56,66 +79,127 @@ def _fmt(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
+def _cells(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
+
+
 def markdown_table(rows: Sequence[dict], extra_columns: Sequence[tuple[str, str, str]] = ()) -> str:
-    """The comparison table in Markdown: one row per kind, the standard columns plus ``extra_columns``."""
+    """The per-seed table: one line per row (a failed run shows its error)."""
     columns = list(COLUMNS) + list(extra_columns)
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+    lines = [_cells([h for _, h, _ in columns]),
              "|" + "|".join("---" if k == "neuron" else "---:" for k, _, _ in columns) + "|"]
     for row in rows:
         if row.get("error"):
-            cells = [row["neuron"], f"failed: {row['error']}"] + [""] * (len(columns) - 2)
+            cells = [row["neuron"], _fmt(row.get("seed"), "{}"), f"failed: {row['error']}"] + [""] * (len(columns) - 3)
         else:
             cells = [_fmt(row.get(k), f) for k, _, f in columns]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        lines.append(_cells(cells))
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _kinds(rows: Sequence[dict]) -> list[str]:
+    return list(dict.fromkeys(r["neuron"] for r in rows))
 
 
-def plot_learning_curves(path: Path, histories: dict[str, list[dict]]) -> None:
-    """Training loss and validation accuracy per epoch of every kind, written as a PNG to ``path``."""
-    plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = plt.get_cmap("tab20").colors
-    for i, (kind, history) in enumerate(histories.items()):
-        if not history:
+def _ok(rows: Sequence[dict], kind: str) -> list[dict]:
+    return [r for r in rows if r["neuron"] == kind and not r.get("error")]
+
+
+def summarize_rows(rows: Sequence[dict], confidence: float = 0.95) -> dict[str, dict]:
+    """``{kind: {"seeds": [...], "failed": n, "hidden": ..., metric: summarize(values over seeds)}}`` for the
+    metrics of :data:`SUMMARY_METRICS` and val accuracy, parameters, seconds per epoch and wall seconds."""
+    summary = {}
+    for kind in _kinds(rows):
+        ok = _ok(rows, kind)
+        entry: dict[str, Any] = {"seeds": [r.get("seed") for r in ok],
+                                 "failed": sum(1 for r in rows if r["neuron"] == kind and r.get("error")),
+                                 "hidden": ok[0].get("hidden") if ok else None}
+        for key in [k for k, _, _ in SUMMARY_METRICS] + _DESCRIPTIVE:
+            entry[key] = summarize([r.get(key) for r in ok], confidence)
+        summary[kind] = entry
+    return summary
+
+
+def _per_seed(rows: Sequence[dict], key: str) -> dict[str, dict[Any, float]]:
+    out: dict[str, dict[Any, float]] = {}
+    for kind in _kinds(rows):
+        values = {r.get("seed"): r[key] for r in _ok(rows, kind) if r.get(key) is not None}
+        if values:
+            out[kind] = values
+    return out
+
+
+def pairwise_significance(rows: Sequence[dict], alpha: float = 0.05, resamples: int = 10_000) -> dict:
+    """Every pair of kinds, for every metric of :data:`SUMMARY_METRICS`: a paired t-test over the seeds both
+    kinds have (Holm-corrected over the pairs of that metric), and for test accuracy a paired bootstrap over
+    test samples (needs the rows' ``test_correct``; Holm-corrected too). ``{"alpha", "methods", metric: [...],
+    "test_accuracy_bootstrap": [...]}``."""
+    result: dict[str, Any] = {"alpha": alpha, "methods": {"t_test": PAIRED_T_METHOD, "bootstrap": BOOTSTRAP_METHOD}}
+    for key, _, _ in SUMMARY_METRICS:
+        result[key] = pairwise_tests(_per_seed(rows, key), alpha)
+    correct = _per_seed(rows, "test_correct")
+    boot = []
+    kinds = list(correct)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1:]:
+            seeds = [s for s in correct[a] if s in correct[b] and len(correct[a][s]) == len(correct[b][s])]
+            if not seeds:
+                continue
+            test = paired_bootstrap([correct[a][s] for s in seeds], [correct[b][s] for s in seeds],
+                                    resamples=resamples)
+            boot.append({"a": a, "b": b, **test})
+    for res, adj in zip(boot, holm([r["p"] for r in boot])):
+        res["p_holm"] = adj
+        res["significant"] = bool(adj < alpha)
+    result["test_accuracy_bootstrap"] = boot
+    return result
+
+
+def _mean_cell(stats: Mapping | None, fmt: str) -> str:
+    if not stats or not math.isfinite(stats.get("mean", math.nan)):
+        return "–"
+    scale = 100.0 if fmt == "pct" else 1.0
+    show = (lambda v: f"{scale * v:.1f}") if fmt == "pct" else (lambda v: fmt.format(v))
+    if not math.isfinite(stats.get("std", math.nan)):
+        return show(stats["mean"])
+    return f"{show(stats['mean'])} ± {show(stats['std'])} [{show(stats['ci_low'])}, {show(stats['ci_high'])}]"
+
+
+def summary_table(summary: Mapping[str, Mapping]) -> str:
+    """One line per kind: seeds, width, params, each metric as ``mean ± std [95 % interval]``."""
+    header = ["neuron", "seeds", "hidden", "params"] + [h for _, h, _ in SUMMARY_METRICS] + ["s/epoch"]
+    lines = [_cells(header), "|---|" + "---:|" * (len(header) - 1)]
+    for kind, entry in summary.items():
+        if not entry["seeds"]:
+            lines.append(_cells([kind, f"0 ({entry['failed']} failed)", "", "", "failed:"] + [""] * (len(header) - 5)))
             continue
-        style = {"color": colors[i % len(colors)], "linestyle": ("-", "--", ":")[(i // len(colors)) % 3]}
-        epochs = [r["epoch"] for r in history]
-        ax_loss.plot(epochs, [r["train_loss"] for r in history], label=kind, **style)
-        if "val_accuracy" in history[0]:
-            ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in history], marker="o", ms=3, label=kind, **style)
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy")
-    if ax_acc.lines:
-        ax_acc.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+        seeds = str(len(entry["seeds"])) + (f" ({entry['failed']} failed)" if entry["failed"] else "")
+        params = entry["params"]["mean"]
+        cells = [kind, seeds, ",".join(str(h) for h in entry.get("hidden") or []) or "–",
+                 f"{params:,.0f}" if math.isfinite(params) else "–"]
+        cells += [_mean_cell(entry[k], f) for k, _, f in SUMMARY_METRICS]
+        cells.append(_mean_cell(entry["sec_per_epoch"], "{:.1f}"))
+        lines.append(_cells(cells))
+    return "\n".join(lines)
 
 
-def plot_accuracy(path: Path, rows: Sequence[dict]) -> None:
-    """Test accuracy of every kind as a bar chart, written as a PNG to ``path``."""
-    plt = _pyplot()
-    ok = [r for r in rows if r.get("test_accuracy") is not None]
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(ok) + 2), 4))
-    names = [r["neuron"] for r in ok]
-    values = [100 * r["test_accuracy"] for r in ok]
-    bars = ax.bar(names, values, color="tab:blue")
-    for bar, v in zip(bars, values):
-        ax.text(bar.get_x() + bar.get_width() / 2, v + 0.5, f"{v:.1f}", ha="center", fontsize=7)
-    ax.set(ylabel="test accuracy (%)", ylim=(0, 105), title="test accuracy per neuron kind")
-    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+def pairwise_table(tests: Sequence[Mapping], fmt: str, label: str) -> str:
+    """Markdown table of pairwise tests (difference a − b, raw and Holm-adjusted p, significant or not)."""
+    scale, unit = (100.0, " (points)") if fmt == "pct" else (1.0, "")
+    lines = [_cells(["a", "b", f"{label}: a − b{unit}", "p", "p (Holm)", "significant"]), "|---|---|---:|---:|---:|:---:|"]
+    for t in tests:
+        if not math.isfinite(t.get("p", math.nan)):
+            continue
+        diff = scale * t["mean_diff"]
+        lines.append(_cells([t["a"], t["b"], f"{diff:+.2f}" if fmt == "pct" else f"{diff:+.4g}", f"{t['p']:.3g}", f"{t['p_holm']:.3g}",
+                             "yes" if t["significant"] else "no"]))
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _pyplot():
+    matplotlib = require("matplotlib", needed_by="dendrix.train.report")
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot", needed_by="dendrix.train.report")
 
 
 def plot_raster(path: Path, spikes: np.ndarray, title: str) -> None:
@@ -131,22 +215,84 @@ def plot_raster(path: Path, spikes: np.ndarray, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(out_dir: Path, rows: Sequence[dict], histories: dict[str, list[dict]], title: str,
+def _histories(histories: Mapping[str, Any]) -> dict[str, dict]:
+    """Accept ``{kind: {seed: history}}`` or the one-seed ``{kind: history}``."""
+    return {k: (dict(h) if isinstance(h, Mapping) else {None: list(h)}) for k, h in histories.items()}
+
+
+def _figures(out_dir: Path, rows: Sequence[dict], summary: dict, histories: dict) -> list[tuple[str, str]]:
+    """Draw every figure; returns (caption, file name) of those drawn."""
+    drawn = []
+    per_seed_acc = {k: [r["test_accuracy"] for r in _ok(rows, k)] for k in summary}
+    if plots.plot_accuracy_intervals(out_dir / "accuracy.png", summary, per_seed_acc):
+        drawn.append(("test accuracy per kind (95 % interval over seeds)", "accuracy.png"))
+    if plots.plot_tradeoff(out_dir / "accuracy_vs_energy.png", summary, "energy_uj", "energy (μJ per sample)"):
+        drawn.append(("accuracy vs energy, Pareto front dashed", "accuracy_vs_energy.png"))
+    if plots.plot_tradeoff(out_dir / "accuracy_vs_robustness.png", summary, "overall_robustness",
+                           "overall robustness (%)", minimize_x=False):
+        drawn.append(("accuracy vs robustness, Pareto front dashed", "accuracy_vs_robustness.png"))
+    settings = {k: [r["robustness_settings"] for r in _ok(rows, k) if r.get("robustness_settings")] for k in summary}
+    clean = {k: [r["test_accuracy"] for r in _ok(rows, k)] for k in summary}
+    if any(settings.values()) and plots.plot_robustness_curves(out_dir / "robustness_curves.png",
+                                                                {k: v for k, v in settings.items() if v}, clean):
+        drawn.append(("robustness curves per kind", "robustness_curves.png"))
+    plots.plot_seed_learning_curves(out_dir / "learning_curves.png", histories)
+    drawn.append(("learning curves (mean over seeds, ±1 std band)", "learning_curves.png"))
+    return drawn
+
+
+def write_report(out_dir: Path, rows: Sequence[dict], histories: Mapping[str, Any], title: str,
                  command: str | None = None, extra_columns: Sequence[tuple[str, str, str]] = (),
-                 notes: Sequence[str] = ()) -> str:
-    """Write report.md, report.json, learning_curves.png and accuracy.png; returns the Markdown table."""
+                 notes: Sequence[str] = (), budget: Mapping | None = None, alpha: float = 0.05) -> str:
+    """Write report.md, report.json (``{"rows": per-seed rows, "summary", "pairwise", "budget"}``) and the
+    figures (accuracy, accuracy vs energy / robustness, robustness curves, learning curves); returns the
+    summary table."""
     out_dir = Path(out_dir)
-    table = markdown_table(rows, extra_columns)
+    histories = _histories(histories)
+    summary = summarize_rows(rows)
+    pairwise = pairwise_significance(rows, alpha)
+    table = summary_table(summary)
+    seeds = sorted({r.get("seed") for r in rows if r.get("seed") is not None})
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [table, ""] + [f"{n}  " for n in notes] + ["", "![learning curves](learning_curves.png)", "", "![test accuracy](accuracy.png)", ""]
-    rasters = [r["neuron"] for r in rows if (out_dir / f"raster_{r['neuron']}.png").exists()]
+    lines += [f"Seeds: {', '.join(map(str, seeds)) or 'the config seed'}. Cells: mean ± sample std "
+              "[95 % Student-t interval of the mean over seeds]; one seed gives the value alone.", ""]
+    if budget:
+        lines += [_budget_text(budget), ""]
+    lines += [table, ""] + [f"{n}  " for n in notes] + [""]
+    drawn = _figures(out_dir, rows, summary, histories)
+    lines += [f"![{caption}]({name})\n" for caption, name in drawn]
+    lines += ["## Pairwise differences", "",
+              f"Significance at α = {alpha}. Per metric: {PAIRED_T_METHOD} (needs ≥ 2 seeds). For test accuracy "
+              f"also: {BOOTSTRAP_METHOD}.", ""]
+    for key, header, fmt in SUMMARY_METRICS:
+        text = pairwise_table(pairwise[key], fmt, header)
+        if text:
+            lines += [f"### {header}: paired t-test over seeds", "", text, ""]
+    boot = pairwise_table(pairwise["test_accuracy_bootstrap"], "pct", "test acc")
+    if boot:
+        lines += ["### test accuracy: paired bootstrap over test samples", "", boot, ""]
+    lines += ["## Per-seed rows", "", markdown_table(rows, extra_columns), ""]
+    rasters = [k for k in summary if (out_dir / f"raster_{k}.png").exists()]
     if rasters:
-        lines += ["## Spike rasters (first hidden layer, first test sample)", ""]
+        lines += ["## Spike rasters (first hidden layer, first test sample, first seed)", ""]
         lines += [f"![{k}](raster_{k}.png)" for k in rasters] + [""]
     atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
-    write_json(out_dir / "report.json", list(rows))
-    plot_learning_curves(out_dir / "learning_curves.png", histories)
-    plot_accuracy(out_dir / "accuracy.png", rows)
+    write_json(out_dir / "report.json", {"title": title, "command": command, "seeds": seeds, "rows": list(rows),
+                                         "summary": summary, "pairwise": pairwise, "budget": dict(budget or {})})
+    logger.debug("report written to %s", out_dir / "report.md")
     return table
+
+
+def _budget_text(budget: Mapping) -> str:
+    what = {"params": "parameter count", "time": "time per training batch (timing probe)"}[budget["match"]]
+    unit = "" if budget["match"] == "params" else " s"
+    widths = ", ".join(f"{k} {','.join(map(str, w))} ({_num(budget['values'][k])}{unit})"
+                       for k, w in budget["widths"].items())
+    return (f"Matched budget: {what} of `{budget['reference']}` at hidden {budget['reference_hidden']}: "
+            f"{_num(budget['target'])}{unit}. Hidden width per kind (measured {budget['match']}): {widths}.")
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.4g}"
