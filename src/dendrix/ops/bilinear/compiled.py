@@ -30,7 +30,7 @@ def _forward(s: Tensor, values: Tensor, start: Tensor, extra_pair: Tensor, in_fe
         if check:
             check_binary(s)
         return s.new_zeros(s.shape[0], out_features)
-    return sparse_forward(s, values, layout, engine, check)[0]
+    return sparse_forward(s, values, layout, engine, check)[0].contiguous()  # the numba engine returns a view
 
 
 def _forward_fake(s, values, start, extra_pair, in_features, m, out_features, engine, check):
