@@ -291,8 +291,9 @@ def test_dgn_noise_simulation_on_cuda_matches_cpu(cuda):
 def test_every_kind_compiles_fullgraph_on_cuda(kind, cuda):
     from compile_support import check_compiled_matches_eager, layer_for, spike_input
 
-    layer = layer_for(kind).to(cuda)
-    y = check_compiled_matches_eager(layer, spike_input(cuda), rtol=1e-5, atol=1e-5)
+    # float64: MMDEND compiles the plain form of its chunked kernel (equal up to rounding, see test_compile.py)
+    layer = layer_for(kind).to(cuda).double()
+    y = check_compiled_matches_eager(layer, spike_input(cuda, torch.float64), rtol=1e-7, atol=1e-10)
     assert y.abs().sum() > 0, f"{kind}: the layer is silent on {cuda}, the comparison would be vacuous"
 
 
