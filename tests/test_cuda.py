@@ -283,3 +283,23 @@ def test_dgn_noise_simulation_on_cuda_matches_cpu(cuda):
     assert mean_d.device.type == cuda.type
     torch.testing.assert_close(mean_d.cpu(), mean, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(var_d.cpu(), var, rtol=1e-8, atol=1e-12)
+
+
+# -- torch.compile(fullgraph=True) on the GPU, the loop of test_compile.py -----------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_compiles_fullgraph_on_cuda(kind, cuda):
+    from compile_support import check_compiled_matches_eager, layer_for, spike_input
+
+    # float64: MMDEND compiles the plain form of its chunked kernel (equal up to rounding, see test_compile.py)
+    layer = layer_for(kind).to(cuda).double()
+    y = check_compiled_matches_eager(layer, spike_input(cuda, torch.float64), rtol=1e-7, atol=1e-10)
+    assert y.abs().sum() > 0, f"{kind}: the layer is silent on {cuda}, the comparison would be vacuous"
+
+
+@pytest.mark.parametrize("kind", ["lif", "dgn", "dlif"])
+def test_inductor_compiles_representative_kinds_on_cuda(kind, cuda):
+    from compile_support import check_compiled_matches_eager, layer_for, spike_input
+
+    check_compiled_matches_eager(layer_for(kind).to(cuda), spike_input(cuda), backend="inductor",
+                                 rtol=1e-5, atol=1e-5)

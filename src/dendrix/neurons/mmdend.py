@@ -375,13 +375,17 @@ class MMDEND(Neuron):
         Bp = x2.shape[1] // D
         L = min(BLOCK, T)
         tail = T % L
-        names = [n for n, _ in self.named_parameters()]
-        view = _OperatorView(self)
+        if torch.compiler.is_compiling():  # AOTAutograd differentiates the traced operators; no thread switch
+            ops = tuple(self.kernel_operators(L, tail, dtype))
+        else:
+            names = [n for n, _ in self.named_parameters()]
+            view = _OperatorView(self)
 
-        def operators(*params: Tensor) -> tuple[Tensor, ...]:
-            return torch.func.functional_call(view, {"model." + n: p for n, p in zip(names, params)}, (L, tail, dtype))
+            def operators(*params: Tensor) -> tuple[Tensor, ...]:
+                return torch.func.functional_call(view, {"model." + n: p for n, p in zip(names, params)},
+                                                  (L, tail, dtype))
 
-        ops = serial_graph(operators, x2.shape[1], *self.parameters())
+            ops = serial_graph(operators, x2.shape[1], *self.parameters())
         M, beta, w, g_in, gain, offset = ops[:6]
         M_tail = ops[6] if tail else None
         if state is None:

@@ -174,16 +174,24 @@ class MaskedPSN(PSN):
         self.k = check_int("k", k, minimum=1, maximum=self.T)
         lam = check_range("lambda_init", lambda_init, 0.0, 1.0)
         self.register_buffer("_lambda", torch.tensor(lam))
+        # A Python copy of λ: ``streaming`` picks the code path from it, so neither eager nor compiled code
+        # reads the buffer's value to branch (kept in step by the setter and by load_state_dict).
+        self._lambda_value = float(lam)
         ones = torch.ones(self.T, self.T)
         self.register_buffer("mask", torch.tril(ones) * torch.triu(ones, -(self.k - 1)))
 
     @property
     def lambda_(self) -> float:
-        return float(self._lambda)
+        return self._lambda_value
 
     @lambda_.setter
     def lambda_(self, value: float) -> None:
-        self._lambda.fill_(check_range("lambda_", value, 0.0, 1.0))
+        self._lambda_value = check_range("lambda_", value, 0.0, 1.0)
+        self._lambda.fill_(self._lambda_value)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._lambda_value = float(self._lambda)
 
     @property
     def streaming(self) -> bool:  # type: ignore[override]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK_ELEMENTS", "chunk_steps", "reduce_to", "as_python_scalar", "axpy_"]
+__all__ = ["CHUNK_ELEMENTS", "chunk_steps", "reduce_to", "as_python_scalar", "axpy_", "result_dtype"]
 
 # Elements per chunk: below ATen's parallel grain size (32768), so chunk operators stay single-threaded and
 # cache-resident (2 x 128 KB for float32).
@@ -28,8 +28,12 @@ def reduce_to(grad: Tensor, shape: torch.Size) -> Tensor:
 
 
 def as_python_scalar(value: float | Tensor) -> float | Tensor:
-    """A one-element tensor as a Python float (operators then take it as a fused ``alpha``)."""
-    if isinstance(value, Tensor) and value.numel() == 1:
+    """A one-element tensor as a Python float (operators then take it as a fused ``alpha``).
+
+    While ``torch.compile`` traces, the tensor is returned as is: ``.item()`` would be a data-dependent value
+    the graph cannot branch on (the engines accept a one-element tensor wherever they accept a float).
+    """
+    if isinstance(value, Tensor) and value.numel() == 1 and not torch.compiler.is_compiling():
         return float(value.item())
     return value
 
@@ -40,3 +44,15 @@ def axpy_(out: Tensor, coef: float | Tensor, y: Tensor) -> None:
         out.add_(y, alpha=coef)
     else:
         out.addcmul_(coef, y)
+
+
+def result_dtype(a: Tensor | float, b: Tensor | float) -> torch.dtype:
+    """``torch.result_type(a, b)``, also while ``torch.compile`` traces (Dynamo cannot put a dtype-valued call in
+    a graph): there the same promotion is read from an addition of one-element stand-ins (0-dim for 0-dim
+    tensors, as promotion depends on it), which the compiler drops."""
+    if not torch.compiler.is_compiling():
+        return torch.result_type(a, b)
+
+    def stand_in(t):
+        return t if not isinstance(t, Tensor) else t.new_zeros(() if t.dim() == 0 else (1,))
+    return (stand_in(a) + stand_in(b)).dtype

@@ -5,7 +5,8 @@ between threads can cost more than the step itself (figures in ``docs/benchmarks
 the kernels"). Sequential kernels therefore switch to one thread while one
 time step has at most ``SERIAL_STEP_ELEMENTS`` elements, and restore the previous count afterwards. The switch
 is process-wide for its duration, so it is only used around code that does not run concurrently with other
-torch work of the same process.
+torch work of the same process. While ``torch.compile`` traces the code the switch is skipped (it is a Python
+side effect that a graph cannot hold).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ SERIAL_STEP_ELEMENTS = 1 << 16
 @contextmanager
 def serial_on_cpu(device: torch.device, step_numel: int) -> Iterator[None]:
     """One intra-op thread inside the block when ``device`` is a CPU and a step is small enough."""
+    if torch.compiler.is_compiling():  # a traced graph cannot switch threads; the compiled kernels choose their own
+        yield
+        return
     threads = torch.get_num_threads()
     if device.type != "cpu" or step_numel > SERIAL_STEP_ELEMENTS or threads == 1:
         yield

@@ -78,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
         "progress": True,       # tqdm progress bar
         "tensorboard": False,
         "select": "val",        # split for model selection: val | none (keep the last epoch)
+        "compile": False,       # torch.compile the training forward: false | true | a mode ("max-autotune", ...)
+        "precision": "fp32",    # fp32 | bf16 (autocast of the forward; neurons integrate in float32)
     },
 }
 
@@ -92,6 +94,8 @@ _CHOICES = {
     ("train", "optimizer"): ("adamw", "sgd"),
     ("train", "schedule"): ("cosine", "constant"),
     ("train", "select"): ("val", "none"),
+    ("train", "compile"): (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    ("train", "precision"): ("fp32", "bf16"),
     ("model", "readout"): ("mean", "ce_sum", "tet", "max"),
     ("model", "arch"): ("mlp", "seqimage", "sequence", "vgg11", "resnet18", "resnet19", "cnn", "sdt"),
     ("data", "in_memory"): ("auto", True, False),

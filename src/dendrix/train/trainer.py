@@ -263,6 +263,9 @@ class Trainer:
 
             ids = [dev.index] if dev.type == "cuda" else None
             self.net = DDP(self.model, device_ids=ids)
+        if tcfg["compile"] is not False:  # the training forward only; checkpoints and evaluation use self.model
+            mode = None if tcfg["compile"] in (True, "default") else tcfg["compile"]
+            self.net = torch.compile(self.net, mode=mode)
         self.optimizer = make_optimizer(self.model, tcfg)
         self.steps_per_epoch = self.train_data.num_batches(self.ctx.world_size)
         self.scheduler = make_scheduler(self.optimizer, tcfg, self.steps_per_epoch)
@@ -326,6 +329,7 @@ class Trainer:
         tcfg = self.cfg["train"]
         self.net.train()
         smoothing, clip = float(tcfg["label_smoothing"]), float(tcfg["grad_clip"])
+        bf16 = tcfg["precision"] == "bf16"
         loss_sum = correct = count = 0.0
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{tcfg['epochs']}", leave=False,
                    disable=not (tcfg["progress"] and self.ctx.is_main), dynamic_ncols=True, mininterval=0.5)
@@ -333,7 +337,8 @@ class Trainer:
                                           rank=self.ctx.rank, world=self.ctx.world_size)
         try:
             for i, (x, y) in enumerate(batches):
-                loss, logits = _forward_loss(self.net, self.model, x, y, smoothing)
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss, logits = _forward_loss(self.net, self.model, x, y, smoothing)
                 value = loss.detach().item()
                 bad = not math.isfinite(value)
                 if self.ctx.distributed:

@@ -21,7 +21,9 @@ import torch
 from torch import Tensor
 
 from ...validation import check_choice
+from ..custom_ops import compiling
 from ..dispatch import LazyEngine, resolve
+from .compiled import sparse_bilinear
 from .layout import PairLayout, build_layout, num_pairs, pair_index, triu_pairs
 from .reference import bilinear_reference, dense_matrix, dlif_current_reference
 from .sparse import HAVE_NUMBA, SparseBilinear, active_pairs, check_binary
@@ -67,6 +69,8 @@ def bilinear_form(s: Tensor, values: Tensor, layout: PairLayout, backend: str = 
     engine = resolve_backend(backend, s.device)
     if engine == "reference":
         return bilinear_reference(s, values, layout)
+    if compiling():  # Dynamo cannot trace numba, and the active-pair lists have data-dependent sizes
+        return sparse_bilinear(s, values, layout, engine, check_input)
     if layout.nnz == 0 or s.shape[0] == 0:
         if check_input:
             check_binary(s)

@@ -23,7 +23,8 @@ from torch.autograd.function import once_differentiable
 from ..dispatch import compute_dtype
 from .layout import PairLayout
 
-__all__ = ["SparseBilinear", "active_pairs", "HAVE_NUMBA", "check_binary"]
+__all__ = ["SparseBilinear", "active_pairs", "HAVE_NUMBA", "check_binary", "sparse_forward", "sparse_backward",
+           "saved_lists"]
 
 try:  # optional compiled CPU engine
     from . import kernels as _kernels
@@ -195,6 +196,78 @@ def _numba_grad_input(lists, g, main_val, extra_val, start, layout):
     return torch.from_numpy(gs)
 
 
+# ---------------------------------------------------------------------------------------------------- engines
+def sparse_forward(s: Tensor, values: Tensor, layout: PairLayout, engine: str, check: bool):
+    """``(y [R, out] in s's dtype, saved)``: the form by ``engine``; ``saved`` is what the backward needs besides
+    the values (the active lists of the numba and triton scans, the input itself for the torch engine)."""
+    dtype = compute_dtype(values)
+    sc = s.detach().to(dtype).contiguous()
+    vd = values.detach().to(dtype)
+    start = layout.start.to(values.device)
+    main_val = vd[:layout.pairs * layout.m]
+    extra_val = _pad_extra(vd, layout)
+    if engine == "numba":
+        out, aptr, aidx = _numba_forward(sc, main_val, extra_val, start, layout, check)
+        saved = (aptr, aidx)  # the active lists (≈ 4 bytes per input spike) replace a rescan of s
+    elif engine == "triton":
+        if check:
+            check_binary(s)
+        from . import triton as _triton  # lazy: Triton is optional and slow to import
+        out, aptr, aidx = _triton.forward(sc, main_val, extra_val, start, layout)
+        saved = (aptr, aidx)
+    else:
+        if check:
+            check_binary(s)
+        out = _torch_forward(sc, main_val, extra_val, start, layout)
+        saved = (s,)
+    return out.to(s.dtype), saved
+
+
+def saved_lists(s: Tensor, values: Tensor, engine: str) -> tuple[Tensor, ...]:
+    """What :func:`sparse_forward` saves for ``engine``, recomputed from ``s`` (the custom op's backward)."""
+    if engine == "torch":
+        return (s,)
+    sc = s.detach().to(compute_dtype(values)).contiguous()
+    if engine == "numba":
+        aptr, aidx, _ = _kernels.active_lists(_np(sc))
+        return torch.from_numpy(aptr), torch.from_numpy(aidx)
+    from . import triton as _triton
+    return _triton.active_lists(sc)
+
+
+def sparse_backward(grad: Tensor, values: Tensor | None, saved: tuple[Tensor, ...], layout: PairLayout,
+                    engine: str, s_dtype: torch.dtype, v_dtype: torch.dtype, need_s: bool, need_values: bool):
+    """``(dL/ds or None, dL/dvalues or None)`` from the output gradient ``grad`` ``[R, out]`` (``values`` is
+    only read for dL/ds)."""
+    dtype = compute_dtype(grad)
+    g = _extended_grad(grad, layout, dtype)
+    sc = saved[0].detach().to(dtype).contiguous() if engine == "torch" else None
+    if engine == "triton":
+        from . import triton as _triton
+    start = layout.start.to(grad.device)
+    grad_s = grad_values = None
+    if need_values:
+        if engine == "numba":
+            grad_values = _numba_grad_values(saved, g, start, layout)
+        elif engine == "triton":
+            grad_values = _triton.grad_values(saved, g, start, layout)
+        else:
+            gm, gx = _torch_grad_values(sc, g, start, layout)
+            grad_values = torch.cat([gm, gx[layout.extra_pair.to(gx.device)]])
+        grad_values = grad_values.to(v_dtype)
+    if need_s:
+        vd = values.detach().to(dtype)
+        main_val, extra_val = vd[:layout.pairs * layout.m], _pad_extra(vd, layout)
+        if engine == "numba":
+            gs = _numba_grad_input(saved, g, main_val, extra_val, start, layout)
+        elif engine == "triton":
+            gs = _triton.grad_input(saved, g, main_val, extra_val, start, layout)
+        else:
+            gs = _torch_grad_input(sc, g, main_val, extra_val, start, layout)
+        grad_s = gs.to(s_dtype)
+    return grad_s, grad_values
+
+
 # ---------------------------------------------------------------------------------------------------- autograd
 class SparseBilinear(torch.autograd.Function):
     """``y[r, o] = s_rᵀ K_o s_r = 2 Σ_{i<j} K_o,ij s_ri s_rj`` for binary ``s`` ``[R, n]``.
@@ -202,67 +275,22 @@ class SparseBilinear(torch.autograd.Function):
     Inputs: ``s``, ``values`` (all kept entries, layout order), the :class:`PairLayout`, the engine name, and
     whether to refuse non-binary ``s`` (the numba engine counts offending entries during its scan, for free).
     Gradients: ``d/dvalues = 2 Σ_r g[r, o] s_ri s_rj``; ``d/ds_b = 2 Σ_a K_o,ab s_a g[r, o]`` (the derivative
-    of the quadratic form, exact at binary points).
+    of the quadratic form, exact at binary points). Under ``torch.compile`` the same engines run behind the
+    custom op of ``compiled.py`` instead.
     """
 
     @staticmethod
     def forward(ctx, s: Tensor, values: Tensor, layout: PairLayout, engine: str,  # type: ignore[override]
                 check: bool = True) -> Tensor:
-        dtype = compute_dtype(values)
-        sc = s.detach().to(dtype).contiguous()
-        vd = values.detach().to(dtype)
-        start = layout.start.to(values.device)
-        main_val = vd[:layout.pairs * layout.m]
-        extra_val = _pad_extra(vd, layout)
-        if engine == "numba":
-            out, aptr, aidx = _numba_forward(sc, main_val, extra_val, start, layout, check)
-            saved = (aptr, aidx)  # the active lists (≈ 4 bytes per input spike) replace a rescan of s
-        elif engine == "triton":
-            if check:
-                check_binary(s)
-            from . import triton as _triton  # lazy: Triton is optional and slow to import
-            out, aptr, aidx = _triton.forward(sc, main_val, extra_val, start, layout)
-            saved = (aptr, aidx)
-        else:
-            if check:
-                check_binary(s)
-            out = _torch_forward(sc, main_val, extra_val, start, layout)
-            saved = (s,)
-        ctx.layout, ctx.engine = layout, engine
-        ctx.s_dtype, ctx.v_dtype = s.dtype, values.dtype
+        out, saved = sparse_forward(s, values, layout, engine, check)
+        ctx.layout, ctx.engine, ctx.s_dtype, ctx.v_dtype = layout, engine, s.dtype, values.dtype
         ctx.save_for_backward(values if ctx.needs_input_grad[0] else None, *saved)
-        return out.to(s.dtype)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         values, *saved = ctx.saved_tensors
-        layout: PairLayout = ctx.layout
-        dtype = compute_dtype(grad)
-        g = _extended_grad(grad, layout, dtype)
-        sc = saved[0].detach().to(dtype).contiguous() if ctx.engine == "torch" else None
-        if ctx.engine == "triton":
-            from . import triton as _triton
-        start = layout.start.to(grad.device)
-        grad_s = grad_values = None
-        if ctx.needs_input_grad[1]:
-            if ctx.engine == "numba":
-                grad_values = _numba_grad_values(saved, g, start, layout)
-            elif ctx.engine == "triton":
-                grad_values = _triton.grad_values(saved, g, start, layout)
-            else:
-                gm, gx = _torch_grad_values(sc, g, start, layout)
-                grad_values = torch.cat([gm, gx[layout.extra_pair.to(gx.device)]])
-        if ctx.needs_input_grad[0]:
-            vd = values.detach().to(dtype)
-            main_val, extra_val = vd[:layout.pairs * layout.m], _pad_extra(vd, layout)
-            if ctx.engine == "numba":
-                gs = _numba_grad_input(saved, g, main_val, extra_val, start, layout)
-            elif ctx.engine == "triton":
-                gs = _triton.grad_input(saved, g, main_val, extra_val, start, layout)
-            else:
-                gs = _torch_grad_input(sc, g, main_val, extra_val, start, layout)
-            grad_s = gs.to(ctx.s_dtype)
-        if grad_values is not None:
-            grad_values = grad_values.to(ctx.v_dtype)
+        grad_s, grad_values = sparse_backward(grad, values, tuple(saved), ctx.layout, ctx.engine, ctx.s_dtype,
+                                              ctx.v_dtype, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return grad_s, grad_values, None, None, None

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..common import result_dtype
+
 from ..dispatch import HALF_DTYPES, resolve, to_compute
 from .fft import fft_causal_conv, fft_recurrence, mode_powers
 from .modal import (ZOH, complex_dtype, complex_expm1, diagonalise, final_modes, free_response, real_system,
@@ -100,7 +102,7 @@ def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, me
     if not isinstance(a, Tensor):
         if isinstance(a, bool) or not isinstance(a, (int, float, complex)):
             raise TypeError(f"a must be a number or a tensor, got {type(a).__name__}")
-        a = torch.tensor(a, device=b.device, dtype=torch.result_type(torch.tensor(a), b))
+        a = torch.tensor(a, device=b.device, dtype=result_dtype(a, b))
     _check_tensor("a", a)
     if h0 is not None:
         _check_tensor("h0", h0)
@@ -130,7 +132,7 @@ def linear_recurrence(a: Tensor | float, b: Tensor, h0: Tensor | None = None, me
         else:
             method = "scan" if time_varying or T < _FFT_MIN_LENGTH else "fft"
 
-    out_dtype = torch.result_type(a, b) if h0 is None else torch.promote_types(torch.result_type(a, b), h0.dtype)
+    out_dtype = result_dtype(a, b) if h0 is None else torch.promote_types(result_dtype(a, b), h0.dtype)
     a, b, h0 = to_compute(a), to_compute(b), to_compute(h0)
     if backend == "reference":
         h = sequential_recurrence(a, b, h0, time_varying=time_varying)
@@ -168,7 +170,7 @@ def causal_conv(u: Tensor, kernel: Tensor, method: str = "auto") -> Tensor:
                          f"{tuple(u.shape)} ([T, B, *C]): its leading dims must broadcast to u.shape[1:]")
     if method == "auto":
         method = "direct" if kernel.shape[-1] <= _DIRECT_MAX_LAGS else "fft"
-    out_dtype = torch.result_type(u, kernel)
+    out_dtype = result_dtype(u, kernel)
     u, kernel = to_compute(u), to_compute(kernel)
     y = fft_causal_conv(u, kernel) if method == "fft" else direct_causal_conv(u, kernel)
     return y.to(out_dtype) if out_dtype in HALF_DTYPES else y
@@ -209,7 +211,9 @@ def modal_kernel(lam: Tensor, dt: Tensor | float, T: int, b: Tensor | None = Non
         dt = torch.tensor(float(dt), dtype=real_dtype, device=lam.device)
     dt = dt.to(real_dtype)
     dtlam = dt * lam
-    if bool((dtlam.real > 0).any()):
+    if torch.compiler.is_compiling():  # no data-dependent branch in a graph: the check runs as a graph op
+        torch._assert_async((dtlam.real <= 0).all(), "modal_kernel: every mode needs Re(dt*lam) <= 0")
+    elif bool((dtlam.real > 0).any()):
         raise ValueError("modal_kernel: every mode needs Re(dt*lam) <= 0 (a decaying or marginal mode); "
                          f"got max Re(dt*lam) = {dtlam.real.max().item():g}")
     bbar = complex_expm1(dtlam) / lam

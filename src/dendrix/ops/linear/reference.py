@@ -9,12 +9,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..common import result_dtype
+
 __all__ = ["sequential_recurrence", "direct_causal_conv", "direct_modal_kernel"]
 
 
 def sequential_recurrence(a: Tensor, b: Tensor, h0: Tensor | None = None, *, time_varying: bool = False) -> Tensor:
     """``h[t] = a[t] * h[t-1] + b[t]`` step by step (``a`` constant over time unless ``time_varying``)."""
-    dtype = torch.result_type(a, b)
+    dtype = result_dtype(a, b)
     h = torch.zeros(b.shape[1:], dtype=dtype, device=b.device) if h0 is None else h0.to(dtype)
     out = []
     for t in range(b.shape[0]):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..common import result_dtype
+
 __all__ = ["scan_recurrence", "loop_recurrence", "hillis_steele", "sequential_sweep"]
 
 
@@ -24,7 +26,7 @@ def hillis_steele(a: Tensor, b: Tensor, time_varying: bool) -> Tensor:
     ``a`` is ``[T, ...]`` if ``time_varying`` else broadcastable to ``b.shape[1:]``.
     """
     T = b.shape[0]
-    h = b.to(torch.result_type(a, b)).clone()
+    h = b.to(result_dtype(a, b)).clone()
     decay = a.clone() if time_varying else a
     d = 1
     while d < T:
@@ -42,7 +44,7 @@ def hillis_steele(a: Tensor, b: Tensor, time_varying: bool) -> Tensor:
 def sequential_sweep(a: Tensor, b: Tensor, time_varying: bool) -> Tensor:
     """The same result as :func:`hillis_steele` by a plain loop over t (no autograd): O(T) work, T small steps.
     On a busy CPU a first-order recurrence is memory-bound and this loop can beat the O(T log T) sweeps."""
-    h = b.to(torch.result_type(a, b)).clone()
+    h = b.to(result_dtype(a, b)).clone()
     for t in range(1, h.shape[0]):
         h[t] += (a[t] if time_varying else a) * h[t - 1]
     return h
@@ -68,7 +70,7 @@ class _ScanRecurrence(torch.autograd.Function):
         ctx.b_dtype = b.dtype
         if h0 is not None:  # fold the initial state into the first input
             first = (a[0] if time_varying else a) * h0 + b[0]
-            dtype = torch.result_type(first, b)
+            dtype = result_dtype(first, b)
             b = torch.cat([first.expand(b.shape[1:]).unsqueeze(0).to(dtype), b[1:].to(dtype)])
         h = solver(a, b, time_varying)
         ctx.h0_given = h0 is not None

@@ -310,7 +310,11 @@ class _ChunkedMMDEND(torch.autograd.Function):
 
 def serial_graph(fn, step_numel: int, *params: Tensor) -> tuple[Tensor, ...]:
     """``fn(*params)`` evaluated, and differentiated, on one intra-op thread on a CPU (:class:`_SerialGraph`);
-    ``step_numel`` is the per-step size that :func:`~dendrix.ops.threads.serial_on_cpu` judges by."""
+    ``step_numel`` is the per-step size that :func:`~dendrix.ops.threads.serial_on_cpu` judges by. While
+    ``torch.compile`` traces, ``fn`` is called directly (the graph is differentiated by AOTAutograd, and a traced
+    graph cannot switch threads)."""
+    if torch.compiler.is_compiling():
+        return tuple(fn(*params))
     return _SerialGraph.apply(fn, step_numel, *params)
 
 

@@ -1,0 +1,75 @@
+"""Every registered kind compiles with ``torch.compile(fullgraph=True)`` on CPU, forward and backward, equal to eager.
+
+``backend="aot_eager"`` checks the whole capture (Dynamo graph, no graph break, AOTAutograd backward, the custom
+ops' fake implementations) without inductor's C++ code generation, which takes tens of seconds per graph on a
+CPU; the real inductor backend compiles two representative kinds: PSN (plain tensor algebra, what inductor
+fuses) and DLIF (the sparse bilinear custom op beside a traced LIF soma). Inductor on a traced time loop (LIF,
+DGN) is left to ``benchmarks/bench_compile.py``: measured under load, 130 s (LIF) and 40 s (DGN) per test. The CUDA set (test_cuda.py) runs the same loop on a GPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dendrix
+from dendrix.models import build_model
+from dendrix.data import DatasetInfo
+from dendrix.ops.bilinear import build_layout
+from dendrix.ops.bilinear.compiled import sparse_bilinear
+
+from compile_support import check_compiled_matches_eager, layer_for, spike_input
+
+GRAD_TOL = dict(rtol=1e-5, atol=1e-6)
+# MMDEND compiles the plain form of its chunked kernel, equal to the fused one up to rounding: compared in
+# float64, where that rounding is far below the tolerance (in float32 a gradient differed by 5e-5 on two threads).
+FLOAT64_KINDS = {"mmdend": dict(rtol=1e-7, atol=1e-10)}
+
+
+@pytest.mark.parametrize("kind", dendrix.available())
+def test_every_kind_compiles_fullgraph_and_matches_eager(kind):
+    if kind in FLOAT64_KINDS:
+        layer, x, tol = layer_for(kind).double(), spike_input("cpu", torch.float64), FLOAT64_KINDS[kind]
+    else:
+        layer, x, tol = layer_for(kind), spike_input("cpu"), GRAD_TOL
+    y = check_compiled_matches_eager(layer, x, **tol)
+    assert y.abs().sum() > 0, f"{kind}: the layer is silent, the comparison would be vacuous"
+
+
+@pytest.mark.parametrize("kind", ["psn", "dlif"])
+def test_inductor_compiles_representative_kinds(kind):
+    check_compiled_matches_eager(layer_for(kind), spike_input("cpu"), backend="inductor", **GRAD_TOL)
+
+
+def test_model_with_dlif_compiles_fullgraph():
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "kind": "dlif", "hidden": [16], "weight_gain": 4.0},
+                        DatasetInfo("synthetic", 16, 3, 6))
+    check_compiled_matches_eager(model, spike_input("cpu"), spike_equal=False, **GRAD_TOL)
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_sparse_bilinear_custom_op_passes_opcheck(engine):
+    if engine == "numba" and not dendrix.ops.bilinear.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    layout = build_layout(12, 6, 0.4, torch.Generator().manual_seed(0))
+    values = torch.randn(layout.nnz, dtype=torch.float64, requires_grad=True)
+    s = spike_input("cpu", torch.float64, (5, 12)).requires_grad_(True)
+    args = (s, values, layout.start, layout.extra_pair, layout.in_features, layout.m, layout.out_features,
+            engine, True)
+    torch.library.opcheck(torch.ops.dendrix.sparse_bilinear.default, args)
+    # and the op's gradients are the eager autograd function's
+    y = sparse_bilinear(s, values, layout, engine, True)
+    gs, gv = torch.autograd.grad(y.sum(), (s, values))
+    y_ref = dendrix.ops.bilinear.bilinear_form(s, values, layout, backend=engine)
+    gs_ref, gv_ref = torch.autograd.grad(y_ref.sum(), (s, values))
+    assert torch.equal(y, y_ref)
+    torch.testing.assert_close(gs, gs_ref)
+    torch.testing.assert_close(gv, gv_ref)
+
+
+def test_compiled_dlif_still_refuses_non_binary_input():
+    layer = torch.compile(layer_for("dlif"), fullgraph=True, backend="aot_eager")
+    torch._dynamo.reset()
+    with pytest.raises(ValueError, match="binary spikes"):
+        layer(spike_input("cpu") * 0.5 + 0.25)
