@@ -65,6 +65,15 @@ class Registration:
         neuron_arguments: a function ``(kw) -> kw`` that adapts the keyword arguments before the class is
             called (e.g. clamp a masked PSN's band to the window); None for none.
         defaults: sensible training defaults (merged under a config's ``model.neuron`` by ``build_model``).
+        cpu_engine: what runs the sequence on CPU by default (one short phrase, for the support matrix).
+        gpu_engine: what runs it on CUDA by default (``backend="auto"``).
+        onnx: how :func:`dendrix.export.to_onnx` exports the kind: ``"step"`` (one time step with its state) or
+            ``"window"`` (the whole window of a kind that does not stream).
+        nir: whether :func:`dendrix.export.to_nir` can express the kind (as an exact NIR node).
+
+    Every kind compiles with ``torch.compile(fullgraph=True)`` (``tests/test_compile.py`` checks each registered
+    kind), so there is no trait for it. ``tests/test_support_matrix.py`` checks the ``onnx`` and ``nir`` traits
+    against the exporters and that ``docs/support-matrix.md`` is the table generated from these traits.
     """
 
     kind: str
@@ -82,6 +91,10 @@ class Registration:
     weight_gain: WeightGain = 1.0
     neuron_arguments: Callable[[dict], dict] | None = None
     defaults: dict = field(default_factory=dict)
+    cpu_engine: str = ""
+    gpu_engine: str = ""
+    onnx: str = "step"
+    nir: bool = False
 
     @property
     def owns_layer(self) -> bool:
@@ -98,7 +111,8 @@ def register(kind: str, cls: type, *, family: str, description: str, width: str 
              time_steps_arg: str = "T", streams: bool = True,
              layer: Union[bool, Callable[..., nn.Module], None] = None, neuron: Callable[..., nn.Module] | None = None,
              weight_gain: WeightGain = 1.0, neuron_arguments: Callable[[dict], dict] | None = None,
-             defaults: dict | None = None) -> Registration:
+             defaults: dict | None = None, cpu_engine: str = "", gpu_engine: str = "", onnx: str | None = None,
+             nir: bool = False) -> Registration:
     """Register ``cls`` as neuron kind ``kind`` with its traits (see :class:`Registration`); returns the entry."""
     if not isinstance(kind, str) or not kind:
         raise TypeError(f"kind must be a non-empty str, got {kind!r}")
@@ -113,9 +127,13 @@ def register(kind: str, cls: type, *, family: str, description: str, width: str 
     if not (callable(weight_gain) or (isinstance(weight_gain, (int, float)) and weight_gain > 0)):
         raise ValueError(f"register({kind!r}): weight_gain must be a positive number or a callable, "
                          f"got {weight_gain!r}")
+    onnx = onnx if onnx is not None else ("step" if streams else "window")
+    if onnx not in ("step", "window"):
+        raise ValueError(f"register({kind!r}): onnx must be 'step' or 'window', got {onnx!r}")
     kind = kind.lower()
     entry = Registration(kind, cls, family, description, width, per_channel, own_recurrence, needs_time_steps,
-                         time_steps_arg, streams, layer, neuron, weight_gain, neuron_arguments, dict(defaults or {}))
+                         time_steps_arg, streams, layer, neuron, weight_gain, neuron_arguments, dict(defaults or {}),
+                         cpu_engine, gpu_engine, onnx, bool(nir))
     if kind in _REGISTRY and _REGISTRY[kind].cls is not cls:
         raise ValueError(f"neuron kind {kind!r} is already registered (to {_REGISTRY[kind].cls.__name__})")
     _REGISTRY[kind] = entry

@@ -397,4 +397,5 @@ def dlif_soma(n: int, *, tau: float = 2.0, v_threshold: float = 1.0, decay_input
 
 register("dlif", DLIFLinear, family="dendritic", layer=True, neuron=dlif_soma,
          description="LIF with dendritic bilinear integration I = Ws + sᵀKs, sparse symmetric K (ICLR 2026)",
-         defaults={"sparsity": 0.9})
+         defaults={"sparsity": 0.9},
+         cpu_engine="numba AND-pair kernels (ops.bilinear) + fused LIF soma", gpu_engine="Triton bilinear + LIF kernels")

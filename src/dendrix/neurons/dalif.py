@@ -117,4 +117,5 @@ class DALIF(Neuron):
 
 
 register("dalif", DALIF, family="lif", width="channels", per_channel=True,
-         description="dual adaptive LIF: learned input (alpha) and leak (beta) decays (Zhang et al. 2025)")
+         description="dual adaptive LIF: learned input (alpha) and leak (beta) decays (Zhang et al. 2025)",
+         cpu_engine="fused sequence kernel (ops.lif)", gpu_engine="Triton kernel (ops.lif)")

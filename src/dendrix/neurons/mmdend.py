@@ -506,4 +506,5 @@ class MMDEND(Neuron):
 
 register("mmdend", MMDEND, family="dendritic", width="channels",
          description="MMDEND: channel windows → tridiagonal compartment chains (FFT) → tanh branches → "
-                     "leaky soma → SSF integer spikes")
+                     "leaky soma → SSF integer spikes",
+         cpu_engine="chunked block kernel (ops.mmdend)", gpu_engine="FFT (ops.linear)")

@@ -319,11 +319,14 @@ def _sliding_psn_arguments(kw: dict) -> dict:
 
 
 register("psn", PSN, family="parallel", needs_time_steps=True, streams=False,
-         description="Parallel spiking neuron (Fang et al. 2023): H = W X + B with a dense T×T W; not causal")
+         description="Parallel spiking neuron (Fang et al. 2023): H = W X + B with a dense T×T W; not causal",
+         cpu_engine="one T×T matmul", gpu_engine="one T×T matmul")
 register("masked_psn", MaskedPSN, family="parallel", needs_time_steps=True, streams=False,
          neuron_arguments=_masked_psn_arguments,
          description="Masked PSN (Fang et al. 2023): T×T W masked to a causal band of width k, blended by λ",
-         defaults={"k": 4, "lambda_init": 1.0})
+         defaults={"k": 4, "lambda_init": 1.0},
+         cpu_engine="one masked T×T matmul", gpu_engine="one masked T×T matmul")
 register("sliding_psn", SlidingPSN, family="parallel", neuron_arguments=_sliding_psn_arguments,
          description="Sliding PSN (Fang et al. 2023): shared causal kernel of length k, exponential init",
-         defaults={"k": 4})
+         defaults={"k": 4},
+         cpu_engine="causal conv1d", gpu_engine="causal conv1d")
