@@ -82,7 +82,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Architecture-specific model options beyond DEFAULTS["model"] (their defaults live in the model classes).
-_EXTRA_MODEL_KEYS = {"conv_channels", "kernel_size", "d_model", "depth", "bidirectional"}
+_EXTRA_MODEL_KEYS = {"conv_channels", "kernel_size", "d_model", "depth", "bidirectional", "output"}
 _FREE_FORM = {("data", "options"), ("model", "neuron")}
 
 _CHOICES = {
@@ -90,6 +90,7 @@ _CHOICES = {
     ("train", "schedule"): ("cosine", "constant"),
     ("train", "select"): ("val", "none"),
     ("model", "readout"): ("mean", "ce_sum", "max"),
+    ("model", "output"): ("linear", "spiking"),
     ("model", "arch"): ("mlp", "seqimage", "sequence"),
     ("data", "in_memory"): ("auto", True, False),
 }
