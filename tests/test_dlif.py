@@ -149,7 +149,8 @@ def test_bilinear_matrix_and_set_bilinear_matrix():
     A = torch.randn(3, 8, 8)
     A = A + A.transpose(1, 2)
     A = A - torch.diag_embed(torch.diagonal(A, dim1=1, dim2=2))
-    m.set_bilinear_matrix(A)
+    with pytest.warns(UserWarning, match="dropped"):  # masked entries of A are dropped only when asked
+        m.set_bilinear_matrix(A, strict=False)
     kept = K != 0
     got = m.bilinear_matrix()
     torch.testing.assert_close(got[kept], A[kept])
@@ -273,3 +274,87 @@ def test_recording_captures_membrane_and_current():
         m(spikes(5, 2, 6))
     states = next(iter(rec.states.values()))
     assert states["v"].shape == (5, 2, 2) and states["current"].shape == (5, 2, 2)
+
+
+# -- issue 14: reset option, masked entries, small layers ---------------------------------------------------------
+def _lif_trace(current, tau, reset):
+    """The soma written out: H = V + (I − V)/tau, S = Θ(H − 1), soft V = H − S or hard V = H (1 − S)."""
+    v = torch.zeros_like(current[0])
+    out, hs = [], []
+    for i_t in current:
+        h = v + (i_t - v) / tau
+        s = (h >= 1.0).to(h.dtype)
+        v = h - s if reset == "soft" else h * (1 - s)
+        out.append(s)
+        hs.append(h)
+    return torch.stack(out), torch.stack(hs), v
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+def test_reset_option_trace(reset):
+    torch.manual_seed(0)
+    m = DLIFLinear(12, 5, sparsity=0.5, reset=reset, bias=False).double()
+    with torch.no_grad():
+        m.weight.mul_(6.0)
+    x = spikes(40, 3, 12, rate=0.4, dtype=torch.float64)
+    with dendrix.record(m) as rec:
+        y, state = m.run(x)
+    (name,) = rec.layers()
+    s_ref, h_ref, v_ref = _lif_trace(rec.states[name]["current"], 2.0, reset)
+    assert y.sum() > 20 and torch.equal(y, s_ref)
+    torch.testing.assert_close(rec.states[name]["v"], h_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(state.v, v_ref, rtol=0, atol=1e-12)
+    if reset == "hard":  # after every spike the membrane is exactly 0
+        assert bool((state.v[y[-1] == 1] == 0).all())
+    assert DLIFLinear(12, 5).reset == "soft"
+    other = DLIFLinear(12, 5, sparsity=0.5, reset="hard" if reset == "soft" else "soft", bias=False).double()
+    other.load_state_dict(m.state_dict())
+    assert not torch.equal(other(x), y)  # the option matters on this input
+    soma = dendrix.spiking_neuron("dlif", 5, reset=reset)
+    assert (soma.v_reset is None) == (reset == "soft")
+    with pytest.raises(ValueError, match="reset"):
+        DLIFLinear(12, 5, reset="zero")
+
+
+def test_set_bilinear_matrix_refuses_masked_entries_unless_told():
+    torch.manual_seed(0)
+    m = DLIFLinear(8, 3, sparsity=0.5)
+    K = m.bilinear_matrix().detach()
+    kept = K != 0
+    A = torch.randn(3, 8, 8)
+    A = A + A.transpose(1, 2)
+    A = A - torch.diag_embed(torch.diagonal(A, dim1=1, dim2=2))
+    masked = int(((A != 0) & ~kept).triu(1).sum())
+    assert masked > 0
+    before = m.bilinear_values.detach().clone()
+    with pytest.raises(ValueError, match=f"K has {masked} non-zero entries"):
+        m.set_bilinear_matrix(A)
+    assert torch.equal(m.bilinear_values, before)  # nothing written
+    m.set_bilinear_matrix(A * kept)  # only kept entries: accepted silently
+    torch.testing.assert_close(m.bilinear_matrix()[kept], A[kept])
+    with pytest.warns(UserWarning, match=f"{masked} non-zero entries.*dropped"):
+        m.set_bilinear_matrix(A, strict=False)
+
+
+def test_small_layer_keeps_its_pair_or_warns():
+    """DLIFLinear(2, 1) has one pair; at the default sparsity it is usually dropped: then a warning names the
+    layer (a neuron without pairs is silently LIF otherwise)."""
+    import warnings as _w
+
+    warned = kept = 0
+    for seed in range(40):
+        with _w.catch_warnings(record=True) as caught:
+            _w.simplefilter("always")
+            m = DLIFLinear(2, 1, seed=seed)
+        has_pair = m.bilinear_values.numel() > 0
+        messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        assert has_pair or any("DLIFLinear(2, 1, sparsity=0.9)" in msg and "keep no pair" in msg
+                               for msg in messages), seed
+        warned += bool(messages)
+        kept += has_pair
+        assert not (has_pair and messages)
+    assert warned > 0 and kept + warned == 40
+    with _w.catch_warnings():
+        _w.simplefilter("error")
+        DLIFLinear(64, 32)  # every neuron keeps pairs: no warning
+        DLIFLinear(2, 1, sparsity=1.0)  # no K asked for: no warning

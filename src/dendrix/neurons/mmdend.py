@@ -42,8 +42,8 @@ def channel_windows(channels: int, branches: int | None = None, window: int | No
     and ``(J − 1)·S + D' = D`` (the last window ends at the last channel).
 
     * neither window nor stride: the stride S whose windows (``D' = D − (J − 1)·S``, neighbours overlapping by
-      ``D' − S`` channels) make the fraction of channels that feed more than one branch closest to ``overlap`` (default 0.25, the paper's best setting, Fig. 7; ties go to
-      the larger stride). ``overlap=0`` gives the most nearly disjoint windows, ``S = floor(D/J)``: disjoint
+      ``D' − S`` channels) make the fraction of channels that feed more than one branch closest to
+      ``overlap`` (default 0.25, the paper's best setting, Fig. 7; ties go to the larger stride). ``overlap=0`` gives the most nearly disjoint windows, ``S = floor(D/J)``: disjoint
       when J divides D. J = branches, default 2. E.g. D = 128: J = 2 gives S = 48, D' = 80 (25 % shared);
       J = 4 gives S = 29, D' = 41 (28.1 %).
     * window only: ``S = (D − D')/(J − 1)``, which must be an integer (any S for J = 1, which needs D' = D).
