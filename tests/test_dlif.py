@@ -358,3 +358,86 @@ def test_small_layer_keeps_its_pair_or_warns():
         _w.simplefilter("error")
         DLIFLinear(64, 32)  # every neuron keeps pairs: no warning
         DLIFLinear(2, 1, sparsity=1.0)  # no K asked for: no warning
+
+
+# -- issue 14: independent per-neuron masks by default ------------------------------------------------------------
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("n,out,density", [(2, 1, 1.0), (7, 3, 0.5), (12, 5, 0.3), (9, 1, 0.4), (10, 20, 0.1),
+                                           (16, 6, 0.0), (30, 40, 0.05)])
+def test_independent_masks_match_dense_reference_forward_and_gradients(engine, n, out, density):
+    from dendrix.ops.bilinear import build_independent_layout
+
+    lay = build_independent_layout(n, out, density, generator=torch.Generator().manual_seed(n * 7 + out))
+    vals = torch.randn(lay.nnz, dtype=torch.float64, requires_grad=True)
+    s = spikes(37, n, rate=0.4, seed=n, dtype=torch.float64).requires_grad_(True)
+    ref = bilinear_reference(s, vals, lay)
+    got = bilinear_form(s, vals, lay, backend=engine)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    if lay.nnz == 0:
+        return
+    w = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * w).sum(), [s, vals])
+    g_got = torch.autograd.grad((got * w).sum(), [s, vals])
+    for a, b in zip(g_got, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def _shared_fraction(layer):
+    """Mean over neighbouring neurons (o, o + 1) of the fraction of all pairs kept by both."""
+    K = layer.bilinear_matrix().detach() != 0
+    kept = K.flatten(1).float()
+    return float((kept[:-1] * kept[1:]).sum(1).mean() / (layer._n * (layer._n - 1)))
+
+
+def test_neighbouring_neurons_share_pairs_as_independent_masks_do():
+    """Default masks: neighbours share about d² of the pairs (within 2x); the cyclic option shares far more."""
+    d = 0.1
+    layer = DLIFLinear(40, 64, sparsity=1 - d, seed=0)
+    assert layer.mask == "independent"
+    shared = _shared_fraction(layer)
+    assert 0.5 * d * d < shared < 2 * d * d
+    assert abs(layer.mask_density() - d) < 0.01
+    cyclic = DLIFLinear(40, 64, sparsity=1 - d, seed=0, mask="cyclic")
+    assert _shared_fraction(cyclic) > 4 * d * d
+    # per-neuron kept fraction stays the paper's Bernoulli(d)
+    per_neuron = (layer.bilinear_matrix().detach() != 0).flatten(1).float().mean(1) * 40 / 39
+    assert float((per_neuron - d).abs().max()) < 0.04
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_independent_mask_layers_equal_the_reference_backend(engine):
+    x = spikes(6, 3, 15, rate=0.3, seed=9, dtype=torch.float64)
+    for build in (lambda b: DLIFLinear(15, 6, sparsity=0.7, backend=b, seed=3),
+                  lambda b: DLIFConv2d(15, 4, 3, sparsity=0.7, backend=b, seed=3)):
+        results = []
+        for backend in (engine, "reference"):
+            torch.manual_seed(0)
+            layer = build(backend).double()
+            with torch.no_grad():
+                layer.bilinear_values.mul_(20.0)
+            inp = (x if isinstance(layer, DLIFLinear) else x[..., None, None].expand(6, 3, 15, 4, 4).contiguous())
+            inp = inp.clone().requires_grad_(True)
+            y = layer(inp)
+            params = [inp] + [p for p in layer.parameters() if p.requires_grad]
+            results.append((y, torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum()
+                                                   + layer.input_current(inp[0]).pow(2).sum(), params)))
+        (y_e, g_e), (y_r, g_r) = results
+        assert torch.equal(y_e, y_r)
+        for a, b in zip(g_e, g_r):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_mask_option_state_dicts_and_triton():
+    cyclic = DLIFLinear(9, 4, sparsity=0.6, seed=1, mask="cyclic")
+    with pytest.raises(RuntimeError, match="mask='cyclic'"):
+        DLIFLinear(9, 4, sparsity=0.6, seed=2).load_state_dict(cyclic.state_dict())
+    with pytest.raises(RuntimeError, match="mask='independent'"):
+        DLIFLinear(9, 4, sparsity=0.6, seed=2, mask="cyclic").load_state_dict(DLIFLinear(9, 4, seed=1).state_dict())
+    a, b = DLIFLinear(9, 4, sparsity=0.6, seed=1), DLIFLinear(9, 4, sparsity=0.6, seed=2)
+    b.load_state_dict(a.state_dict())  # the saved independent mask (its random size) is adopted
+    x = spikes(6, 2, 9, rate=0.5)
+    assert torch.equal(a(x), b(x)) and torch.equal(a.bilinear_matrix(), b.bilinear_matrix())
+    with pytest.raises(RuntimeError, match="cyclic-window masks only"):
+        DLIFLinear(9, 4, backend="triton")(x)
+    with pytest.raises(ValueError, match="mask"):
+        DLIFLinear(9, 4, mask="random")

@@ -28,7 +28,8 @@ def _inputs() -> dict[str, torch.Tensor]:
 
 
 # Defaults changed after the reference was measured (issue 14): the old options, passed explicitly.
-OLD_DEFAULTS = {"dgn": {"gate": "clamp"}, "sdgn": {"gate": "clamp"}, "mmdend": {"overlap": 0}}
+OLD_DEFAULTS = {"dgn": {"gate": "clamp"}, "sdgn": {"gate": "clamp"}, "mmdend": {"overlap": 0},
+                "dlif": {"mask": "cyclic"}}
 
 
 def _model(kind: str, recurrent: bool) -> SpikingMLP:

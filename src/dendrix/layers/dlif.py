@@ -30,8 +30,8 @@ from torch import Tensor, nn
 
 from ..contract import Neuron
 from ..neurons.lif import LIF
-from ..ops.bilinear import (BACKENDS, PairLayout, bilinear_form, build_layout, dense_matrix, low_rank_dense,
-                            low_rank_form, num_pairs)
+from ..ops.bilinear import (BACKENDS, MASKS, IndependentLayout, PairLayout, bilinear_form, build_mask,
+                            dense_matrix, low_rank_dense, low_rank_form, num_pairs)
 from ..ops.lif import BACKENDS as LIF_BACKENDS
 from ..ops.lif import lif_sequence
 from ..registry import register
@@ -52,9 +52,11 @@ class _Bilinear(Neuron):
 
     def __init__(self, n: int, out: int, sparsity: float, rank: int | None, tau: float, v_threshold: float,
                  decay_input: bool, detach_reset: bool, surrogate: SurrogateLike, backend: str, lif_backend: str,
-                 check_input: bool, k_init: float | None, seed: int | None, reset: str = "soft"):
+                 check_input: bool, k_init: float | None, seed: int | None, reset: str = "soft",
+                 mask: str = "independent"):
         super().__init__()
         self.reset = check_choice("reset", reset, RESETS)
+        self.mask = check_choice("mask", mask, MASKS)
         self.sparsity = check_range("sparsity", sparsity, 0.0, 1.0)
         if rank is not None:
             rank = check_int("rank", rank, minimum=1)
@@ -82,10 +84,14 @@ class _Bilinear(Neuron):
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         gen = torch.Generator().manual_seed(int(seed))
-        layout = build_layout(n, out, 1.0 - self.sparsity, generator=gen)
-        self.register_buffer("window_start", layout.start)
-        self.register_buffer("extra_pairs", layout.extra_pair)
-        self._m = layout.m
+        layout = build_mask(n, out, 1.0 - self.sparsity, self.mask, generator=gen)
+        if self.mask == "cyclic":
+            self.register_buffer("window_start", layout.start)
+            self.register_buffer("extra_pairs", layout.extra_pair)
+            self._m = layout.m
+        else:
+            self.register_buffer("mask_ptr", layout.ptr)
+            self.register_buffer("mask_outputs", layout.outputs)
         self.bilinear_values = nn.Parameter(torch.empty(layout.nnz).uniform_(-bound, bound, generator=gen))
         if self.sparsity < 1.0:
             self._warn_empty_neurons(layout)
@@ -107,9 +113,11 @@ class _Bilinear(Neuron):
 
     # -- K ------------------------------------------------------------------------------------------------
     @property
-    def layout(self) -> PairLayout:
+    def layout(self) -> PairLayout | IndependentLayout:
         if self.rank is not None:
             raise AttributeError("a low-rank DLIF layer has no sparse pair layout")
+        if self.mask == "independent":
+            return IndependentLayout(self._n, self._out, self.mask_ptr, self.mask_outputs)
         return PairLayout(self._n, self._out, self._m, self.window_start, self.extra_pairs)
 
     def bilinear_matrix(self) -> Tensor:
@@ -178,10 +186,19 @@ class _Bilinear(Neuron):
                             f"{weight.dtype}; convert one of them (e.g. layer.to({x.dtype}))")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The number of pairs with an extra kept output is random: adopt the saved mask's sizes.
-        key = prefix + "extra_pairs"
-        if key in state_dict and "extra_pairs" in self._buffers and self.extra_pairs.shape != state_dict[key].shape:
-            self.extra_pairs = torch.empty_like(state_dict[key], device=self.extra_pairs.device)
+        # The number of kept entries is random: adopt the saved mask's sizes.
+        for name in ("extra_pairs", "mask_outputs"):
+            key = prefix + name
+            if key in state_dict and name in self._buffers and self._buffers[name].shape != state_dict[key].shape:
+                self._buffers[name] = torch.empty_like(state_dict[key], device=self._buffers[name].device)
+        if self.rank is None and prefix + "pair_outputs" not in state_dict:
+            saved = ("cyclic" if prefix + "window_start" in state_dict else
+                     "independent" if prefix + "mask_ptr" in state_dict else None)
+            if saved is not None and saved != self.mask:
+                raise RuntimeError(f"{self._describe()}: this state dict holds a {saved!r} mask "
+                                   f"({'window_start' if saved == 'cyclic' else 'mask_ptr, mask_outputs'}) but the "
+                                   f"layer was built with mask={self.mask!r}; build it with mask={saved!r} to load "
+                                   f"it (dendrix before issue 14 built cyclic masks by default)")
         key = prefix + "bilinear_values"
         if key in state_dict and self.bilinear_values is not None and self.bilinear_values.shape != state_dict[key].shape:
             self.bilinear_values = nn.Parameter(torch.empty_like(state_dict[key], device=self.bilinear_values.device))
@@ -240,7 +257,7 @@ class _Bilinear(Neuron):
         return counts
 
     def _extra(self) -> str:
-        kind = f"rank={self.rank}" if self.rank is not None else f"sparsity={self.sparsity:g}"
+        kind = f"rank={self.rank}" if self.rank is not None else f"sparsity={self.sparsity:g}, mask={self.mask!r}"
         return (f"{kind}, tau={self.tau:g}, v_threshold={self.v_threshold:g}, {self.reset} reset, "
                 f"surrogate={self.surrogate!r}, backend={self.backend!r}")
 
@@ -265,6 +282,10 @@ _ARGS_DOC = """
         check_input: refuse non-binary input on the sparse paths (one scan of the input). Default True.
         k_init: K entries are initialised uniform in [-k_init, k_init]; default 1/n.
         seed: seed of the random mask (and of the K initial values); default drawn from torch's global RNG.
+        mask: ``"independent"`` (default: every neuron keeps each pair independently with probability
+            1 − sparsity, the paper's per-neuron random masks) or ``"cyclic"`` (windows on the output ring: the
+            same law per neuron, but neighbouring neurons share most kept pairs; contiguous, faster kernels and
+            the only layout of the Triton engine). See ``docs/dlif.md``.
 """
 
 
@@ -285,12 +306,12 @@ class DLIFLinear(_Bilinear):
                  bias: bool = True, tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True,
                  detach_reset: bool = False, surrogate: SurrogateLike = "atan", backend: str = "auto",
                  lif_backend: str = "auto", check_input: bool = True, k_init: float | None = None,
-                 seed: int | None = None, reset: str = "soft"):
+                 seed: int | None = None, reset: str = "soft", mask: str = "independent"):
         n = check_int("in_features", in_features, minimum=2)
         out = check_int("out_features", out_features, minimum=1)
         self._n, self._out = n, out
         super().__init__(n, out, sparsity, rank, tau, v_threshold, decay_input, detach_reset, surrogate, backend,
-                         lif_backend, check_input, k_init, seed, reset)
+                         lif_backend, check_input, k_init, seed, reset, mask)
         self.in_features, self.out_features = n, out
         lin = nn.Linear(n, out, bias=bias)  # PyTorch's default initialisation of W and b
         self.weight = lin.weight
@@ -345,7 +366,7 @@ class DLIFConv2d(_Bilinear):
                  tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True, detach_reset: bool = False,
                  surrogate: SurrogateLike = "atan", backend: str = "auto", lif_backend: str = "auto",
                  check_input: bool = True, k_init: float | None = None, seed: int | None = None,
-                 reset: str = "soft"):
+                 reset: str = "soft", mask: str = "independent"):
         n = check_int("in_channels", in_channels, minimum=2)
         out = check_int("out_channels", out_channels, minimum=1)
         k = check_int("kernel_size", kernel_size, minimum=1)
@@ -353,7 +374,7 @@ class DLIFConv2d(_Bilinear):
         self.padding = k // 2 if padding is None else check_int("padding", padding, minimum=0)
         self._n, self._out = n, out
         super().__init__(n, out, sparsity, rank, tau, v_threshold, decay_input, detach_reset, surrogate, backend,
-                         lif_backend, check_input, k_init, seed, reset)
+                         lif_backend, check_input, k_init, seed, reset, mask)
         self.in_channels, self.out_channels, self.kernel_size = n, out, k
         self.conv = nn.Conv2d(n, out, k, stride=self.stride, padding=self.padding, bias=bias)
 
@@ -413,7 +434,7 @@ class DLIFConv2d(_Bilinear):
 
 
 # Keywords of DLIF's synapses (the bilinear current), refused by spiking_neuron("dlif", n), which is the soma alone.
-_SYNAPSE_ARGUMENTS = ("sparsity", "rank", "bias", "backend", "check_input", "k_init", "seed")
+_SYNAPSE_ARGUMENTS = ("sparsity", "rank", "bias", "backend", "check_input", "k_init", "seed", "mask")
 
 
 def dlif_soma(n: int, *, tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True,
