@@ -26,10 +26,13 @@ def _pair(i, j, n):
 
 @njit(fastmath=True, cache=True)
 def _forward_rows(aptr, aidx, n, ptr, outputs, values, out, r0, r1):
-    for r in range(r0, r1):
-        for x in range(aptr[r], aptr[r + 1]):
-            i = aidx[x]
-            for y in range(x + 1, aptr[r + 1]):
+    # by first input (as kernels.py): the values of the pairs (i, ·) are one contiguous region, which stays in
+    # cache while every row of the block where i fires is served
+    start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+    for i in range(n):
+        for q in range(start[i], start[i + 1]):
+            r = rows[q]
+            for y in range(pos[q] + 1, aptr[r + 1]):
                 p = _pair(i, aidx[y], n)
                 for k in range(ptr[p], ptr[p + 1]):
                     out[r, outputs[k]] += values[k]
@@ -75,9 +78,11 @@ def grad_input(aptr, aidx, n, ptr, outputs, values, g, blocks):
     R = aptr.shape[0] - 1
     gs = np.zeros((R, n), values.dtype)
     for blk in prange(blocks):
-        for r in range(R * blk // blocks, R * (blk + 1) // blocks):
-            for x in range(aptr[r], aptr[r + 1]):
-                a = aidx[x]
+        r0, r1 = R * blk // blocks, R * (blk + 1) // blocks
+        start, rows, _ = _bucket_by_input(aptr, aidx, n, r0, r1)
+        for a in range(n):  # by active input: the pairs containing a are reused by every row where a fires
+            for q in range(start[a], start[a + 1]):
+                r = rows[q]
                 for b in range(n):
                     if b == a:
                         continue
