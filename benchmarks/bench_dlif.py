@@ -4,6 +4,9 @@
     python benchmarks/bench_dlif.py --quick    # small smoke run
     python benchmarks/bench_dlif.py --device cuda   # on a GPU ("auto": the Triton engine when Triton imports)
     python benchmarks/bench_dlif.py --device cuda --backend torch   # a given bilinear engine
+    python benchmarks/bench_dlif.py --rates 0.05 --repeat 3 --skip-conv   # one shape only
+
+Every DLIF row is measured with both masks, ``mask="independent"`` (the default) and ``mask="cyclic"``.
 
 Times are medians of forward and forward+backward (``.sum().backward()``); memory is the harness's
 saved-for-backward count (parameters saved by the graph included). The input spikes do not require a gradient
@@ -55,13 +58,16 @@ def linear_case(n_in, n_out, T, B, rate, repeat, sparsity, with_input_grad):
     torch.manual_seed(0)
     x = spikes((T, B, n_in), rate).to(DEVICE)
     ref = SpikingLinear(n_in, n_out, LIF(v_reset=None)).to(DEVICE)
-    dlif = DLIFLinear(n_in, n_out, sparsity=sparsity, backend=BACKEND).to(DEVICE)
-    rows = interleaved([("Linear+LIF", lambda: ref(x), list(ref.parameters())),
-                        (f"DLIF s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()))], repeat)
+    layers = {mask: DLIFLinear(n_in, n_out, sparsity=sparsity, backend=BACKEND, mask=mask).to(DEVICE)
+              for mask in ("independent", "cyclic")}
+    rows = interleaved([("Linear+LIF", lambda: ref(x), list(ref.parameters()))]
+                       + [(f"DLIF s={sparsity:g} {mask}", (lambda d=d: d(x)), list(d.parameters()))
+                          for mask, d in layers.items()], repeat)
     if with_input_grad:
         xg = x.clone().requires_grad_(True)
-        rows += interleaved([("Linear+LIF, input grad", lambda: ref(xg), list(ref.parameters()) + [xg]),
-                             (f"DLIF s={sparsity:g}, input grad", lambda: dlif(xg), list(dlif.parameters()) + [xg])],
+        rows += interleaved([("Linear+LIF, input grad", lambda: ref(xg), list(ref.parameters()) + [xg])]
+                            + [(f"DLIF s={sparsity:g} {mask}, input grad", (lambda d=d: d(xg)),
+                                list(d.parameters()) + [xg]) for mask, d in layers.items()],
                             max(1, repeat // 2))
     return rows
 
@@ -76,9 +82,11 @@ def conv_case(c_in, c_out, T, B, hw, rate, repeat, sparsity):
         y = conv(x.reshape(T * B, c_in, hw, hw))
         return lif(y.view(T, B, *y.shape[1:]))
 
-    dlif = DLIFConv2d(c_in, c_out, 3, sparsity=sparsity, backend=BACKEND).to(DEVICE)
-    return interleaved([("Conv2d+LIF", ref, list(conv.parameters())),
-                        (f"DLIFConv2d s={sparsity:g}", lambda: dlif(x), list(dlif.parameters()))], repeat)
+    layers = {mask: DLIFConv2d(c_in, c_out, 3, sparsity=sparsity, backend=BACKEND, mask=mask).to(DEVICE)
+              for mask in ("independent", "cyclic")}
+    return interleaved([("Conv2d+LIF", ref, list(conv.parameters()))]
+                       + [(f"DLIFConv2d s={sparsity:g} {mask}", (lambda d=d: d(x)), list(d.parameters()))
+                          for mask, d in layers.items()], repeat)
 
 
 def main(argv=None):
@@ -87,6 +95,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--backend", default="auto", choices=[b for b in BACKENDS if b != "reference"],
                     help="bilinear engine of the DLIF layers (auto: numba on CPU, triton on CUDA when available)")
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.01, 0.20], help="input rates (full run)")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds (full run)")
+    ap.add_argument("--skip-conv", action="store_true", help="no DLIFConv2d table")
     args = ap.parse_args(argv)
     global DEVICE, BACKEND
     DEVICE = torch.device(args.device)
@@ -101,14 +112,16 @@ def main(argv=None):
         conv = dict(c_in=8, c_out=16, T=2, B=2, hw=8, rate=0.05)
         repeat = 1
     else:
-        settings = [dict(n_in=700, n_out=128, T=250, B=32, rate=r) for r in (0.05, 0.01, 0.20)]
+        settings = [dict(n_in=700, n_out=128, T=250, B=32, rate=r) for r in args.rates]
         conv = dict(c_in=64, c_out=128, T=4, B=8, hw=32, rate=0.05)
-        repeat = 5
+        repeat = args.repeat
     for i, st in enumerate(settings):
         print(f"\n### DLIFLinear({st['n_in']} -> {st['n_out']}), T={st['T']}, B={st['B']}, "
               f"input rate {100 * st['rate']:g} %\n")
         rows = linear_case(**st, repeat=repeat, sparsity=0.9, with_input_grad=(i == 0))
         print(format_table(rows, "Linear+LIF"))
+    if args.skip_conv:
+        return
     print(f"\n### DLIFConv2d({conv['c_in']} -> {conv['c_out']}, 3x3), {conv['hw']}x{conv['hw']} maps, T={conv['T']}, "
           f"B={conv['B']}, input rate {100 * conv['rate']:g} %\n")
     print(format_table(conv_case(**conv, repeat=repeat, sparsity=0.9), "Conv2d+LIF"))

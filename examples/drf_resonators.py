@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     with torch.no_grad():  # positive branch weights so every branch's resonance adds to the soma
         model.weight.abs_()
     plain = DRF(channels, branches=4, adaptive_threshold=False, dt_min=0.05, dt_max=0.2)
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "threshold_logits"})
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "alpha_logits"})
 
     # 1. Frequency response of each branch of one neuron
     ch = int(torch.argmax(model.step_size()))

@@ -15,7 +15,7 @@ import torch
 import dendrix
 from dendrix.models import build_model
 from dendrix.data import DatasetInfo
-from dendrix.ops.bilinear import build_layout
+from dendrix.ops.bilinear import build_independent_layout, build_layout
 from dendrix.ops.bilinear.compiled import sparse_bilinear
 
 from compile_support import check_compiled_matches_eager, layer_for, spike_input
@@ -59,6 +59,24 @@ def test_sparse_bilinear_custom_op_passes_opcheck(engine):
             engine, True)
     torch.library.opcheck(torch.ops.dendrix.sparse_bilinear.default, args)
     # and the op's gradients are the eager autograd function's
+    y = sparse_bilinear(s, values, layout, engine, True)
+    gs, gv = torch.autograd.grad(y.sum(), (s, values))
+    y_ref = dendrix.ops.bilinear.bilinear_form(s, values, layout, backend=engine)
+    gs_ref, gv_ref = torch.autograd.grad(y_ref.sum(), (s, values))
+    assert torch.equal(y, y_ref)
+    torch.testing.assert_close(gs, gs_ref)
+    torch.testing.assert_close(gv, gv_ref)
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_independent_bilinear_custom_op_passes_opcheck(engine):
+    if engine == "numba" and not dendrix.ops.bilinear.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    layout = build_independent_layout(12, 6, 0.4, torch.Generator().manual_seed(0))
+    values = torch.randn(layout.nnz, dtype=torch.float64, requires_grad=True)
+    s = spike_input("cpu", torch.float64, (5, 12)).requires_grad_(True)
+    args = (s, values, layout.ptr, layout.outputs, layout.in_features, layout.out_features, engine, True)
+    torch.library.opcheck(torch.ops.dendrix.independent_bilinear.default, args)
     y = sparse_bilinear(s, values, layout, engine, True)
     gs, gv = torch.autograd.grad(y.sum(), (s, values))
     y_ref = dendrix.ops.bilinear.bilinear_form(s, values, layout, backend=engine)

@@ -71,7 +71,7 @@ def test_gradients_fused_equal_reference(channels, reset, parameterization):
                        channels=channels, backend=backend).double()
         y = neuron(x)
         loss = (y * torch.linspace(-1, 1, N, dtype=torch.float64)).sum()
-        grads.append((y, *torch.autograd.grad(loss, [x, neuron.alpha_raw, neuron.beta_raw])))
+        grads.append((y, *torch.autograd.grad(loss, [x, neuron.alpha_logit, neuron.beta_logit])))
     assert torch.equal(grads[0][0], grads[1][0])
     for a, b in zip(grads[0][1:], grads[1][1:]):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
@@ -109,9 +109,59 @@ def test_half_precision_works(dtype):
 
 def test_record_and_registry():
     layer = dendrix.spiking_layer("dalif", 4, N, per_channel=True)
-    assert layer.neuron.alpha_raw.shape == (N,)
+    assert layer.neuron.alpha_logit.shape == (N,)
     model = torch.nn.Sequential(dendrix.spiking_layer("dalif", 4, N))
     with dendrix.record(model) as rec:
         y = model(torch.rand(T, B, 4) * 3)
     (name,) = rec.layers()
     assert torch.equal((rec.states[name]["v"] >= 1.0).float(), y)
+
+
+# -- issue 14: decays stay in (0, 1) -----------------------------------------------------------------------------
+@pytest.mark.parametrize("parameterization", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("channels", [None, N])
+def test_decays_stay_in_unit_interval_under_an_adversarial_optimiser(parameterization, channels):
+    """100 Adam steps at a large learning rate that push α down and β up (then the other way): the decays
+    approach the bounds but never leave (0, 1)."""
+    neuron = DALIF(parameterization=parameterization, channels=channels)
+    opt = torch.optim.Adam(neuron.parameters(), lr=5.0)
+    seen = []
+    for step in range(100):
+        sign = 1.0 if step < 50 else -1.0
+        opt.zero_grad()
+        (sign * (neuron.alpha.sum() - neuron.beta.sum())).backward()  # minimised by α → 0, β → 1 (then reverse)
+        opt.step()
+        with torch.no_grad():
+            seen.append(torch.cat([neuron.alpha.flatten(), neuron.beta.flatten()]))
+    seen = torch.stack(seen)
+    assert torch.all(seen > 0) and torch.all(seen < 1)
+    assert seen.min() < 1e-3 and seen.max() > 0.999  # the optimiser did push them to the bounds
+    y = neuron(_input(4))
+    assert torch.isfinite(y).all()
+
+
+def test_tanh_default_is_bounded_and_keeps_the_initial_decays():
+    neuron = DALIF(alpha_init=0.3, beta_init=0.9)
+    torch.testing.assert_close(neuron.alpha, torch.tensor(0.3))
+    torch.testing.assert_close(neuron.beta, torch.tensor(0.9))
+    with torch.no_grad():
+        neuron.beta_logit.fill_(-1e4)
+    assert 0 <= neuron.beta.item() < 1e-6 and not hasattr(neuron, "beta_raw")
+
+
+@pytest.mark.parametrize("parameterization", ["tanh", "sigmoid"])
+def test_earlier_checkpoints_convert_or_fail_clearly(parameterization, caplog):
+    import math
+
+    old_alpha, old_beta = 0.35, 0.8  # decays of a checkpoint saved with f = tanh(raw) or sigmoid(raw)
+    inv = math.atanh if parameterization == "tanh" else (lambda v: math.log(v / (1 - v)))
+    old = {"alpha_raw": torch.tensor(inv(old_alpha)), "beta_raw": torch.tensor(inv(old_beta))}
+    neuron = DALIF(parameterization=parameterization)
+    with caplog.at_level("WARNING", logger="dendrix.neurons.dalif"):
+        neuron.load_state_dict(old)
+    assert "alpha_logit" in caplog.text
+    torch.testing.assert_close(neuron.alpha, torch.tensor(old_alpha))
+    torch.testing.assert_close(neuron.beta, torch.tensor(old_beta))
+    if parameterization == "tanh":  # a negative decay of the unbounded form cannot be represented
+        with pytest.raises(ValueError, match=r"beta_raw.*\(0, 1\)"):
+            DALIF().load_state_dict({"alpha_raw": torch.tensor(0.5), "beta_raw": torch.tensor(-0.5)})

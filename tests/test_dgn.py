@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dendrix.layers.dgn import DGNLinear, DGNRecurrentState, DGNState
+from dendrix.neurons.dgn import DGN
 from dendrix.ops.dgn import apply_gate, dgn_membrane, gate_derivative, synaptic_trace
 from dendrix.surrogate import Rectangular
 
@@ -148,11 +149,11 @@ def test_gradients_flow_through_traces_to_presynaptic_spikes():
 # -- model properties ---------------------------------------------------------------------------------------------
 def test_zero_conductance_reduces_to_current_based_lif_with_synaptic_traces():
     """C = 0 fixes ρ = 1 − dt·g_l: the layer is snnTorch's Synaptic neuron (subtractive reset by the previous
-    step's spike) driven by dt·W·z, with α = exp(-dt/τ_s) and β = 1 − dt·g_l."""
+    step's spike) driven by dt·W·z, with α = exp(-dt/τ_s) and β = 1 − dt·g_l (the clamp gate: ρ = β exactly)."""
     snntorch = pytest.importorskip("snntorch")
     torch.manual_seed(0)
     tau_s, g_leak, dt = 4.0, 0.25, 0.8
-    layer = DGNLinear(10, 6, tau_s=tau_s, g_leak=g_leak, dt=dt)
+    layer = DGNLinear(10, 6, tau_s=tau_s, g_leak=g_leak, dt=dt, gate="clamp")
     with torch.no_grad():
         layer.conductance.zero_()
         layer.weight.mul_(3)
@@ -278,3 +279,31 @@ def test_invalid_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="recurrent_weight and recurrent_conductance"):
         dgn_membrane(torch.zeros(2, 1, 3), torch.zeros(2, 1, 3), torch.zeros(1, 3), torch.zeros(1, 3), dt=1.0,
                      threshold=1.0, recurrent_weight=torch.zeros(3, 3))
+
+
+def test_default_gate_is_the_papers_sigmoid():
+    """Issue 14: φ defaults to the paper's sigmoid truncation (the clamp stays an option)."""
+    assert DGNLinear(4, 3).gate == "sigmoid" and DGN(3).gate == "sigmoid"
+    assert DGNLinear(4, 3, gate="clamp").gate == "clamp"
+    layer = DGNLinear(4, 3, recurrent=True)
+    a = torch.linspace(-3, 3, 7)
+    torch.testing.assert_close(layer.gate_values((1.0 - a) / layer.dt), torch.sigmoid(a))
+
+
+def test_spiking_mlp_with_a_dgn_readout_is_the_papers_184k_network():
+    """700-128-20 DGN with a DGN readout layer (output="spiking"): 184,320 parameters as in the paper; the
+    readout is applied to the output layer's spikes."""
+    from dendrix.models import SpikingMLP, count_parameters
+
+    torch.manual_seed(0)
+    net = SpikingMLP(700, 20, (128,), kind="dgn", output="spiking")
+    assert isinstance(net.output, DGNLinear) and net.output.gate == "sigmoid"
+    assert count_parameters(net) == 184_320
+    assert count_parameters(SpikingMLP(700, 20, (128,), kind="sdgn", output="spiking")) == 92_308
+    assert count_parameters(SpikingMLP(700, 20, (128,), kind="dgn")) == 181_780  # Linear readout with bias
+    x = (torch.rand(12, 3, 700) < 0.2).float()
+    per_step = net(x, per_step=True)
+    assert per_step.shape == (12, 3, 20) and set(per_step.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(net(x), per_step.mean(0))
+    with pytest.raises(ValueError, match="output"):
+        SpikingMLP(700, 20, (128,), kind="dgn", output="dgn")

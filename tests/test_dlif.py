@@ -149,7 +149,8 @@ def test_bilinear_matrix_and_set_bilinear_matrix():
     A = torch.randn(3, 8, 8)
     A = A + A.transpose(1, 2)
     A = A - torch.diag_embed(torch.diagonal(A, dim1=1, dim2=2))
-    m.set_bilinear_matrix(A)
+    with pytest.warns(UserWarning, match="dropped"):  # masked entries of A are dropped only when asked
+        m.set_bilinear_matrix(A, strict=False)
     kept = K != 0
     got = m.bilinear_matrix()
     torch.testing.assert_close(got[kept], A[kept])
@@ -273,3 +274,170 @@ def test_recording_captures_membrane_and_current():
         m(spikes(5, 2, 6))
     states = next(iter(rec.states.values()))
     assert states["v"].shape == (5, 2, 2) and states["current"].shape == (5, 2, 2)
+
+
+# -- issue 14: reset option, masked entries, small layers ---------------------------------------------------------
+def _lif_trace(current, tau, reset):
+    """The soma written out: H = V + (I − V)/tau, S = Θ(H − 1), soft V = H − S or hard V = H (1 − S)."""
+    v = torch.zeros_like(current[0])
+    out, hs = [], []
+    for i_t in current:
+        h = v + (i_t - v) / tau
+        s = (h >= 1.0).to(h.dtype)
+        v = h - s if reset == "soft" else h * (1 - s)
+        out.append(s)
+        hs.append(h)
+    return torch.stack(out), torch.stack(hs), v
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+def test_reset_option_trace(reset):
+    torch.manual_seed(0)
+    m = DLIFLinear(12, 5, sparsity=0.5, reset=reset, bias=False).double()
+    with torch.no_grad():
+        m.weight.mul_(6.0)
+    x = spikes(40, 3, 12, rate=0.4, dtype=torch.float64)
+    with dendrix.record(m) as rec:
+        y, state = m.run(x)
+    (name,) = rec.layers()
+    s_ref, h_ref, v_ref = _lif_trace(rec.states[name]["current"], 2.0, reset)
+    assert y.sum() > 20 and torch.equal(y, s_ref)
+    torch.testing.assert_close(rec.states[name]["v"], h_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(state.v, v_ref, rtol=0, atol=1e-12)
+    if reset == "hard":  # after every spike the membrane is exactly 0
+        assert bool((state.v[y[-1] == 1] == 0).all())
+    assert DLIFLinear(12, 5).reset == "soft"
+    other = DLIFLinear(12, 5, sparsity=0.5, reset="hard" if reset == "soft" else "soft", bias=False).double()
+    other.load_state_dict(m.state_dict())
+    assert not torch.equal(other(x), y)  # the option matters on this input
+    soma = dendrix.spiking_neuron("dlif", 5, reset=reset)
+    assert (soma.v_reset is None) == (reset == "soft")
+    with pytest.raises(ValueError, match="reset"):
+        DLIFLinear(12, 5, reset="zero")
+
+
+def test_set_bilinear_matrix_refuses_masked_entries_unless_told():
+    torch.manual_seed(0)
+    m = DLIFLinear(8, 3, sparsity=0.5)
+    K = m.bilinear_matrix().detach()
+    kept = K != 0
+    A = torch.randn(3, 8, 8)
+    A = A + A.transpose(1, 2)
+    A = A - torch.diag_embed(torch.diagonal(A, dim1=1, dim2=2))
+    masked = int(((A != 0) & ~kept).triu(1).sum())
+    assert masked > 0
+    before = m.bilinear_values.detach().clone()
+    with pytest.raises(ValueError, match=f"K has {masked} non-zero entries"):
+        m.set_bilinear_matrix(A)
+    assert torch.equal(m.bilinear_values, before)  # nothing written
+    m.set_bilinear_matrix(A * kept)  # only kept entries: accepted silently
+    torch.testing.assert_close(m.bilinear_matrix()[kept], A[kept])
+    with pytest.warns(UserWarning, match=f"{masked} non-zero entries.*dropped"):
+        m.set_bilinear_matrix(A, strict=False)
+
+
+def test_small_layer_keeps_its_pair_or_warns():
+    """DLIFLinear(2, 1) has one pair; at the default sparsity it is usually dropped: then a warning names the
+    layer (a neuron without pairs is silently LIF otherwise)."""
+    import warnings as _w
+
+    warned = kept = 0
+    for seed in range(40):
+        with _w.catch_warnings(record=True) as caught:
+            _w.simplefilter("always")
+            m = DLIFLinear(2, 1, seed=seed)
+        has_pair = m.bilinear_values.numel() > 0
+        messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        assert has_pair or any("DLIFLinear(2, 1, sparsity=0.9)" in msg and "keep no pair" in msg
+                               for msg in messages), seed
+        warned += bool(messages)
+        kept += has_pair
+        assert not (has_pair and messages)
+    assert warned > 0 and kept + warned == 40
+    with _w.catch_warnings():
+        _w.simplefilter("error")
+        DLIFLinear(64, 32)  # every neuron keeps pairs: no warning
+        DLIFLinear(2, 1, sparsity=1.0)  # no K asked for: no warning
+
+
+# -- issue 14: independent per-neuron masks by default ------------------------------------------------------------
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("n,out,density", [(2, 1, 1.0), (7, 3, 0.5), (12, 5, 0.3), (9, 1, 0.4), (10, 20, 0.1),
+                                           (16, 6, 0.0), (30, 40, 0.05)])
+def test_independent_masks_match_dense_reference_forward_and_gradients(engine, n, out, density):
+    from dendrix.ops.bilinear import build_independent_layout
+
+    lay = build_independent_layout(n, out, density, generator=torch.Generator().manual_seed(n * 7 + out))
+    vals = torch.randn(lay.nnz, dtype=torch.float64, requires_grad=True)
+    s = spikes(37, n, rate=0.4, seed=n, dtype=torch.float64).requires_grad_(True)
+    ref = bilinear_reference(s, vals, lay)
+    got = bilinear_form(s, vals, lay, backend=engine)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    if lay.nnz == 0:
+        return
+    w = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * w).sum(), [s, vals])
+    g_got = torch.autograd.grad((got * w).sum(), [s, vals])
+    for a, b in zip(g_got, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def _shared_fraction(layer):
+    """Mean over neighbouring neurons (o, o + 1) of the fraction of all pairs kept by both."""
+    K = layer.bilinear_matrix().detach() != 0
+    kept = K.flatten(1).float()
+    return float((kept[:-1] * kept[1:]).sum(1).mean() / (layer._n * (layer._n - 1)))
+
+
+def test_neighbouring_neurons_share_pairs_as_independent_masks_do():
+    """Default masks: neighbours share about d² of the pairs (within 2x); the cyclic option shares far more."""
+    d = 0.1
+    layer = DLIFLinear(40, 64, sparsity=1 - d, seed=0)
+    assert layer.mask == "independent"
+    shared = _shared_fraction(layer)
+    assert 0.5 * d * d < shared < 2 * d * d
+    assert abs(layer.mask_density() - d) < 0.01
+    cyclic = DLIFLinear(40, 64, sparsity=1 - d, seed=0, mask="cyclic")
+    assert _shared_fraction(cyclic) > 4 * d * d
+    # per-neuron kept fraction stays the paper's Bernoulli(d)
+    per_neuron = (layer.bilinear_matrix().detach() != 0).flatten(1).float().mean(1) * 40 / 39
+    assert float((per_neuron - d).abs().max()) < 0.04
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_independent_mask_layers_equal_the_reference_backend(engine):
+    x = spikes(6, 3, 15, rate=0.3, seed=9, dtype=torch.float64)
+    for build in (lambda b: DLIFLinear(15, 6, sparsity=0.7, backend=b, seed=3),
+                  lambda b: DLIFConv2d(15, 4, 3, sparsity=0.7, backend=b, seed=3)):
+        results = []
+        for backend in (engine, "reference"):
+            torch.manual_seed(0)
+            layer = build(backend).double()
+            with torch.no_grad():
+                layer.bilinear_values.mul_(20.0)
+            inp = (x if isinstance(layer, DLIFLinear) else x[..., None, None].expand(6, 3, 15, 4, 4).contiguous())
+            inp = inp.clone().requires_grad_(True)
+            y = layer(inp)
+            params = [inp] + [p for p in layer.parameters() if p.requires_grad]
+            results.append((y, torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum()
+                                                   + layer.input_current(inp[0]).pow(2).sum(), params)))
+        (y_e, g_e), (y_r, g_r) = results
+        assert torch.equal(y_e, y_r)
+        for a, b in zip(g_e, g_r):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_mask_option_state_dicts_and_triton():
+    cyclic = DLIFLinear(9, 4, sparsity=0.6, seed=1, mask="cyclic")
+    with pytest.raises(RuntimeError, match="mask='cyclic'"):
+        DLIFLinear(9, 4, sparsity=0.6, seed=2).load_state_dict(cyclic.state_dict())
+    with pytest.raises(RuntimeError, match="mask='independent'"):
+        DLIFLinear(9, 4, sparsity=0.6, seed=2, mask="cyclic").load_state_dict(DLIFLinear(9, 4, seed=1).state_dict())
+    a, b = DLIFLinear(9, 4, sparsity=0.6, seed=1), DLIFLinear(9, 4, sparsity=0.6, seed=2)
+    b.load_state_dict(a.state_dict())  # the saved independent mask (its random size) is adopted
+    x = spikes(6, 2, 9, rate=0.5)
+    assert torch.equal(a(x), b(x)) and torch.equal(a.bilinear_matrix(), b.bilinear_matrix())
+    with pytest.raises(RuntimeError, match="cyclic-window masks only"):
+        DLIFLinear(9, 4, backend="triton")(x)
+    with pytest.raises(ValueError, match="mask"):
+        DLIFLinear(9, 4, mask="random")

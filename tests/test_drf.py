@@ -117,7 +117,7 @@ def test_kernel_matches_direct_evaluation_and_impulse_response():
 
 
 def test_adaptive_threshold_formula_and_rate():
-    model = _model(threshold_window=3).double()
+    model = _model(threshold_window=3, threshold_weights="softmax").double()
     with torch.no_grad():
         model.threshold_logits.copy_(torch.randn(5, 3))
     x = _input(400)
@@ -222,3 +222,77 @@ def test_extra_feature_dims_stream_like_forward():
     y_a, state = model.run(x[:7])
     y_b, _ = model.run(x[7:], state)
     assert torch.equal(torch.cat([y_a, y_b]), y)
+
+
+# -- issue 14: the paper's threshold (detached pre-spikes, independent α in (0, 1)) -------------------------------
+def _spike_jacobian(model, h):
+    """∂S[t]/∂H[s] [T, T] of channel 0, batch row 0, through the threshold (H given directly)."""
+    h = h.clone().requires_grad_()
+    spikes, _, _ = model._fire(h, None)
+    rows = []
+    for t in range(h.shape[0]):
+        (g,) = torch.autograd.grad(spikes[t, 0, 0], h, retain_graph=True)
+        rows.append(g[:, 0, 0])
+    return torch.stack(rows)
+
+
+def test_threshold_passes_no_gradient_to_earlier_steps_by_default():
+    """∂S[t]/∂H[t−m] = 0 for m ≥ 1 by default (the paper); threshold_grad=True keeps the old, non-zero path."""
+    # H near the pre-spike threshold every step, so the surrogate of every pre-spike is far from zero
+    h = (1.0 + 0.3 * torch.sin(torch.arange(10.0))).double().view(10, 1, 1).expand(10, 1, 2).contiguous()
+    paper = _spike_jacobian(_model(2, threshold_window=4).double(), h)
+    assert torch.all(paper.diagonal() != 0)
+    assert torch.equal(paper, torch.diag(paper.diagonal()))  # all off-diagonal entries exactly 0
+    old = _spike_jacobian(_model(2, threshold_window=4, threshold_grad=True).double(), h)
+    torch.testing.assert_close(old.diagonal(), paper.diagonal())
+    for t in range(4, 10):
+        for m in range(1, 5):
+            assert old[t, t - m] != 0
+    # the pre-spikes still pass gradient to α, and streaming steps match the whole-sequence call
+    model = _model(threshold_window=4).double()
+    x = _input(40, C=5)
+    model(x).sum().backward()
+    assert model.alpha_logits.grad is not None and model.alpha_logits.grad.abs().sum() > 0
+    state, steps = None, []
+    with torch.no_grad():
+        for x_t in x:
+            s_t, state = model.step(x_t, state)
+            steps.append(s_t)
+        assert torch.equal(torch.stack(steps), model(x))
+
+
+def test_threshold_weights_are_independent_in_the_unit_interval():
+    model = _model(threshold_window=4).double()
+    assert model.threshold_mode == "sigmoid" and model.threshold_logits is None
+    torch.testing.assert_close(model.threshold_weights(), torch.full((5, 4), 0.25, dtype=torch.float64))
+    softmax = _model(threshold_window=4, threshold_weights="softmax").double()
+    x = _input(300, C=5)
+    assert torch.equal(model(x), softmax(x))  # same initial threshold as the softmax init
+    assert torch.sigmoid(_model(threshold_window=1).alpha_logits).flatten().tolist() == [0.5] * 5
+    with torch.no_grad():
+        model.alpha_logits.copy_(torch.linspace(-30, 30, 20).view(5, 4))
+    alpha = model.threshold_weights()
+    assert torch.all(alpha > 0) and torch.all(alpha < 1)
+    assert alpha.sum(-1).max() > 1.5  # not tied to a sum of 1: the threshold can exceed V_pre + 1
+    _, _, th = _traces(model, 5 * x)
+    assert th.max() > 2.0 and th.min() >= 1.0
+    with pytest.raises(ValueError, match="threshold_weights"):
+        DRF(3, threshold_weights="relu")
+    with pytest.raises(TypeError, match="threshold_grad"):
+        DRF(3, threshold_grad=1)
+
+
+def test_softmax_checkpoint_loads_into_the_sigmoid_default_with_the_same_alpha(caplog):
+    old = _model(threshold_window=3, threshold_weights="softmax").double()
+    with torch.no_grad():
+        old.threshold_logits.copy_(torch.randn(5, 3))
+    new = _model(threshold_window=3, seed=5).double()
+    with caplog.at_level("WARNING", logger="dendrix.neurons.drf"):
+        new.load_state_dict(old.state_dict())
+    assert "alpha_logits" in caplog.text
+    torch.testing.assert_close(new.threshold_weights(), old.threshold_weights())
+    x = _input(200, C=5)
+    assert torch.equal(new(x), old(x))
+    back = _model(threshold_window=3, threshold_weights="softmax").double()
+    with pytest.raises(RuntimeError, match="threshold_logits"):  # the reverse needs an explicit choice
+        back.load_state_dict(new.state_dict())

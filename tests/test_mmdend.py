@@ -18,8 +18,11 @@ def _seq(T, *shape, seed=0, scale=2.0, dtype=torch.float64):
 
 # -- grouping ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("D, kw, expect", [
-    (8, {"branches": 2}, (2, 4, 4)),
-    (10, {"branches": 3}, (3, 4, 3)),
+    (8, {"branches": 2, "overlap": 0}, (2, 4, 4)),
+    (10, {"branches": 3, "overlap": 0}, (3, 4, 3)),
+    (8, {"branches": 2}, (2, 5, 3)),
+    (128, {"branches": 2}, (2, 80, 48)),
+    (128, {"branches": 4}, (4, 41, 29)),
     (7, {"branches": 1}, (1, 7, 1)),
     (12, {"window": 6, "stride": 2}, (4, 6, 2)),
     (12, {"window": 8, "branches": 3}, (3, 8, 2)),
@@ -53,6 +56,8 @@ def test_grouping_covers_every_channel(D, kw, expect):
     ({"branch_activation": "softsign"}, "branch_activation"),
     ({"tau_soma": -1.0}, "tau_soma"),
     ({"coupling": 0.0}, "coupling must be non-zero"),
+    ({"overlap": 1.5}, "overlap"),
+    ({"overlap": 0.25, "window": 4}, "overlap"),
 ])
 def test_invalid_arguments(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -383,3 +388,34 @@ def test_backend_and_method_vocabulary():
         MMDEND(4, method="fft", backend="reference")
     with pytest.raises(ValueError, match="backend must be one of"):
         MMDEND(4, backend="triton")
+
+
+# -- issue 14: the paper's channel sharing by default ------------------------------------------------------------
+def test_default_grouping_shares_about_a_quarter_of_the_channels():
+    """Fig. 7's best setting: about 25 % of the channels feed more than one branch (overlap=0: disjoint)."""
+    assert MMDEND(128, branches=2).branch_proportions() == {1: 0.75, 2: 0.25}
+    assert MMDEND(128, branches=4).branch_proportions() == {1: 0.71875, 2: 0.28125, 3: 0.0, 4: 0.0}
+    assert MMDEND(128, branches=2, overlap=0).branch_proportions() == {1: 1.0, 2: 0.0}
+    assert MMDEND(128).branches == 2 and MMDEND(128).window == 80
+    for D in (16, 50, 64, 100, 128, 256, 700):
+        for J in (2, 3, 4):
+            props = MMDEND(D, branches=J).branch_proportions()
+            shared = sum(f for n, f in props.items() if n > 1)
+            assert abs(shared - 0.25) <= (J - 1) * J / (2 * D) + 1e-6, (D, J, props)  # nearest integer stride
+            assert max(n for n, f in props.items() if f > 0) <= 2
+    assert MMDEND(128, branches=2, overlap=0.5).branch_proportions() == {1: 0.5, 2: 0.5}
+    assert MMDEND(12, branches=3, overlap=1.0).branch_proportions() == pytest.approx({1: 1 / 6, 2: 1 / 6, 3: 2 / 3})
+
+
+def test_overlapping_default_paths_agree():
+    """The default (overlapping) grouping: the whole-sequence call equals the step loop (the definition)."""
+    torch.manual_seed(0)
+    m = MMDEND(24, branches=3).double()
+    assert m.window > m.stride
+    x = torch.randn(40, 2, 24, dtype=torch.float64)
+    state, steps = None, []
+    with torch.no_grad():
+        for x_t in x:
+            s_t, state = m.step(x_t, state)
+            steps.append(s_t)
+        torch.testing.assert_close(m(x), torch.stack(steps), rtol=0, atol=0)

@@ -66,8 +66,9 @@ class DGNLinear(Neuron):
         g_leak: leak conductance g_l (default 0.2; ≥ 0). With C = 0 the gate is the constant 1 − dt·g_l.
         dt: Euler step (default 1.0; > 0).
         threshold: θ of the spike and the soft reset (default 1.0; > 0).
-        gate: φ, ``"clamp"`` (default; clamp to [0, 1], gradient 1 on [0, 1] and 0 outside, so a saturated gate
-            passes no gradient to G) or ``"sigmoid"`` (the logistic function of 1 − dt·G, never saturated).
+        gate: φ, ``"sigmoid"`` (default, the paper's truncation: the logistic function of 1 − dt·G, never
+            saturated) or ``"clamp"`` (clamp to [0, 1], gradient 1 on [0, 1] and 0 outside, so a saturated gate
+            passes no gradient to G; SPEC.md's default, kept as an option, see docs/spec-notes.md).
         surrogate: surrogate gradient of Θ (name or :class:`dendrix.surrogate.Surrogate`; default ``"atan"``).
         detach_reset: cut the gradient through the reset term (default False).
         bias: add a learnable constant current b_o to I (default False: the paper's counts have no biases).
@@ -84,7 +85,7 @@ class DGNLinear(Neuron):
 
     def __init__(self, in_features: int, out_features: int, recurrent: bool = False, shared_reversal: bool = False,
                  tau_s: float = 5.0, g_leak: float = 0.2, dt: float = 1.0, threshold: float = 1.0,
-                 gate: str = "clamp", surrogate: SurrogateLike = "atan", detach_reset: bool = False,
+                 gate: str = "sigmoid", surrogate: SurrogateLike = "atan", detach_reset: bool = False,
                  bias: bool = False, reversal_init: float = 1.0, backend: str = "auto"):
         super().__init__()
         self.in_features = check_int("in_features", in_features, minimum=1)

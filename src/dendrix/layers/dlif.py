@@ -6,9 +6,11 @@ The input current of postsynaptic neuron o from presynaptic spikes s ∈ {0, 1}^
 
 with K_o symmetric, zero on the diagonal, and sparse: each pair (i < j) is present in K_o with probability
 ``1 - sparsity`` under a random mask fixed at construction and different for every neuron. The current drives
-a LIF soma with soft reset (SpikingJelly ``LIFNode`` conventions, ``v_reset=None``):
+a LIF soma with soft reset by default (SpikingJelly ``LIFNode`` conventions, ``v_reset=None``; SPEC.md):
 
-    H[t] = V[t-1] + (I[t] - V[t-1]) / tau,   S[t] = Θ(H[t] - v_threshold),   V[t] = H[t] - v_threshold S[t].
+    H[t] = V[t-1] + (I[t] - V[t-1]) / tau,   S[t] = Θ(H[t] - v_threshold),   V[t] = H[t] - v_threshold S[t],
+
+or, with ``reset="hard"`` (the authors' spike-driven Transformer path), V[t] = H[t] (1 - S[t]).
 
 The current has no memory, so it is computed for all T·B rows at once; only the soma runs over time (the
 fused engine :func:`dendrix.ops.lif.lif_sequence`). K is stored as its kept entries only
@@ -19,6 +21,7 @@ cost grows with the active pairs, not with n². See ``docs/dlif.md``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -27,8 +30,8 @@ from torch import Tensor, nn
 
 from ..contract import Neuron
 from ..neurons.lif import LIF
-from ..ops.bilinear import (BACKENDS, PairLayout, bilinear_form, build_layout, dense_matrix, low_rank_dense,
-                            low_rank_form)
+from ..ops.bilinear import (BACKENDS, MASKS, IndependentLayout, PairLayout, bilinear_form, build_mask,
+                            dense_matrix, low_rank_dense, low_rank_form, num_pairs)
 from ..ops.lif import BACKENDS as LIF_BACKENDS
 from ..ops.lif import lif_sequence
 from ..registry import register
@@ -36,6 +39,8 @@ from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import check_choice, check_greater, check_int, check_positive, check_range
 
 __all__ = ["DLIFLinear", "DLIFConv2d", "DLIFState"]
+
+RESETS = ("soft", "hard")
 
 
 class DLIFState(NamedTuple):
@@ -47,8 +52,11 @@ class _Bilinear(Neuron):
 
     def __init__(self, n: int, out: int, sparsity: float, rank: int | None, tau: float, v_threshold: float,
                  decay_input: bool, detach_reset: bool, surrogate: SurrogateLike, backend: str, lif_backend: str,
-                 check_input: bool, k_init: float | None, seed: int | None):
+                 check_input: bool, k_init: float | None, seed: int | None, reset: str = "soft",
+                 mask: str = "independent"):
         super().__init__()
+        self.reset = check_choice("reset", reset, RESETS)
+        self.mask = check_choice("mask", mask, MASKS)
         self.sparsity = check_range("sparsity", sparsity, 0.0, 1.0)
         if rank is not None:
             rank = check_int("rank", rank, minimum=1)
@@ -76,17 +84,40 @@ class _Bilinear(Neuron):
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         gen = torch.Generator().manual_seed(int(seed))
-        layout = build_layout(n, out, 1.0 - self.sparsity, generator=gen)
-        self.register_buffer("window_start", layout.start)
-        self.register_buffer("extra_pairs", layout.extra_pair)
-        self._m = layout.m
+        layout = build_mask(n, out, 1.0 - self.sparsity, self.mask, generator=gen)
+        if self.mask == "cyclic":
+            self.register_buffer("window_start", layout.start)
+            self.register_buffer("extra_pairs", layout.extra_pair)
+            self._m = layout.m
+        else:
+            self.register_buffer("mask_ptr", layout.ptr)
+            self.register_buffer("mask_outputs", layout.outputs)
         self.bilinear_values = nn.Parameter(torch.empty(layout.nnz).uniform_(-bound, bound, generator=gen))
+        if self.sparsity < 1.0:
+            self._warn_empty_neurons(layout)
+
+    def _describe(self) -> str:
+        return f"{type(self).__name__}({self._n}, {self._out}, sparsity={self.sparsity:g})"
+
+    def _warn_empty_neurons(self, layout: PairLayout) -> None:
+        """A neuron whose mask keeps no pair has no bilinear term: in small layers the default sparsity can
+        silently turn DLIF into LIF, so say so."""
+        kept = torch.bincount(layout.entries()[0], minlength=self._out)
+        empty = int((kept == 0).sum())
+        if empty:
+            warnings.warn(f"{self._describe()}: {empty} of {self._out} neurons keep no pair of K (each keeps "
+                          f"{num_pairs(self._n)} pairs x {1 - self.sparsity:g} = "
+                          f"{num_pairs(self._n) * (1 - self.sparsity):.3g} on average), so their current has no "
+                          f"bilinear term; lower sparsity, widen the input, or pass another seed",
+                          UserWarning, stacklevel=4)
 
     # -- K ------------------------------------------------------------------------------------------------
     @property
-    def layout(self) -> PairLayout:
+    def layout(self) -> PairLayout | IndependentLayout:
         if self.rank is not None:
             raise AttributeError("a low-rank DLIF layer has no sparse pair layout")
+        if self.mask == "independent":
+            return IndependentLayout(self._n, self._out, self.mask_ptr, self.mask_outputs)
         return PairLayout(self._n, self._out, self._m, self.window_start, self.extra_pairs)
 
     def bilinear_matrix(self) -> Tensor:
@@ -96,9 +127,12 @@ class _Bilinear(Neuron):
         return dense_matrix(self.bilinear_values, self.layout)
 
     @torch.no_grad()
-    def set_bilinear_matrix(self, K: Tensor) -> None:
-        """Write the kept entries of a dense symmetric zero-diagonal ``K`` ``[out, n, n]``; the other entries of K
-        are not representable under the mask and are ignored."""
+    def set_bilinear_matrix(self, K: Tensor, strict: bool = True) -> None:
+        """Write the kept entries of a dense symmetric zero-diagonal ``K`` ``[out, n, n]``.
+
+        Entries outside the layer's mask cannot be stored: with ``strict=True`` (default) a ``K`` that has any
+        non-zero masked entry raises a ``ValueError`` saying how many; ``strict=False`` drops them with a
+        warning."""
         n, out = self._n, self._out
         if not isinstance(K, Tensor):
             raise TypeError(f"K must be a tensor [out, n, n], got {type(K).__name__}")
@@ -117,7 +151,17 @@ class _Bilinear(Neuron):
             raise ValueError(f"K must have a zero diagonal (s_i·s_i is not a pair); max |K_ii| = {diag:.3g}")
         o, i, j = self.layout.entries()
         dev = K.device
-        self.bilinear_values.copy_(K[o.to(dev), i.to(dev), j.to(dev)])
+        o, i, j = o.to(dev), i.to(dev), j.to(dev)
+        kept = torch.zeros(K.shape, dtype=torch.bool, device=dev)
+        kept[o, i, j] = True
+        masked = int(((K != 0) & ~kept).triu(1).sum())  # pairs i < j (K is symmetric)
+        if masked:
+            message = (f"{self._describe()}.set_bilinear_matrix: K has {masked} non-zero entries (pairs i < j) "
+                       f"outside the layer's mask, which cannot be stored")
+            if strict:
+                raise ValueError(message + "; zero them, or pass strict=False to drop them")
+            warnings.warn(message + "; they were dropped", UserWarning, stacklevel=3)
+        self.bilinear_values.copy_(K[o, i, j])
 
     def mask_density(self) -> float:
         """Fraction of the pairs (i < j) of each K_o that are present, over all neurons (1.0 for low rank)."""
@@ -133,8 +177,8 @@ class _Bilinear(Neuron):
 
     # -- soma ---------------------------------------------------------------------------------------------
     def _soma(self, current: Tensor, v0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return lif_sequence(current, v0, 1.0 / self.tau, self.v_threshold, None, self.decay_input,
-                            self.detach_reset, self.surrogate, self.lif_backend)
+        return lif_sequence(current, v0, 1.0 / self.tau, self.v_threshold, None if self.reset == "soft" else 0.0,
+                            self.decay_input, self.detach_reset, self.surrogate, self.lif_backend)
 
     def _check_dtype(self, x: Tensor, weight: Tensor) -> None:
         if x.dtype != weight.dtype:
@@ -142,10 +186,19 @@ class _Bilinear(Neuron):
                             f"{weight.dtype}; convert one of them (e.g. layer.to({x.dtype}))")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The number of pairs with an extra kept output is random: adopt the saved mask's sizes.
-        key = prefix + "extra_pairs"
-        if key in state_dict and "extra_pairs" in self._buffers and self.extra_pairs.shape != state_dict[key].shape:
-            self.extra_pairs = torch.empty_like(state_dict[key], device=self.extra_pairs.device)
+        # The number of kept entries is random: adopt the saved mask's sizes.
+        for name in ("extra_pairs", "mask_outputs"):
+            key = prefix + name
+            if key in state_dict and name in self._buffers and self._buffers[name].shape != state_dict[key].shape:
+                self._buffers[name] = torch.empty_like(state_dict[key], device=self._buffers[name].device)
+        if self.rank is None and prefix + "pair_outputs" not in state_dict:
+            saved = ("cyclic" if prefix + "window_start" in state_dict else
+                     "independent" if prefix + "mask_ptr" in state_dict else None)
+            if saved is not None and saved != self.mask:
+                raise RuntimeError(f"{self._describe()}: this state dict holds a {saved!r} mask "
+                                   f"({'window_start' if saved == 'cyclic' else 'mask_ptr, mask_outputs'}) but the "
+                                   f"layer was built with mask={self.mask!r}; build it with mask={saved!r} to load "
+                                   f"it (dendrix before issue 14 built cyclic masks by default)")
         key = prefix + "bilinear_values"
         if key in state_dict and self.bilinear_values is not None and self.bilinear_values.shape != state_dict[key].shape:
             self.bilinear_values = nn.Parameter(torch.empty_like(state_dict[key], device=self.bilinear_values.device))
@@ -204,8 +257,8 @@ class _Bilinear(Neuron):
         return counts
 
     def _extra(self) -> str:
-        kind = f"rank={self.rank}" if self.rank is not None else f"sparsity={self.sparsity:g}"
-        return (f"{kind}, tau={self.tau:g}, v_threshold={self.v_threshold:g}, soft reset, "
+        kind = f"rank={self.rank}" if self.rank is not None else f"sparsity={self.sparsity:g}, mask={self.mask!r}"
+        return (f"{kind}, tau={self.tau:g}, v_threshold={self.v_threshold:g}, {self.reset} reset, "
                 f"surrogate={self.surrogate!r}, backend={self.backend!r}")
 
 
@@ -218,6 +271,8 @@ _ARGS_DOC = """
         bias: add a learnable bias to the current. Default True.
         tau: membrane time constant (> 1). Default 2.0.  v_threshold: firing threshold (> 0). Default 1.0.
         decay_input: scale the input by 1/tau (SpikingJelly). Default True.
+        reset: ``"soft"`` (default, SPEC.md: V = H − v_threshold·S) or ``"hard"`` (V = H·(1 − S), to 0; the
+            authors' spike-driven Transformer path).
         detach_reset: no gradient through the reset. Default False.
         surrogate: surrogate gradient name or instance. Default ``"atan"``.
         backend: bilinear engine, ``"auto"`` | ``"numba"`` | ``"torch"`` | ``"triton"`` | ``"reference"`` (dense,
@@ -227,6 +282,10 @@ _ARGS_DOC = """
         check_input: refuse non-binary input on the sparse paths (one scan of the input). Default True.
         k_init: K entries are initialised uniform in [-k_init, k_init]; default 1/n.
         seed: seed of the random mask (and of the K initial values); default drawn from torch's global RNG.
+        mask: ``"independent"`` (default: every neuron keeps each pair independently with probability
+            1 − sparsity, the paper's per-neuron random masks) or ``"cyclic"`` (windows on the output ring: the
+            same law per neuron, but neighbouring neurons share most kept pairs; contiguous, faster kernels and
+            the only layout of the Triton engine). See ``docs/dlif.md``.
 """
 
 
@@ -247,12 +306,12 @@ class DLIFLinear(_Bilinear):
                  bias: bool = True, tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True,
                  detach_reset: bool = False, surrogate: SurrogateLike = "atan", backend: str = "auto",
                  lif_backend: str = "auto", check_input: bool = True, k_init: float | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, reset: str = "soft", mask: str = "independent"):
         n = check_int("in_features", in_features, minimum=2)
         out = check_int("out_features", out_features, minimum=1)
         self._n, self._out = n, out
         super().__init__(n, out, sparsity, rank, tau, v_threshold, decay_input, detach_reset, surrogate, backend,
-                         lif_backend, check_input, k_init, seed)
+                         lif_backend, check_input, k_init, seed, reset, mask)
         self.in_features, self.out_features = n, out
         lin = nn.Linear(n, out, bias=bias)  # PyTorch's default initialisation of W and b
         self.weight = lin.weight
@@ -295,8 +354,8 @@ class DLIFConv2d(_Bilinear):
 
         I_o[p] = (W * s)_o[p] + b_o + Σ_{c,d} K_o,cd s_c[p] s_d[p]
 
-    followed by the LIF soma with soft reset. With ``stride > 1`` the bilinear term is taken at the pixels the
-    convolution centres on (every ``stride``-th); the default padding ``kernel_size // 2`` keeps both grids
+    followed by the LIF soma (soft reset by default). With ``stride > 1`` the bilinear term is taken at the pixels
+    the convolution centres on (every ``stride``-th); the default padding ``kernel_size // 2`` keeps both grids
     equal for odd kernels. DLIF (ICLR 2026), conv form of the authors' code.
     """ + _ARGS_DOC
 
@@ -306,7 +365,8 @@ class DLIFConv2d(_Bilinear):
                  padding: int | None = None, sparsity: float = 0.9, *, rank: int | None = None, bias: bool = True,
                  tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True, detach_reset: bool = False,
                  surrogate: SurrogateLike = "atan", backend: str = "auto", lif_backend: str = "auto",
-                 check_input: bool = True, k_init: float | None = None, seed: int | None = None):
+                 check_input: bool = True, k_init: float | None = None, seed: int | None = None,
+                 reset: str = "soft", mask: str = "independent"):
         n = check_int("in_channels", in_channels, minimum=2)
         out = check_int("out_channels", out_channels, minimum=1)
         k = check_int("kernel_size", kernel_size, minimum=1)
@@ -314,7 +374,7 @@ class DLIFConv2d(_Bilinear):
         self.padding = k // 2 if padding is None else check_int("padding", padding, minimum=0)
         self._n, self._out = n, out
         super().__init__(n, out, sparsity, rank, tau, v_threshold, decay_input, detach_reset, surrogate, backend,
-                         lif_backend, check_input, k_init, seed)
+                         lif_backend, check_input, k_init, seed, reset, mask)
         self.in_channels, self.out_channels, self.kernel_size = n, out, k
         self.conv = nn.Conv2d(n, out, k, stride=self.stride, padding=self.padding, bias=bias)
 
@@ -378,21 +438,22 @@ class DLIFConv2d(_Bilinear):
 
 
 # Keywords of DLIF's synapses (the bilinear current), refused by spiking_neuron("dlif", n), which is the soma alone.
-_SYNAPSE_ARGUMENTS = ("sparsity", "rank", "bias", "backend", "check_input", "k_init", "seed")
+_SYNAPSE_ARGUMENTS = ("sparsity", "rank", "bias", "backend", "check_input", "k_init", "seed", "mask")
 
 
 def dlif_soma(n: int, *, tau: float = 2.0, v_threshold: float = 1.0, decay_input: bool = True,
               detach_reset: bool = False, surrogate: SurrogateLike = "atan", lif_backend: str = "auto",
-              **synapse_kw) -> LIF:
-    """``spiking_neuron("dlif", n)``: DLIF's soma without its synapses, a soft-reset :class:`~dendrix.neurons.lif.LIF`
+              reset: str = "soft", **synapse_kw) -> LIF:
+    """``spiking_neuron("dlif", n)``: DLIF's soma without its synapses, a :class:`~dendrix.neurons.lif.LIF` (soft reset)
     with DLIF's arguments (``lif_backend`` is its ``backend``). ``n`` is not needed (LIF is shape-agnostic)."""
     if synapse_kw:
         name = sorted(synapse_kw)[0]
         allowed = "a synaptic argument of DLIFLinear" if name in _SYNAPSE_ARGUMENTS else "not a DLIF argument"
         raise TypeError(f"spiking_neuron('dlif', n) is DLIF's soma alone: {name}= is {allowed}; use "
                         f"dendrix.spiking_layer('dlif', in_features, out_features, {name}=...) for the whole layer")
-    return LIF(tau=tau, v_threshold=v_threshold, v_reset=None, decay_input=decay_input, detach_reset=detach_reset,
-               surrogate=surrogate, backend=lif_backend)
+    check_choice("reset", reset, RESETS)
+    return LIF(tau=tau, v_threshold=v_threshold, v_reset=None if reset == "soft" else 0.0, decay_input=decay_input,
+               detach_reset=detach_reset, surrogate=surrogate, backend=lif_backend)
 
 
 register("dlif", DLIFLinear, family="dendritic", layer=True, neuron=dlif_soma,

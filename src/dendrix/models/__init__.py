@@ -29,7 +29,7 @@ __all__ = ["build_model", "ARCH_OPTIONS", "SpikingMLP", "RecurrentSpikingLayer",
 
 # Options each architecture accepts besides arch/kind/neuron (validated by dendrix.train.config as well).
 ARCH_OPTIONS: dict[str, tuple[str, ...]] = {
-    "mlp": ("hidden", "recurrent", "readout", "dropout", "weight_gain"),
+    "mlp": ("hidden", "recurrent", "readout", "dropout", "weight_gain", "output"),
     "seqimage": ("conv_channels", "kernel_size", "hidden", "readout", "dropout", "weight_gain"),
     "sequence": ("d_model", "depth", "bidirectional", "dropout"),
     **VISION_OPTIONS,

@@ -12,8 +12,9 @@ Kinds that have their own recurrent form (registered with ``own_recurrence=True`
 ``DGNLinear(recurrent=True)``) use it. Other kinds are wrapped by :class:`RecurrentSpikingLayer`, which steps the
 neuron with its ``step`` (the recurrence runs through the spikes, so this path is a step loop by nature).
 
-The output layer is a non-spiking Linear read out over time (:mod:`dendrix.models.readout`), so every model maps
-``x [T, B, num_inputs] -> logits [B, num_classes]``.
+The output layer is by default a non-spiking Linear read out over time (:mod:`dendrix.models.readout`);
+``output="spiking"`` makes it a spiking layer of the same kind, read out from its spikes (the DGN paper's networks,
+whose readout layer is a DGN layer too). Every model maps ``x [T, B, num_inputs] -> logits [B, num_classes]``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from ..registry import describe, spiking_layer
 from ..validation import check_choice, check_int, check_positive, check_range, check_sequence
 from .readout import READOUTS, apply_readout
 
-__all__ = ["SpikingMLP", "RecurrentSpikingLayer", "has_native_recurrence", "scale_synaptic_weights"]
+__all__ = ["SpikingMLP", "RecurrentSpikingLayer", "has_native_recurrence", "scale_synaptic_weights", "OUTPUTS"]
+
+OUTPUTS = ("linear", "spiking")
 
 
 def has_native_recurrence(kind: str) -> bool:
@@ -133,11 +136,17 @@ class SpikingMLP(nn.Module):
         weight_gain: factor applied to the initial synaptic weight matrices of the hidden layers (default 1,
             PyTorch's Linear init). Sparse spike inputs give small currents under the default init; a gain > 1
             brings the membranes near threshold from the start so that the first epochs are not spent silent.
+        output: ``"linear"`` (default: a non-spiking ``nn.Linear`` whose per-step currents are read out) or
+            ``"spiking"`` (a feed-forward ``dendrix.spiking_layer(kind, hidden[-1], num_classes)`` with the hidden
+            layers' neuron keywords and ``weight_gain``; the readout is applied to its output spikes, so the
+            logits are firing rates (``"mean"``) or peaks (``"max"``)). The DGN paper's SHD network
+            ``SpikingMLP(700, 20, (128,), kind="dgn", output="spiking")`` has its 184,320 parameters.
     """
 
     def __init__(self, num_inputs: int, num_classes: int, hidden: Sequence[int] = (128,), kind: str = "lif",
                  neuron_kw: dict | None = None, recurrent: bool = False, readout: str = "mean",
-                 dropout: float = 0.0, time_steps: int | None = None, weight_gain: float = 1.0):
+                 dropout: float = 0.0, time_steps: int | None = None, weight_gain: float = 1.0,
+                 output: str = "linear"):
         super().__init__()
         check_int("num_inputs", num_inputs, 1)
         check_positive("weight_gain", weight_gain)
@@ -149,6 +158,7 @@ class SpikingMLP(nn.Module):
         for size in hidden:
             check_int("hidden layer size", size, 1)
         check_choice("readout", readout, READOUTS)
+        self.output_kind = check_choice("output", output, OUTPUTS)
         check_range("dropout", dropout, 0.0, 1.0, high_open=True)
         neuron_kw = dict(neuron_kw or {})
         self.kind, self.readout, self.num_inputs, self.num_classes = kind, readout, num_inputs, num_classes
@@ -167,7 +177,12 @@ class SpikingMLP(nn.Module):
         if weight_gain != 1.0:
             scale_synaptic_weights(self.layers, weight_gain)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.output = nn.Linear(sizes[-1], num_classes)
+        if output == "spiking":
+            self.output = spiking_layer(kind, sizes[-1], num_classes, time_steps=time_steps, **neuron_kw)
+            if weight_gain != 1.0:
+                scale_synaptic_weights(self.output, weight_gain)
+        else:
+            self.output = nn.Linear(sizes[-1], num_classes)
 
     def forward(self, x: Tensor, per_step: bool = False) -> Tensor:
         """Logits ``[B, classes]``; with ``per_step=True`` the output layer's ``[T, B, classes]`` before readout."""

@@ -49,7 +49,7 @@ class DGN(Neuron):
     """
 
     def __init__(self, channels: int, shared_reversal: bool = False, tau_s: float = 5.0, g_leak: float = 0.2,
-                 dt: float = 1.0, threshold: float = 1.0, gate: str = "clamp", surrogate: SurrogateLike = "atan",
+                 dt: float = 1.0, threshold: float = 1.0, gate: str = "sigmoid", surrogate: SurrogateLike = "atan",
                  detach_reset: bool = False, bias: bool = False, reversal_init: float = 1.0,
                  backend: str = "auto"):
         super().__init__()

@@ -11,7 +11,10 @@ reset, and the adaptive threshold depends only on past *pre-spikes* ``P`` (which
 
     P[t] = Θ(H[t] - V_pre),   V_th[t] = V_pre + Σ_{m=1..M} α_m P[t-m],   S[t] = Θ(H[t] - V_th[t]),
 
-with α = softmax of learnable logits per channel (so α_m ∈ (0, 1)) and V_pre = 1.
+with independent α_m = sigmoid(learnable logit) ∈ (0, 1) per channel and tap (``threshold_weights="softmax"``:
+a softmax over the window, so Σ_m α_m = 1) and V_pre = 1. As the paper states, the threshold "removes temporal
+dependencies between the gradient": by default the pre-spikes enter V_th without gradient (detached), so
+∂S[t]/∂H[t-m] = 0 for m ≥ 1; ``threshold_grad=True`` lets the surrogate flow through them as well.
 
 Reference: the D-RF neuron ("dendritic resonate-and-fire") for long-sequence modelling; initialisation from
 S4D-Lin (Gu, Gupta, Goel, Ré, "On the Parameterization and Initialization of Diagonal State Space Models",
@@ -20,6 +23,7 @@ NeurIPS 2022): Re λ = -0.5, Im λ_k = π k, dt log-uniform in [1e-3, 1e-1] per 
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import NamedTuple
 
@@ -37,6 +41,8 @@ from ..validation import _as_float, check_choice, check_int, check_positive
 __all__ = ["DRF", "DRFState"]
 
 _METHODS = ("auto", "fft", "scan", "sequential")
+THRESHOLD_WEIGHTS = ("sigmoid", "softmax")
+logger = logging.getLogger(__name__)
 # Re λ = -(softplus(raw) + _MIN_DECAY): strictly negative for every value of the raw parameter.
 _MIN_DECAY = 1e-4
 
@@ -71,6 +77,13 @@ class DRF(Neuron):
             S4D's B = 1.
         complex_weights: complex branch weights c (H = Σ Re(c_k z_k)) as in the authors' code; default real.
         v_pre: the base threshold V_pre (default 1.0).
+        threshold_weights: how α is parameterised: ``"sigmoid"`` (default; α_m = sigmoid(``alpha_logits``),
+            each in (0, 1) independently as the paper asks, initialised to 1/M, so a fresh neuron has the same
+            threshold as with the softmax; 1/2 when M = 1) or ``"softmax"`` (α = softmax of
+            ``threshold_logits`` over the window, initialised 0: α_m = 1/M and Σ α = 1, so V_th ≤ V_pre + 1).
+        threshold_grad: let the surrogate gradient flow through the pre-spikes of the threshold (default False:
+            the paper's adaptive threshold passes no gradient to earlier steps, ∂S[t]/∂H[t-m] = 0 for m ≥ 1;
+            α still learns). True keeps dendrix ≤ 0.x's behaviour.
         surrogate: surrogate gradient of Θ (default ``"double_gaussian"``, the paper's; ``"triangle"`` is
             the authors' code).
         method: ``"auto"``/``"fft"`` (kernel + FFT convolution), ``"scan"`` (parallel scan over the branch
@@ -82,8 +95,9 @@ class DRF(Neuron):
 
     Parameters: ``log_dt`` [C], ``decay_raw`` [C, n] (Re λ = -(softplus(decay_raw) + 1e-4), negative after
     any optimiser step), ``omega`` [C, n] (Im λ), ``gamma`` [C, n] (input gain, init 1/sqrt(dt)), ``weight`` [C, n]
-    (c, init N(0, 1); ``weight_imag`` too with complex weights, both N(0, 1/2)), ``threshold_logits`` [C, M]
-    (init 0: α_m = 1/M).
+    (c, init N(0, 1); ``weight_imag`` too with complex weights, both N(0, 1/2)), ``alpha_logits`` [C, M]
+    (sigmoid α, init logit(1/M)) or ``threshold_logits`` [C, M] (softmax α, init 0). A state dict saved with the
+    softmax weights (``threshold_logits``) loads into a sigmoid neuron converted exactly (α unchanged, logged).
 
     Streaming: ``step`` runs the recurrence of the branch states and keeps the last M pre-spikes; ``run``
     continues a chunk from a state in parallel. Both give the spikes of ``forward``.
@@ -96,7 +110,8 @@ class DRF(Neuron):
     def __init__(self, channels: int, branches: int = 4, adaptive_threshold: bool = True, threshold_window: int = 4,
                  dt_min: float = 1e-3, dt_max: float = 1e-1, real_decay: float = 0.5, complex_weights: bool = False,
                  v_pre: float = 1.0, surrogate: SurrogateLike = "double_gaussian", method: str = "auto",
-                 gamma_init: float | None = None, backend: str = "auto"):
+                 gamma_init: float | None = None, backend: str = "auto", threshold_weights: str = "sigmoid",
+                 threshold_grad: bool = False):
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         self.branches = check_int("branches", branches, minimum=1)
@@ -117,6 +132,10 @@ class DRF(Neuron):
         if self.backend == "reference" and self.method not in ("auto", "sequential"):
             raise ValueError(f"backend='reference' runs method='sequential' only, got method={method!r}")
         self.surrogate = get_surrogate(surrogate)
+        self.threshold_mode = check_choice("threshold_weights", threshold_weights, THRESHOLD_WEIGHTS)
+        if not isinstance(threshold_grad, bool):
+            raise TypeError(f"threshold_grad must be a bool, got {type(threshold_grad).__name__}")
+        self.threshold_grad = threshold_grad
         self.adaptive_threshold = adaptive_threshold and self.threshold_window > 0
         self.complex_weights = complex_weights
         self.dt_range = (dt_min, dt_max)
@@ -136,7 +155,22 @@ class DRF(Neuron):
         self.weight = nn.Parameter(torch.randn(C, n) * scale)
         self.weight_imag = nn.Parameter(torch.randn(C, n) * scale) if complex_weights else None
         M = self.threshold_window if self.adaptive_threshold else 0
-        self.threshold_logits = nn.Parameter(torch.zeros(C, M)) if M > 0 else None
+        self.threshold_logits = self.alpha_logits = None
+        if M > 0 and self.threshold_mode == "softmax":
+            self.threshold_logits = nn.Parameter(torch.zeros(C, M))
+        elif M > 0:  # α_m = 1/M (the softmax's initial value); 1/2 for a window of one
+            alpha0 = 1.0 / M if M > 1 else 0.5
+            self.alpha_logits = nn.Parameter(torch.full((C, M), math.log(alpha0 / (1.0 - alpha0))))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before the sigmoid default hold softmax logits: convert them to the same α.
+        old, new = prefix + "threshold_logits", prefix + "alpha_logits"
+        if self.alpha_logits is not None and old in state_dict and new not in state_dict:
+            alpha = torch.softmax(state_dict.pop(old).double(), -1).clamp(1e-12, 1 - 1e-12)
+            state_dict[new] = torch.log(alpha / (1 - alpha)).to(self.alpha_logits.dtype)
+            logger.warning("DRF: converted softmax threshold weights %r into sigmoid logits %r (same α); build "
+                           "DRF(threshold_weights='softmax') to keep the softmax", old, new)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- parameters -------------------------------------------------------------------------------------------
     def eigenvalues(self) -> Tensor:
@@ -152,7 +186,10 @@ class DRF(Neuron):
         return torch.complex(self.weight, self.weight_imag) if self.complex_weights else self.weight
 
     def threshold_weights(self) -> Tensor:
-        """α ``[C, M]`` = softmax of the threshold logits per channel (``[C, 0]`` without adaptive threshold)."""
+        """α ``[C, M]``: sigmoid of ``alpha_logits`` or softmax of ``threshold_logits`` per channel
+        (``[C, 0]`` without adaptive threshold)."""
+        if self.alpha_logits is not None:
+            return torch.sigmoid(self.alpha_logits)
         if self.threshold_logits is None:
             return self.weight.new_zeros(self.channels, 0)
         # written out: torch.softmax is slow on tiny CPU tensors (thread start-up per call; docs/benchmarks.md)
@@ -189,7 +226,7 @@ class DRF(Neuron):
         dtype = torch.float64 if x_t.dtype == torch.float64 else torch.float32
         cdtype = complex_dtype(dtype)
         shape = tuple(x_t.shape)
-        M = self.threshold_logits.shape[-1] if self.threshold_logits is not None else 0
+        M = self.threshold_window if self.adaptive_threshold else 0
         return DRFState(torch.zeros(*shape, self.branches, dtype=cdtype, device=x_t.device),
                         torch.zeros(*shape, M, dtype=dtype, device=x_t.device))
 
@@ -202,8 +239,10 @@ class DRF(Neuron):
         """Spikes from potentials ``h [T, B, *, C]`` and the past pre-spikes ``history [B, *, C, M]``
         (most recent first; None = none yet). Returns (spikes, threshold, new history)."""
         pre = self.surrogate(h - self.v_pre)
-        if self.threshold_logits is None:
+        if not self.adaptive_threshold:
             return pre, torch.full_like(h, self.v_pre), pre.new_zeros(*h.shape[1:], 0)
+        if not self.threshold_grad:  # the paper's threshold: no gradient to earlier steps
+            pre = pre.detach()
         alpha = self.threshold_weights().to(h.dtype)  # [C, M]
         M, T = alpha.shape[-1], h.shape[0]
         if history is None:
@@ -275,8 +314,10 @@ class DRF(Neuron):
         z = decay * state.z + bbar * x[0].unsqueeze(-1)
         h = ((c * z).real if c.is_complex() else z.real * c).sum(-1)
         pre = self.surrogate(h - self.v_pre)
-        if self.threshold_logits is None:
+        if not self.adaptive_threshold:
             return pre.to(in_dtype), DRFState(z, state.pre)
+        if not self.threshold_grad:
+            pre = pre.detach()
         threshold = self.v_pre + (self.threshold_weights().to(h.dtype) * state.pre).sum(-1)
         spikes = self.surrogate(h - threshold)
         history = torch.cat([pre.unsqueeze(-1).to(state.pre.dtype), state.pre[..., :-1]], dim=-1)
@@ -292,6 +333,7 @@ class DRF(Neuron):
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, branches={self.branches}, adaptive_threshold={self.adaptive_threshold}, "
                 f"threshold_window={self.threshold_window}, dt_range={self.dt_range}, "
+                f"threshold_weights={self.threshold_mode!r}, threshold_grad={self.threshold_grad}, "
                 f"complex_weights={self.complex_weights}, surrogate={self.surrogate!r}, method={self.method!r}, "
                 f"backend={self.backend!r}")
 

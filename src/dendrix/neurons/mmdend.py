@@ -34,20 +34,33 @@ BACKENDS = ("auto", "fused", "reference")
 # ---------------------------------------------------------------------------------------------------------------
 # channel grouping
 # ---------------------------------------------------------------------------------------------------------------
+DEFAULT_OVERLAP = 0.25  # the paper's best sharing (Fig. 7): about a quarter of the channels feed two branches
+
+
 def channel_windows(channels: int, branches: int | None = None, window: int | None = None,
-                    stride: int | None = None) -> tuple[int, int, int]:
+                    stride: int | None = None, overlap: float | None = None) -> tuple[int, int, int]:
     """Resolve ``(J, D', S)``: J windows of length D' and stride S that cover channels 0..D−1 exactly.
 
     Window j covers channels ``[j·S, j·S + D')``. Full coverage needs ``S <= D'`` (no gap between windows)
     and ``(J − 1)·S + D' = D`` (the last window ends at the last channel).
 
-    * neither window nor stride: ``S = floor(D/J)``, ``D' = D − (J − 1)·S`` (J = branches, default 2);
-      disjoint windows when J divides D, otherwise neighbours overlap by ``D' − S`` channels.
+    * neither window nor stride: the stride S whose windows (``D' = D − (J − 1)·S``, neighbours overlapping by
+      ``D' − S`` channels) make the fraction of channels that feed more than one branch closest to
+      ``overlap`` (default 0.25, the paper's best setting, Fig. 7; ties go to the larger stride). ``overlap=0`` gives the most nearly disjoint windows, ``S = floor(D/J)``: disjoint
+      when J divides D. J = branches, default 2. E.g. D = 128: J = 2 gives S = 48, D' = 80 (25 % shared);
+      J = 4 gives S = 29, D' = 41 (28.1 %).
     * window only: ``S = (D − D')/(J − 1)``, which must be an integer (any S for J = 1, which needs D' = D).
     * stride only: ``D' = D − (J − 1)·S``, which must be >= S.
     * both: ``J = (D − D')/S + 1`` (``branches``, if given, must agree).
+
+    ``overlap`` applies only when neither window nor stride is given.
     """
     D = check_int("channels", channels, minimum=1)
+    if overlap is not None:
+        if window is not None or stride is not None:
+            raise ValueError(f"overlap={overlap!r} chooses window and stride itself; give overlap or "
+                             f"window/stride, not both")
+        overlap = check_range("overlap", overlap, 0.0, 1.0)
     if window is not None:
         window = check_int("window", window, minimum=1)
         if window > D:
@@ -89,8 +102,17 @@ def channel_windows(channels: int, branches: int | None = None, window: int | No
         return J, Dp, stride
     if J == 1:
         return 1, D, 1
-    S = D // J
-    return J, D - (J - 1) * S, S
+    target = DEFAULT_OVERLAP if overlap is None else overlap
+
+    def shared(S: int) -> float:  # channels in two or more windows: the union of neighbours' overlaps o = D − J·S
+        o = D - J * S
+        return ((J - 2) * min(o, S) + o) / D
+
+    best = D // J
+    for S in range(D // J - 1, 0, -1):  # the overlap grows as the stride shrinks
+        if abs(shared(S) - target) < abs(shared(best) - target):
+            best = S
+    return J, D - (J - 1) * best, best
 
 
 def _tanh(v: Tensor) -> Tensor:
@@ -155,6 +177,9 @@ class MMDEND(Neuron):
         branches: J (default 2); derived from ``window`` and ``stride`` when both are given.
         compartments: K >= 1 (default 4).
         window, stride: D' and S (None: derived, see :func:`channel_windows`).
+        overlap: with window and stride None, the target fraction of channels that feed two branches (default
+            None = 0.25, the paper's best sharing, Fig. 7; ``overlap=0`` gives disjoint windows when J divides D,
+            the grouping of dendrix before issue 14). See :meth:`branch_proportions`.
         ssf_range, v_threshold, scale_shift, firing: the :class:`SSF` options (U = 4, V_th = 1).
         branch_activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, ``"gelu"``, ``"identity"``.
         tau_soma: τ^s initial value (default 2.0; dt_s = ``dt_soma`` = 1).
@@ -177,13 +202,14 @@ class MMDEND(Neuron):
 
     def __init__(self, channels: int, branches: int | None = None, compartments: int = 4, window: int | None = None,
                  stride: int | None = None, ssf_range: int = 4, branch_activation: str = "tanh", *,
+                 overlap: float | None = None,
                  v_threshold: float = 1.0, scale_shift: bool = True, firing: str = "integer", tau_soma: float = 2.0,
                  dt_soma: float = 1.0, leak: float = 0.5, coupling: float = 0.25, dt_min: float = 0.1,
                  dt_max: float = 1.0, soma_input_gain: float = 1.0, method: str = "auto", backend: str = "auto"):
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         self.compartments = K = check_int("compartments", compartments, minimum=1)
-        self.branches, self.window, self.stride = channel_windows(self.channels, branches, window, stride)
+        self.branches, self.window, self.stride = channel_windows(self.channels, branches, window, stride, overlap)
         J = self.branches
         self.branch_activation = check_choice("branch_activation", branch_activation, tuple(_ACTIVATIONS))
         if method == "sequential":  # 0.2's name of the step loop
@@ -233,7 +259,13 @@ class MMDEND(Neuron):
         return counts.index_add_(0, self.channel_index.flatten(), torch.ones_like(self.channel_index.flatten()))
 
     def branch_proportions(self) -> dict[int, float]:
-        """Fraction of channels that feed exactly n branches, for n = 1..J (sums to 1)."""
+        """Fraction of channels that feed exactly n branches, for n = 1..J (sums to 1): the f_i of the paper's
+        energy formula (:func:`dendrix.analysis.paper_energy.mmdend_paper_energy`) and its Fig. 7 axis.
+
+        With the default grouping about a quarter of the channels feed two branches:
+        ``MMDEND(128, branches=2).branch_proportions() == {1: 0.75, 2: 0.25}`` and
+        ``MMDEND(128, branches=4)`` gives ``{1: 0.71875, 2: 0.28125, 3: 0.0, 4: 0.0}``; ``overlap=0`` gives
+        ``{1: 1.0, 2: 0.0, ...}`` when J divides D."""
         cov = self.channel_coverage()
         return {n: float((cov == n).float().mean()) for n in range(1, self.branches + 1)}
 

@@ -87,7 +87,8 @@ DEFAULTS: dict[str, Any] = {
 _EXTRA_MODEL_KEYS = {"conv_channels", "kernel_size", "d_model", "depth", "bidirectional",
                      # the vision networks (dendrix.models.vision.VISION_OPTIONS)
                      "norm", "bilinear_sparsity", "bilinear_stages", "per_channel", "width", "pool", "conv_bias",
-                     "block", "channels", "dim", "mlp_ratio", "patch_stages", "bilinear_head"}
+                     "block", "channels", "dim", "mlp_ratio", "patch_stages", "bilinear_head",
+                     "output"}  # SpikingMLP: linear or spiking output layer
 _FREE_FORM = {("data", "options"), ("model", "neuron")}
 
 _CHOICES = {
@@ -97,6 +98,7 @@ _CHOICES = {
     ("train", "compile"): (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     ("train", "precision"): ("fp32", "bf16"),
     ("model", "readout"): ("mean", "ce_sum", "tet", "max"),
+    ("model", "output"): ("linear", "spiking"),
     ("model", "arch"): ("mlp", "seqimage", "sequence", "vgg11", "resnet18", "resnet19", "cnn", "sdt"),
     ("data", "in_memory"): ("auto", True, False),
 }
