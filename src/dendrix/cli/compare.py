@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, help="shortcut for train.epochs=N")
     parser.add_argument("--workers", "-j", type=int, default=1,
                         help="kinds trained at a time, in separate processes (default 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the report and runs already in --out (default: refuse such a folder)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -33,7 +35,7 @@ def parse_kinds(text: str | None) -> list[str]:
         raise UserError(f"cannot list neuron kinds: {err}") from None
     if text is None or text.strip().lower() == "all":
         return known
-    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
+    kinds = list(dict.fromkeys(k.strip().lower() for k in text.split(",") if k.strip()))  # each kind once
     if not kinds:
         raise UserError("--kinds is empty; give comma-separated kinds such as lif,alif")
     unknown = [k for k in kinds if k not in known]
@@ -60,17 +62,27 @@ def check_first_config(config, kinds, overrides) -> None:
         raise UserError(f"cannot open data set {cfg['data']['name']!r}: {err}") from None
 
 
-def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool, workers: int = 1) -> list[dict]:
+def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool, workers: int = 1,
+                   overwrite: bool = False) -> list[dict]:
     from ..train.compare import compare_kinds
     from ..train.report import write_report
+    from ..train.runfolder import RunFolderError, RunLock
 
-    check_first_config(config, kinds, overrides)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    check_first_config(config, kinds, overrides)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder")
+    try:
+        RunLock.check_free(out_dir)
+    except RunFolderError as err:
+        raise UserError(str(err)) from None
+    if not overwrite and ((out_dir / "report.json").exists() or (out_dir / "runs").exists()):
+        raise UserError(f"{out_dir} already holds a comparison; choose another --out or add --overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None,
-                                    workers=workers)
+                                    workers=workers, overwrite=overwrite)
     wall = time.perf_counter() - start
     command = "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     import platform
@@ -99,5 +111,5 @@ def main(args) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     out = Path(args.out) if args.out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     rows = run_comparison(args.config, kinds, out, overrides, f"dendrix compare: {args.config}", args.quiet,
-                          args.workers)
+                          args.workers, overwrite=args.overwrite)
     return 0 if any(not r.get("error") for r in rows) else 1

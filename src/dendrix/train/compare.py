@@ -29,6 +29,7 @@ from .batches import Batches
 from .config import deep_merge, load_config, parse_overrides, resolve_config
 from .distributed import DistContext, resolve_device
 from .report import make_row, plot_raster
+from .runfolder import RunLock
 
 __all__ = ["compare_kinds", "train_kind", "first_layer_raster", "kind_config"]
 
@@ -72,8 +73,8 @@ def _record_failure(out_dir: Path, kind: str, err: BaseException, details: str) 
 
 
 def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] | None = None, *,
-               verbose: bool = True, rasters: bool = True, progress: bool | None = None, evaluation: bool = True
-               ) -> tuple[dict[str, Any], list[dict]]:
+               verbose: bool = True, rasters: bool = True, progress: bool | None = None, evaluation: bool = True,
+               overwrite: bool = False) -> tuple[dict[str, Any], list[dict]]:
     """Train one kind of a comparison; returns (report row, per-epoch history). Never raises for a failing
     kind (the row carries the error) except on KeyboardInterrupt.
 
@@ -93,7 +94,7 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
         if progress is not None:
             cfg["train"]["progress"] = progress
         ctx = DistContext(device=resolve_device(cfg["device"]))
-        trainer = Trainer(cfg, out_dir / "runs" / kind, ctx=ctx, log=log)
+        trainer = Trainer(cfg, out_dir / "runs" / kind, ctx=ctx, log=log, overwrite=overwrite)
         result = trainer.fit()
         history = list(trainer.history)
         if rasters:
@@ -120,10 +121,20 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
 
 def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: Sequence[str] | None = None, *,
                   log: Callable[[str], None] | None = print, rasters: bool = True, progress: bool | None = None,
-                  workers: int = 1, evaluation: bool = True) -> tuple[list[dict[str, Any]], dict[str, list[dict]]]:
-    """Train every kind in ``kinds`` with the config ``source``; returns (rows in ``kinds`` order, histories)."""
+                  workers: int = 1, evaluation: bool = True, overwrite: bool = False
+                  ) -> tuple[list[dict[str, Any]], dict[str, list[dict]]]:
+    """Train every kind in ``kinds`` with the config ``source``; returns (rows in ``kinds`` order, histories).
+
+    A kind listed twice is trained once (two trainings into one ``runs/KIND`` folder would corrupt it), and
+    ``out_dir`` is locked for the whole comparison; ``overwrite`` replaces runs already in ``out_dir/runs``."""
+    kinds = list(dict.fromkeys(kinds))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir):
+        return _compare(source, kinds, out_dir, overrides, log=log, rasters=rasters, progress=progress,
+                        workers=workers, evaluation=evaluation, overwrite=overwrite)
+
+
+def _compare(source, kinds, out_dir: Path, overrides, *, log, rasters, progress, workers, evaluation, overwrite):
     results: dict[str, tuple[dict, list]] = {}
     verbose = log is not None
     if workers <= 1 or len(kinds) <= 1:
@@ -131,7 +142,7 @@ def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: 
             if log:
                 log(f"[{i + 1}/{len(kinds)}] {kind}")
             results[kind] = train_kind(source, kind, out_dir, overrides, verbose=verbose, rasters=rasters,
-                                       progress=progress, evaluation=evaluation)
+                                       progress=progress, evaluation=evaluation, overwrite=overwrite)
     else:
         # spawn: a fresh interpreter per worker (fork would copy this process's thread pools and locks)
         context = multiprocessing.get_context("spawn")
@@ -139,7 +150,7 @@ def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: 
         try:
             futures = {kind: pool.submit(train_kind, str(source) if isinstance(source, Path) else source, kind,
                                          str(out_dir), list(overrides or []), verbose=verbose, rasters=rasters,
-                                         progress=False, evaluation=evaluation)
+                                         progress=False, evaluation=evaluation, overwrite=overwrite)
                        for kind in kinds}
             for i, kind in enumerate(kinds):
                 try:
