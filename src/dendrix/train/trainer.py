@@ -256,8 +256,8 @@ class Trainer:
 
     # -- state ------------------------------------------------------------------------------------------------
     def _check_folder_free(self) -> None:
-        if self.resume or self.overwrite:
-            return
+        if self.resume or self.overwrite or getattr(self, "_started", False):
+            return  # resuming, replacing, or a second fit() of this trainer continuing its own run
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunFolderError(f"run folder {self.run_dir} is a file")
         if is_run_folder(self.run_dir):
@@ -459,9 +459,9 @@ class Trainer:
             return self._fit(on_epoch, stop_after)
         with self._lock:
             self._check_folder_free()  # again under the lock: another run may have finished in between
-            if self.overwrite:
+            if self.overwrite and not getattr(self, "_started", False):
                 clear_run_folder(self.run_dir)
-                self.overwrite = False  # a second fit() continues this run
+            self._started = True
             return self._fit(on_epoch, stop_after)
 
     def _fit(self, on_epoch, stop_after) -> dict[str, Any] | None:
