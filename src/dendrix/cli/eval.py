@@ -27,6 +27,27 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
     return values
 
 
+def _save(report, folder: Path, stem: str) -> list[Path]:
+    """Write an energy or robustness report (JSON, Markdown and, when it can plot, a PNG) atomically."""
+    import json
+    import os
+
+    from ..train.checkpoint import atomic_write, write_text
+
+    paths = [folder / f"{stem}.json", folder / f"{stem}.md"]
+    write_text(paths[0], json.dumps(report.to_dict(), indent=2))
+    write_text(paths[1], report.to_markdown())
+    if callable(getattr(report, "plot", None)):
+        png = folder / f"{stem}.png"
+
+        def plot(tmp: str) -> None:  # matplotlib picks the format from the suffix: plot to .png, then move
+            report.plot(tmp + ".png")
+            os.replace(tmp + ".png", tmp)
+        atomic_write(png, plot)
+        paths.append(png)
+    return paths
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `dendrix train`")
     parser.add_argument("--split", default="test", choices=SPLITS, help="data split (default: test)")
@@ -132,7 +153,7 @@ def main(args) -> int:
     summary["seconds"] = round(time.perf_counter() - started, 3)
     json_path = run_dir / f"eval_{args.split}.json"
     md_path = run_dir / f"eval_{args.split}.md"
-    written = [path for report, stem in reports for path in report.save(run_dir, stem=stem).values()]
+    written = [path for report, stem in reports for path in _save(report, run_dir, stem)]
     write_json(json_path, summary)
     md_lines = [f"# Evaluation of {run_dir.name} ({args.split} split)", "",
                 "| metric | value |", "|---|---:|"]
