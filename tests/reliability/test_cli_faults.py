@@ -279,3 +279,48 @@ def test_numbers_with_exponents_parse_as_numbers(world, tmp_path):
     path.write_text("train:\n  lr: 2e-3\n  weight_decay: 1E-4\n  epochs: 3\n")
     cfg = resolve_config(load_config(path))
     assert cfg["train"]["lr"] == 0.002 and cfg["train"]["weight_decay"] == 0.0001
+
+
+# Every numeric key: NaN and infinities refused (from key=value and from a file), exponent notation accepted.
+FLOAT_KEYS = ["train.lr", "train.neuron_lr", "train.weight_decay", "train.neuron_weight_decay", "train.momentum",
+              "train.grad_clip", "train.warmup_epochs", "train.label_smoothing", "train.min_lr_ratio",
+              "model.dropout", "model.weight_gain"]
+INT_KEYS = ["train.epochs", "train.keep_checkpoints", "data.batch_size", "data.eval_batch_size", "seed", "threads"]
+NON_FINITE = [".nan", ".inf", "-.inf", ".NaN", "+.inf"]
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS + INT_KEYS)
+@pytest.mark.parametrize("value", NON_FINITE)
+@pytest.mark.parametrize("source", ["override", "file"])
+def test_non_finite_numbers_are_refused_for_every_key(key, value, source, tmp_path, capsys):
+    argv = ["train", f"{key}={value}"]
+    if source == "file":
+        section, _, name = key.rpartition(".")
+        text = f"{section}:\n  {name}: {value}\n" if section else f"{name}: {value}\n"
+        (tmp_path / "c.yaml").write_text(text)
+        argv = ["train", "--config", str(tmp_path / "c.yaml")]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"config key {key} must be" in line and "Traceback" not in line
+    assert list(tmp_path.iterdir()) == ([tmp_path / "c.yaml"] if source == "file" else [])
+
+
+_UNIT_KEYS = ("model.dropout", "train.label_smoothing", "train.min_lr_ratio")  # must stay below 1
+
+
+@pytest.mark.parametrize("key, text, value", [
+    (key, text, value) for key in FLOAT_KEYS
+    for text, value in [("1e-3", 1e-3), ("5E-1", 0.5), ("2.5e-2", 0.025), ("1e0", 1.0)]
+    if not (key in _UNIT_KEYS and value >= 1)])
+def test_exponent_numbers_parse_for_every_float_key(key, text, value):
+    section, name = key.split(".")
+    assert resolve_config(None, [f"{key}={text}"])[section][name] == value
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "compare", "demo", "list", "data", "data info"])
+def test_unknown_flags_are_one_line_for_every_sub_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command.split(), "--no-such-flag"])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--no-such-flag" in line or "required" in line
