@@ -117,7 +117,8 @@ _CHOICES = {
     ("data", "in_memory"): ("auto", True, False),
     ("train", "nan_policy"): ("stop", "skip"),
 }
-_POSITIVE_INT = {("train", "epochs"), ("train", "keep_checkpoints"), ("data", "batch_size"), ("data", "eval_batch_size"), ("model", "kernel_size"),
+_POSITIVE_INT = {("train", "epochs"), ("train", "keep_checkpoints"),
+                 ("data", "batch_size"), ("data", "eval_batch_size"), ("model", "kernel_size"),
                  ("model", "d_model"), ("model", "depth")}
 _NONNEG_FLOAT = {("train", "weight_decay"), ("train", "neuron_weight_decay"), ("train", "grad_clip"),
                  ("train", "warmup_epochs"), ("train", "momentum")}

@@ -43,7 +43,8 @@ from .distributed import DistContext, setup, teardown
 from .guards import (RESUME_OPERATIONAL_KEYS, RESUME_TUNABLE_KEYS, ResumeConfigError, config_changes,
                      first_nonfinite as _first_nonfinite, jsonable as _jsonable)
 from .runfolder import RunFolderError, RunLock, check_run_name, clear_run_folder, is_run_folder
-from .seeding import rng_state as _rng_state, seed_everything, set_rng_state as _set_rng_state, set_threads as _set_threads
+from .seeding import rng_state as _rng_state, seed_everything
+from .seeding import set_rng_state as _set_rng_state, set_threads as _set_threads
 
 __all__ = ["Trainer", "TrainingDiverged", "ResumeConfigError", "RESUME_OPERATIONAL_KEYS", "RESUME_TUNABLE_KEYS",
            "config_changes", "neuron_parameters", "parameter_groups", "evaluate", "spike_rate",
