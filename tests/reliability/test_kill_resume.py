@@ -50,10 +50,11 @@ def _wait_for(path: Path, proc, timeout: float = 240.0) -> None:
         time.sleep(0.005)
 
 
-def _kill_at_random_point(tmp_path) -> Path:
+def _kill_at_random_point(tmp_path, first_epoch: int = 1) -> Path:
+    """SIGKILL a CLI training a random 0-100 ms after checkpoint ``first_epoch``..3 is complete."""
     seed = int(os.environ.get("DENDRIX_KILL_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
-    epoch, delay = rng.randint(1, 3), rng.uniform(0.0, 0.1)
+    epoch, delay = rng.randint(first_epoch, 3), rng.uniform(0.0, 0.1)
     print(f"DENDRIX_KILL_SEED={seed}: SIGKILL {delay * 1000:.0f} ms after checkpoint {epoch} of {EPOCHS}")
     run = tmp_path / "run"
     proc = popen_cli("train", "--config", write_config(tmp_path, EPOCHS), "--out", run)
@@ -76,7 +77,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, reference):
 
 
 def test_truncated_newest_checkpoint_after_sigkill_resumes_from_the_previous_one(tmp_path, reference):
-    run = _kill_at_random_point(tmp_path)
+    run = _kill_at_random_point(tmp_path, first_epoch=2)  # two complete checkpoints: one to fall back on
     newest = next(folder for _, folder in checkpoint_folders(run) if (folder / "state.json").exists())
     damaged = newest / "model.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:64])
