@@ -1,5 +1,7 @@
 """The ``dendrix`` command. Each sub-command lives in its own module with ``add_arguments(parser)`` and
-``main(args) -> int``; errors a user can fix are printed as one line (no traceback).
+``main(args) -> int``. Every error is printed as exactly one line on stderr with a non-zero exit code and no
+traceback (``--debug`` shows it): 2 for input the user can fix (bad arguments, configs, run folders, checkpoints),
+1 for a failed run (divergence, a full disk, a bug: the line says ``internal error``), 130/143 for Ctrl-C/SIGTERM.
 
 The library reports through :mod:`logging` (logger ``dendrix``); the command shows its INFO records on stdout
 (warnings and errors on stderr), only warnings with ``--quiet`` and DEBUG records with ``--verbose``."""
@@ -26,6 +28,36 @@ COMMANDS = {
 
 class UserError(Exception):
     """An error caused by the user's input; printed as one line and exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (``dendrix train: error: ...``) instead of the usage
+    block, like every other error of the command."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+# Exceptions of the library that mean "fix your input" (looked up by module so the CLI imports nothing heavy).
+_USER_ERRORS = (("dendrix.train.config", "ConfigError"), ("dendrix.train.runfolder", "RunFolderError"),
+                ("dendrix.train.checkpoint", "CheckpointError"))
+
+
+def _is_user_error(err: BaseException) -> bool:
+    from .._optional import MissingExtra
+
+    types: list[type] = [UserError, MissingExtra]
+    for module, name in _USER_ERRORS + (("dendrix.data", "DatasetError"),):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            types.append(cls)
+    return isinstance(err, tuple(types))
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (whitespace collapsed), or its type name when it has none."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[0].split()) if lines else type(err).__name__
 
 
 class _ConsoleHandler(logging.Handler):
@@ -58,7 +90,7 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> logging.Log
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dendrix",
         description="dendrix: train, compare and evaluate dendritic, resonating and gated spiking neurons.")
     from .. import __version__
@@ -68,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show only warnings and errors (the sub-commands' --quiet also hides progress bars)")
     parser.add_argument("--verbose", "-v", dest="log_verbose", action="store_true",
                         help="show debug messages, each with its logger name")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback instead of the one-line message")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -83,17 +117,25 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
-    from .._optional import MissingExtra
-    from ..data import DatasetError
-
     try:
         if args.log_quiet and hasattr(args, "quiet"):
             args.quiet = True  # the global --quiet also silences the sub-command's own output
         configure_logging(quiet=args.log_quiet or getattr(args, "quiet", False), verbose=args.log_verbose)
         return int(args._main(args) or 0)
-    except (UserError, DatasetError, MissingExtra) as err:
-        print(f"dendrix {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"\ndendrix {args.command}: interrupted", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"dendrix {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the command's contract: one line, never a traceback
+        if args.debug:
+            raise
+        if _is_user_error(err):
+            print(f"dendrix {args.command}: error: {one_line(err)}", file=sys.stderr)
+            return 2
+        if isinstance(err, OSError):  # a full disk, a read-only folder, a vanished file
+            print(f"dendrix {args.command}: error: {one_line(err)}", file=sys.stderr)
+            return 1
+        print(f"dendrix {args.command}: internal error: {type(err).__name__}: {one_line(err)} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", "-j", type=int, default=1,
                         help="kinds trained at a time, in separate processes (default 1)")
     add_statistics_arguments(parser, default_seeds=1)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the report and runs already in --out (default: refuse such a folder)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -51,7 +53,7 @@ def parse_kinds(text: str | None) -> list[str]:
         raise UserError(f"cannot list neuron kinds: {err}") from None
     if text is None or text.strip().lower() == "all":
         return known
-    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
+    kinds = list(dict.fromkeys(k.strip().lower() for k in text.split(",") if k.strip()))  # each kind once
     if not kinds:
         raise UserError("--kinds is empty; give comma-separated kinds such as lif,alif")
     unknown = [k for k in kinds if k not in known]
@@ -107,14 +109,24 @@ def matched_budget(config, kinds, overrides, match: str | None, reference: str) 
 
 
 def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool, workers: int = 1,
-                   seeds: int = 1, match: str | None = None, reference: str = "lif") -> list[dict]:
+                   seeds: int = 1, match: str | None = None, reference: str = "lif",
+                   overwrite: bool = False) -> list[dict]:
     """Check the input, train every kind (``seeds`` times, at the ``match`` budget), write and log the report."""
     from ..train.compare import compare_kinds
     from ..train.report import write_report
+    from ..train.runfolder import RunFolderError, RunLock
 
-    check_first_config(config, kinds, overrides)
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    check_first_config(config, kinds, overrides)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder")
+    try:
+        RunLock.check_free(out_dir)
+    except RunFolderError as err:
+        raise UserError(str(err)) from None
+    if not overwrite and ((out_dir / "report.json").exists() or (out_dir / "runs").exists()):
+        raise UserError(f"{out_dir} already holds a comparison; choose another --out or add --overwrite")
     seed_values = seed_list(config, kinds, overrides, seeds)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -122,7 +134,8 @@ def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: b
     kind_overrides = ({k: [f"model.hidden=[{','.join(map(str, w))}]"] for k, w in budget["widths"].items()}
                       if budget else None)
     rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None,
-                                    workers=workers, seeds=seed_values, kind_overrides=kind_overrides)
+                                    workers=workers, seeds=seed_values, kind_overrides=kind_overrides,
+                                    overwrite=overwrite)
     wall = time.perf_counter() - start
     command = "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     import platform
@@ -151,5 +164,6 @@ def main(args) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     out = Path(args.out) if args.out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     rows = run_comparison(args.config, kinds, out, overrides, f"dendrix compare: {args.config}", args.quiet,
-                          args.workers, seeds=args.seeds, match=args.match, reference=args.reference)
+                          args.workers, seeds=args.seeds, match=args.match, reference=args.reference,
+                          overwrite=args.overwrite)
     return 0 if any(not r.get("error") for r in rows) else 1

@@ -55,8 +55,10 @@ def _parse_value(text: str):
     from .._optional import require
 
     yaml = require("yaml", needed_by="dendrix data (option values)")
+    from ..train.config import yaml_value
+
     try:
-        return yaml.safe_load(text)
+        return yaml_value(text)
     except yaml.YAMLError:
         return text
 

@@ -34,6 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", "-j", type=int, default=min(2, os.cpu_count() or 1),
                         help="kinds trained at a time, one single-threaded process each (default: 2, or 1 on "
                              "a one-core machine)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -52,5 +53,6 @@ def main(args) -> int:
     logger.info("dendrix demo: %d neuron kind(s) × %d seed(s) on spiking FSDD -> %s", len(kinds), args.seeds, out)
     rows = run_comparison(str(packaged_config(DEMO_CONFIG)), kinds, out, overrides,
                           "dendrix demo: spiking FSDD (official split)", args.quiet, args.workers,
-                          seeds=args.seeds, match=args.match, reference=args.reference)
+                          seeds=args.seeds, match=args.match, reference=args.reference,
+                          overwrite=args.overwrite)
     return 0 if any(not r.get("error") for r in rows) else 1

@@ -8,7 +8,6 @@ Reports go into the run folder: ``eval_<split>.{json,md}`` (summary), ``energy_<
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -23,9 +22,30 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise UserError(f"{name} must be comma-separated numbers, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise UserError(f"{name} must list numbers >= 0, got {text!r}")
+    if not values or any(not (0 <= v < float("inf")) for v in values):
+        raise UserError(f"{name} must list finite numbers >= 0, got {text!r}")
     return values
+
+
+def _save(report, folder: Path, stem: str) -> list[Path]:
+    """Write an energy or robustness report (JSON, Markdown and, when it can plot, a PNG) atomically."""
+    import json
+    import os
+
+    from ..train.checkpoint import atomic_write, write_text
+
+    paths = [folder / f"{stem}.json", folder / f"{stem}.md"]
+    write_text(paths[0], json.dumps(report.to_dict(), indent=2))
+    write_text(paths[1], report.to_markdown())
+    if callable(getattr(report, "plot", None)):
+        png = folder / f"{stem}.png"
+
+        def plot(tmp: str) -> None:  # matplotlib picks the format from the suffix: plot to .png, then move
+            report.plot(tmp + ".png")
+            os.replace(tmp + ".png", tmp)
+        atomic_write(png, plot)
+        paths.append(png)
+    return paths
 
 
 def add_arguments(parser) -> None:
@@ -49,16 +69,20 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    import torch
-
     from ..analysis.energy import E_AC_PJ, E_MAC_PJ, energy_report
     from ..analysis.robustness import evaluate_accuracy, robustness_report
     from ..analysis.summary import QUICK_FGSM_EPS_ANALOG, QUICK_FGSM_EPS_SPIKES, QUICK_SIGMA, QUICK_SPIKE_P
     from ..train import load_run
+    from ..train.checkpoint import CheckpointError, write_json, write_text
+    from ..train.distributed import resolve_device
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a folder")
+    for name in ("e_ac", "e_mac"):
+        value = getattr(args, name)
+        if value is not None and not (value >= 0 and value != float("inf")):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
     for name in ("batch_size", "max_batches", "attack_steps"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -66,13 +90,15 @@ def main(args) -> int:
     grids = {name: _floats(text, flag) for name, text, flag in (
         ("spike_p", args.spike_p, "--spike-p"), ("gaussian_sigma", args.sigma, "--sigma"),
         ("epsilons", args.eps, "--eps")) if text}
+    if args.device == "auto":
+        raise UserError("--device must be cpu, cuda or cuda:N, got 'auto'")
     try:
-        device = torch.device(args.device)
+        device = resolve_device(args.device)
     except RuntimeError as err:
         raise UserError(f"--device: {err}") from None
     try:
         run = load_run(run_dir, device=device, weights=args.weights)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, CheckpointError) as err:
         raise UserError(str(err)) from None
     try:
         loader = run.loader(args.split, batch_size=args.batch_size)
@@ -87,7 +113,7 @@ def main(args) -> int:
                      "max_batches": max_batches, "seed": args.seed}
     summary["accuracy"] = evaluate_accuracy(run.model, loader, max_batches=max_batches, device=device)
     print(f"accuracy ({args.split}): {summary['accuracy']:.4f}")
-    written = []
+    reports = []  # (report, stem): every file is written at the end, so a failure leaves the folder unchanged
 
     if args.energy:
         e_ac = E_AC_PJ if args.e_ac is None else args.e_ac
@@ -96,7 +122,7 @@ def main(args) -> int:
             energy = energy_report(run.model, loader, e_ac=e_ac, e_mac=e_mac, max_batches=max_batches, device=device)
         except ValueError as err:
             raise UserError(str(err)) from None
-        written += energy.save(run_dir, stem=f"energy_{args.split}").values()
+        reports.append((energy, f"energy_{args.split}"))
         summary.update(energy_uj=energy.energy_uj, ann_energy_uj=energy.ann_energy_uj,
                        break_even_rate=energy.break_even_rate, mean_input_rate=energy.mean_input_rate)
         print(f"energy: {energy.energy_uj:.6g} μJ per sample (ReLU baseline {energy.ann_energy_uj:.6g} μJ)")
@@ -119,7 +145,7 @@ def main(args) -> int:
                                        input_kind=kind if kind in ("spikes", "analog") else "auto", **grid)
         except ValueError as err:
             raise UserError(str(err)) from None
-        written += robust.save(run_dir, stem=f"robustness_{args.split}").values()
+        reports.append((robust, f"robustness_{args.split}"))
         summary.update(overall_robustness=robust.overall_robustness, overall_robustness_std=robust.overall_std)
         print(f"overall robustness: {robust.overall_robustness:.4f} ± {robust.overall_std:.4f} "
               f"over {robust.settings} settings")
@@ -127,7 +153,8 @@ def main(args) -> int:
     summary["seconds"] = round(time.perf_counter() - started, 3)
     json_path = run_dir / f"eval_{args.split}.json"
     md_path = run_dir / f"eval_{args.split}.md"
-    json_path.write_text(json.dumps(summary, indent=2))
+    written = [path for report, stem in reports for path in _save(report, run_dir, stem)]
+    write_json(json_path, summary)
     md_lines = [f"# Evaluation of {run_dir.name} ({args.split} split)", "",
                 "| metric | value |", "|---|---:|"]
     for key in ("accuracy", "energy_uj", "ann_energy_uj", "break_even_rate", "overall_robustness",
@@ -137,7 +164,7 @@ def main(args) -> int:
     if args.energy:
         md_lines += ["", "Energy is a proxy (operation counts × 45 nm energies); see "
                      f"`energy_{args.split}.md`."]
-    md_path.write_text("\n".join(md_lines) + "\n")
+    write_text(md_path, "\n".join(md_lines) + "\n")
     written = [json_path, md_path, *written]
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

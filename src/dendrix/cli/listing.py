@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import UserError
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--family", help="only kinds of this family")
@@ -10,7 +12,11 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from ..registry import available, describe
 
-    for kind in available():
+    kinds = available()
+    families = sorted({describe(kind).family for kind in kinds})
+    if args.family and args.family not in families:
+        raise UserError(f"unknown family {args.family!r} (--family); families: {', '.join(families)}")
+    for kind in kinds:
         reg = describe(kind)
         if args.family and reg.family != args.family:
             continue

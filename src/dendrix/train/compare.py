@@ -35,6 +35,7 @@ from .batches import Batches
 from .config import deep_merge, load_config, parse_overrides, resolve_config
 from .distributed import DistContext, resolve_device
 from .report import make_row, plot_raster
+from .runfolder import RunLock
 
 __all__ = ["compare_kinds", "train_kind", "first_layer_raster", "kind_config", "test_correctness"]
 
@@ -98,7 +99,7 @@ def test_correctness(model: nn.Module, batches: Batches) -> list[int]:
 
 def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] | None = None, *,
                verbose: bool = True, rasters: bool = True, progress: bool | None = None, evaluation: bool = True,
-               seed: int | None = None) -> tuple[dict[str, Any], list[dict]]:
+               seed: int | None = None, overwrite: bool = False) -> tuple[dict[str, Any], list[dict]]:
     """Train one kind of a comparison; returns (report row, per-epoch history). Never raises for a failing
     kind (the row carries the error) except on KeyboardInterrupt.
 
@@ -124,7 +125,7 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
             cfg["train"]["progress"] = progress
         ctx = DistContext(device=resolve_device(cfg["device"]))
         run_dir = out_dir / "runs" / kind / f"seed-{seed}" if seed is not None else out_dir / "runs" / kind
-        trainer = Trainer(cfg, run_dir, ctx=ctx, log=log)
+        trainer = Trainer(cfg, run_dir, ctx=ctx, log=log, overwrite=overwrite)
         result = trainer.fit()
         history = list(trainer.history)
         if rasters:
@@ -175,25 +176,36 @@ def _log_info(text: str) -> None:
 def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: Sequence[str] | None = None, *,
                   log: Callable[[str], None] | None = _log_info, rasters: bool = True, progress: bool | None = None,
                   workers: int = 1, evaluation: bool = True, seeds: Sequence[int] | None = None,
-                  kind_overrides: dict[str, Sequence[str]] | None = None
+                  kind_overrides: dict[str, Sequence[str]] | None = None, overwrite: bool = False
                   ) -> tuple[list[dict[str, Any]], dict[str, dict[int | None, list[dict]]]]:
     """Train every kind in ``kinds`` (once per seed of ``seeds``) with the config ``source``.
 
     Returns (rows in ``kinds`` then ``seeds`` order, ``{kind: {seed: history}}``). ``seeds=None`` trains once
     with the config's seed (history key None). ``log`` takes one-line progress messages (default: INFO
     records of this module's logger; None silences them and the per-epoch lines).
+
+    A kind listed twice is trained once (two trainings into one run folder would corrupt it), and ``out_dir`` is
+    locked for the whole comparison; ``overwrite`` replaces runs already in ``out_dir/runs``.
     """
+    kinds = list(dict.fromkeys(kinds))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_list: list[int | None] = [None] if seeds is None else [int(s) for s in seeds]
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be distinct and not empty, got {list(seeds or [])}")
+    with RunLock(out_dir):
+        return _compare(source, kinds, out_dir, overrides, seed_list, log=log, rasters=rasters, progress=progress,
+                        workers=workers, evaluation=evaluation, kind_overrides=kind_overrides, overwrite=overwrite)
+
+
+def _compare(source, kinds, out_dir: Path, overrides, seed_list, *, log, rasters, progress, workers, evaluation,
+             kind_overrides, overwrite):
     per_seed_dirs = len(seed_list) > 1
     jobs = [(kind, seed) for kind in kinds for seed in seed_list]
 
     def job_kwargs(kind: str, seed: int | None) -> dict:
         return dict(rasters=rasters and seed == seed_list[0], evaluation=evaluation,
-                    seed=seed if per_seed_dirs else None)
+                    seed=seed if per_seed_dirs else None, overwrite=overwrite)
 
     def job_overrides(kind: str, seed: int | None) -> list[str]:
         over = list(overrides or []) + list((kind_overrides or {}).get(kind, []))

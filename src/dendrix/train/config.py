@@ -23,12 +23,33 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 from .._optional import require
+from .runfolder import RunFolderError, check_run_name
 
 yaml = require("yaml", needed_by="dendrix.train (YAML configs)")
+
+MAX_CONFIG_BYTES = 1 << 20   # a config is a few hundred bytes; anything this large is not one
+MAX_CONFIG_VALUES = 10_000   # guards against YAML alias expansion ("billion laughs") in a small file
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that also reads ``1e-3`` / ``5E4`` as numbers (YAML 1.1 wants a dot: ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def yaml_value(text: str) -> Any:
+    """Parse one YAML value (or document) with the config loader; raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 __all__ = ["ConfigError", "DEFAULTS", "load_config", "parse_overrides", "apply_overrides", "validate_config",
            "resolve_config", "deep_merge", "packaged_config", "packaged_configs"]
@@ -80,6 +101,8 @@ DEFAULTS: dict[str, Any] = {
         "select": "val",        # split for model selection: val | none (keep the last epoch)
         "compile": False,       # torch.compile the training forward: false | true | a mode ("max-autotune", ...)
         "precision": "fp32",    # fp32 | bf16 (autocast of the forward; neurons integrate in float32)
+        "nan_policy": "stop",   # a non-finite loss or gradient: stop (one line) | skip (drop that step)
+        "keep_checkpoints": 2,  # newest checkpoints kept in RUN/checkpoints
     },
 }
 
@@ -101,8 +124,10 @@ _CHOICES = {
     ("model", "output"): ("linear", "spiking"),
     ("model", "arch"): ("mlp", "seqimage", "sequence", "vgg11", "resnet18", "resnet19", "cnn", "sdt"),
     ("data", "in_memory"): ("auto", True, False),
+    ("train", "nan_policy"): ("stop", "skip"),
 }
-_POSITIVE_INT = {("train", "epochs"), ("data", "batch_size"), ("data", "eval_batch_size"), ("model", "kernel_size"),
+_POSITIVE_INT = {("train", "epochs"), ("train", "keep_checkpoints"),
+                 ("data", "batch_size"), ("data", "eval_batch_size"), ("model", "kernel_size"),
                  ("model", "d_model"), ("model", "depth")}
 _NONNEG_FLOAT = {("train", "weight_decay"), ("train", "neuron_weight_decay"), ("train", "grad_clip"),
                  ("train", "warmup_epochs"), ("train", "momentum")}
@@ -117,7 +142,22 @@ def _fail(key: str, value: Any, allowed: str) -> None:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (not a bool): NaN and infinity make no sense for any numeric config key."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count_values(data: Any, limit: int = MAX_CONFIG_VALUES) -> int:
+    """Number of values in ``data`` counting shared (aliased) parts each time; stops just past ``limit``."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return count
 
 
 def _suggest(key: str, options) -> str:
@@ -175,6 +215,12 @@ def validate_config(cfg: dict) -> dict:
         v = get(path)
         if v is not None and not isinstance(v, bool):
             _fail(".".join(path), v, "true or false")
+    name = cfg.get("name")
+    if name is not None:
+        try:
+            check_run_name(name, "config key name")
+        except RunFolderError as err:
+            raise ConfigError(str(err)) from None
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         _fail("seed", seed, "an integer >= 0")
@@ -243,9 +289,11 @@ def parse_overrides(items: list[str]) -> dict:
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml_value(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        if _count_values(value) > MAX_CONFIG_VALUES:
+            raise ConfigError(f"override {key} holds more than {MAX_CONFIG_VALUES} values")
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
@@ -278,19 +326,43 @@ def load_config(source: str | Path | dict | None) -> dict:
         path = packaged_config(str(source))
     if not path.exists():
         raise ConfigError(f"config file {str(source)!r} not found (packaged configs: {', '.join(packaged_configs())})")
+    text = _read_config_text(path)
     try:
-        text = path.read_text()
-        data = yaml.safe_load(text) if path.suffix != ".json" else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        data = yaml_value(text) if path.suffix != ".json" else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from err
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level, got {type(data).__name__}")
+    if _count_values(data) > MAX_CONFIG_VALUES:
+        raise ConfigError(f"config file {str(path)!r} expands to more than {MAX_CONFIG_VALUES} values "
+                          "(YAML aliases?); write the values out")
     if data.get("name") is None:
-        data["name"] = path.stem
+        data["name"] = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem).strip("._-")[:100] or "run"
     return data
+
+
+def _read_config_text(path: Path) -> str:
+    """The UTF-8 text of a config file; one-line :class:`ConfigError` for folders, binaries, huge or unreadable
+    files."""
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {str(path)!r} is {size} bytes; a config must be under "
+                              f"{MAX_CONFIG_BYTES} bytes")
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
+    if b"\0" in raw:
+        raise ConfigError(f"config file {str(path)!r} is a binary file, not YAML")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
 
 
 def apply_overrides(cfg: dict, overrides: dict) -> dict:

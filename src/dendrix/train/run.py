@@ -3,6 +3,9 @@
 ``run.model`` is the trained model in eval mode (the best validation weights when the run selected on the
 validation split, else the newest checkpoint), ``run.config`` the resolved config, ``run.info`` the data set
 description, and ``run.loader(split, batch_size=None)`` yields time-first batches ``(x [T, B, C], y [B])``.
+
+A folder that is not a run, or whose files are missing, corrupt or do not fit each other, raises
+:class:`~dendrix.train.checkpoint.CheckpointError` with one line naming the file (nothing is unpickled).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import nn
 
 from ..models import build_model
 from .batches import Batches, open_dataset
-from .checkpoint import latest_checkpoint, load_weights
+from .checkpoint import CheckpointError, intact_checkpoint, load_weights
 
 __all__ = ["Run", "RunInfo", "load_run"]
 
@@ -55,18 +58,31 @@ class Run:
         return Batches(self.dataset(split), size, self.device, self.config["data"].get("in_memory", "auto"))
 
 
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({type(err).__name__}); the {what} cannot be read") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
 def _info(run_dir: Path, config: dict):
     path = run_dir / "info.json"
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a dendrix run folder (info.json missing)")
-    data = json.loads(path.read_text())
+    data = _read_json(path, "data set description")
     known = {k: data[k] for k in ("name", "num_inputs", "num_classes", "time_steps", "input_kind") if k in data}
     try:
         from ..data import DatasetInfo
 
         return DatasetInfo(**{k: v for k, v in data.items()})
     except (ImportError, TypeError):
-        return RunInfo(**known)
+        try:
+            return RunInfo(**known)
+        except TypeError:
+            raise CheckpointError(f"{path} lacks the fields name, num_inputs, num_classes") from None
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: str = "best") -> Run:
@@ -76,18 +92,25 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: s
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a dendrix run folder (config.json missing)")
-    config = json.loads(cfg_path.read_text())
+    if weights not in ("best", "last"):
+        raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
+    config = _read_json(cfg_path, "run config")
     info = _info(run_dir, config)
     device = torch.device(device)
-    model = build_model(config["model"], info).to(device)
+    try:
+        model = build_model(config["model"], info).to(device)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{cfg_path} does not describe a model that can be built "
+                              f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
     path = run_dir / "best.safetensors"
     if weights == "last" or not path.exists():
-        found = latest_checkpoint(run_dir)
+        found = intact_checkpoint(run_dir)
         if found is None:
-            raise FileNotFoundError(f"{run_dir} has no trained weights yet (no best.safetensors or checkpoint)")
+            raise FileNotFoundError(f"{run_dir} has no trained weights yet (no best.safetensors or intact "
+                                    "checkpoint)")
         path = found[1] / "model.safetensors"
     load_weights(path, model, device)
     model.eval()
     result_path = run_dir / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.exists() else None
+    result = _read_json(result_path, "result") if result_path.exists() else None
     return Run(run_dir=run_dir, model=model, config=config, info=info, device=device, weights=path, result=result)

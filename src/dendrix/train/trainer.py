@@ -9,22 +9,24 @@
 * Every epoch: train, evaluate on the validation split, append a row to ``metrics.csv``, keep the best
   validation weights in ``best.safetensors``, write a checkpoint. ``resume=True`` continues from the newest
   checkpoint exactly (weights, optimiser, scheduler, RNG states, epoch counter, history).
-* A non-finite loss stops the run with :class:`TrainingDiverged`; the last checkpoint on disk is the last good
-  epoch. Ctrl-C (KeyboardInterrupt) leaves the last finished epoch's checkpoint, so the run can be resumed.
+* Every step checks the loss, every gradient and every parameter: a non-finite value stops the run with
+  :class:`TrainingDiverged` naming the epoch, batch and tensor (``train.nan_policy: skip`` drops steps with a
+  non-finite loss or gradient instead). Checkpoints are only written from finite weights, so the newest one on
+  disk is the last good epoch. Ctrl-C (KeyboardInterrupt) leaves the last finished epoch's checkpoint.
+* The run folder is locked while training (:class:`~dendrix.train.runfolder.RunLock`); a folder that already
+  holds a run is refused unless ``overwrite`` or ``resume``. Resuming with a config that differs from the
+  checkpoint's is refused with the changed keys (see :data:`RESUME_TUNABLE_KEYS`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import random
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,11 +36,18 @@ from ..contract import Neuron
 from ..models import build_model, count_parameters, per_step_loss
 from ..recording import record
 from .batches import Batches, open_dataset
-from .checkpoint import (latest_checkpoint, load_weights, save_checkpoint, save_weights, write_csv, write_json)
+from .checkpoint import (CheckpointError, intact_checkpoint, latest_checkpoint, load_weights, save_checkpoint,
+                         save_weights, write_csv, write_json)
 from .config import resolve_config
 from .distributed import DistContext, setup, teardown
+from .guards import (RESUME_OPERATIONAL_KEYS, RESUME_TUNABLE_KEYS, ResumeConfigError, config_changes,
+                     first_nonfinite as _first_nonfinite, jsonable as _jsonable)
+from .runfolder import RunFolderError, RunLock, check_run_name, clear_run_folder, is_run_folder
+from .seeding import rng_state as _rng_state, seed_everything
+from .seeding import set_rng_state as _set_rng_state, set_threads as _set_threads
 
-__all__ = ["Trainer", "TrainingDiverged", "neuron_parameters", "parameter_groups", "evaluate", "spike_rate",
+__all__ = ["Trainer", "TrainingDiverged", "ResumeConfigError", "RESUME_OPERATIONAL_KEYS", "RESUME_TUNABLE_KEYS",
+           "config_changes", "neuron_parameters", "parameter_groups", "evaluate", "spike_rate",
            "seed_everything", "default_run_dir", "train"]
 
 
@@ -50,7 +59,7 @@ def _log_info(text: str) -> None:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf; the message says where, and which checkpoint is the last good one."""
+    """A loss, gradient or parameter became NaN/inf; the message says where, and which checkpoint is kept."""
 
 
 # -- parameters -----------------------------------------------------------------------------------------------
@@ -126,44 +135,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict, steps_per_
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-# -- seeds and RNG state --------------------------------------------------------------------------------------
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch with ``seed``; with ``deterministic`` also ask torch for deterministic
-    algorithms (warning only where none exists)."""
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if torch.backends.cudnn.is_available():
-            torch.backends.cudnn.benchmark = False
-
-
-def _set_threads(threads: int | None, ctx: DistContext) -> None:
-    """Small spiking models gain little from intra-op threads and lose a lot when cores are oversubscribed,
-    so processes that share the CPU (DDP on CPU) split the cores between them unless ``threads`` is set."""
-    if threads is None and ctx.distributed and ctx.device.type == "cpu":
-        threads = max(1, (os.cpu_count() or 1) // ctx.world_size)
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 # -- evaluation -----------------------------------------------------------------------------------------------
 
 def _forward_loss(model: nn.Module, base: nn.Module, x, y, label_smoothing: float):
@@ -214,10 +185,11 @@ def spike_rate(model: nn.Module, batches: Batches, max_batches: int | None = Non
 
 
 def default_run_dir(cfg: dict) -> Path:
-    """``runs/NAME-KIND-TIMESTAMP`` for a config without an explicit run folder."""
+    """``runs/NAME-KIND-TIMESTAMP`` for a config without an explicit run folder (names checked: no separators)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = cfg.get("name") or cfg["data"]["name"]
-    return Path("runs") / f"{name}-{cfg['model']['kind']}-{stamp}"
+    name = check_run_name(cfg.get("name") or cfg["data"]["name"], "the run name (config name or data.name)")
+    kind = check_run_name(cfg["model"]["kind"], "model.kind")
+    return Path("runs") / f"{name}-{kind}-{stamp}"
 
 
 # -- the trainer ----------------------------------------------------------------------------------------------
@@ -232,15 +204,25 @@ class Trainer:
         ctx: distributed context (default: one process on ``config["device"]``).
         log: a function taking one-line epoch summaries (rank 0 only); default: INFO records of the
             ``dendrix.train.trainer`` logger; None silences them.
+        overwrite: replace the run already in ``run_dir`` (its checkpoints, weights, metrics and reports are
+            deleted when :meth:`fit` starts); without it such a folder is refused.
+        allow_config_change: on resume, apply edited :data:`RESUME_TUNABLE_KEYS` instead of refusing them.
     """
 
     def __init__(self, config: dict, run_dir: str | Path, *, resume: bool = False, ctx: DistContext | None = None,
-                 log: Callable[[str], None] | None = _log_info):
+                 log: Callable[[str], None] | None = _log_info, overwrite: bool = False,
+                 allow_config_change: bool = False):
         self.cfg = config
         self.run_dir = Path(run_dir)
         self.ctx = ctx or setup(config["device"])
         self.log = log if self.ctx.is_main else None
         self.resume = resume
+        self.overwrite = overwrite and not resume
+        self.allow_config_change = allow_config_change
+        self._lock = RunLock(self.run_dir)
+        if self.ctx.is_main:  # fail before any work: the folder is busy, or holds a run nobody asked to replace
+            RunLock.check_free(self.run_dir)
+            self._check_folder_free()
         tcfg = config["train"]
         _set_threads(config.get("threads"), self.ctx)
         seed_everything(config["seed"], config["deterministic"])
@@ -277,6 +259,15 @@ class Trainer:
             self._load_checkpoint()
 
     # -- state ------------------------------------------------------------------------------------------------
+    def _check_folder_free(self) -> None:
+        if self.resume or self.overwrite or getattr(self, "_started", False):
+            return  # resuming, replacing, or a second fit() of this trainer continuing its own run
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunFolderError(f"run folder {self.run_dir} is a file")
+        if is_run_folder(self.run_dir):
+            raise RunFolderError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
+                                 "or replace it with --overwrite")
+
     def _trainer_state(self) -> dict:
         rng = _rng_state()
         if self.ctx.distributed:
@@ -289,25 +280,75 @@ class Trainer:
             rng = [rng]
         return {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "history": self.history, "best": self.best,
-                "rng": rng, "world_size": self.ctx.world_size}
+                "rng": rng, "world_size": self.ctx.world_size, "config": _jsonable(self.cfg)}
 
     def _load_checkpoint(self) -> None:
-        found = latest_checkpoint(self.run_dir)
+        found = intact_checkpoint(self.run_dir, warn=_logger.warning if self.ctx.is_main else (lambda _: None))
         if found is None:
-            raise FileNotFoundError(f"no checkpoint to resume in {self.run_dir} (expected checkpoints/last.json)")
-        epoch, folder = found
-        load_weights(folder / "model.safetensors", self.model, self.ctx.device)
-        state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.history, self.best = int(state["epoch"]), list(state["history"]), dict(state["best"])
-        rng = state["rng"]
-        _set_rng_state(rng[self.ctx.rank] if self.ctx.rank < len(rng) else rng[0])
+            raise FileNotFoundError(f"no intact checkpoint to resume in {self.run_dir} (expected "
+                                    "checkpoints/epoch-NNNN/ with state.json)")
+        epoch, folder, weights, state = found
+        self._check_resume_config(state.get("config"))
+        try:
+            self.model.load_state_dict({k: v.to(self.ctx.device) for k, v in weights.items()})
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.epoch, self.history, self.best = int(state["epoch"]), list(state["history"]), dict(state["best"])
+            rng = state["rng"]
+            _set_rng_state(rng[self.ctx.rank] if self.ctx.rank < len(rng) else rng[0])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            detail = " ".join(str(err).split())[:200]
+            raise CheckpointError(f"checkpoint {folder} does not fit this run ({type(err).__name__}: {detail})"
+                                  ) from None
+        if epoch != self.epoch:
+            raise CheckpointError(f"checkpoint {folder} says epoch {self.epoch}, its folder name epoch {epoch}")
+        self._apply_tunable()
+
+    def _check_resume_config(self, saved: dict | None) -> None:
+        if saved is None:
+            return
+        changes = config_changes(saved, self.cfg)
+        fixed = [c for c in changes if c[0] not in RESUME_OPERATIONAL_KEYS | RESUME_TUNABLE_KEYS]
+        tunable = [c for c in changes if c[0] in RESUME_TUNABLE_KEYS]
+
+        def listing(items):
+            return ", ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in items)
+        if fixed:
+            raise ResumeConfigError(f"cannot resume {self.run_dir}: its config changed in {listing(fixed)}, which "
+                                    "the checkpoint cannot follow; start a new run")
+        if tunable and not self.allow_config_change:
+            raise ResumeConfigError(f"the config of {self.run_dir} changed since its checkpoint: {listing(tunable)}; "
+                                    "resume with --allow-config-change to apply it, or undo the edit")
+        self._changed = [k for k, _, _ in tunable]
+        if tunable and self.log:
+            self.log(f"resuming with the changed config: {listing(tunable)}")
+
+    def _apply_tunable(self) -> None:
+        """After loading the optimiser: learning rates, decays and momentum of the (edited) config."""
+        if not getattr(self, "_changed", None):
+            return
+        tcfg = self.cfg["train"]
+        fresh = {g["name"]: g for g in parameter_groups(self.model, tcfg)}
+        for i, group in enumerate(self.optimizer.param_groups):
+            new = fresh[group["name"]]
+            group["initial_lr"] = new["lr"]
+            group["weight_decay"] = new["weight_decay"]
+            if "momentum" in group:
+                group["momentum"] = float(tcfg["momentum"])
+            self.scheduler.base_lrs[i] = new["lr"]
+        self.scheduler.lr_lambdas = make_scheduler(self.optimizer, tcfg, self.steps_per_epoch).lr_lambdas
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = self.scheduler.base_lrs[i] * self.scheduler.lr_lambdas[i](self.scheduler.last_epoch)
 
     def _save(self) -> None:
+        # never checkpoint non-finite weights (buffers included): the newest checkpoint must stay a good one
+        bad = _first_nonfinite(list(self.model.state_dict().items()))
+        if bad is not None:
+            self._diverged(self.steps_per_epoch - 1, math.nan, what=f"model tensor {bad}", epoch_done=True)
         state = self._trainer_state()  # collective in DDP: every rank calls it
         if self.ctx.is_main:
-            save_checkpoint(self.run_dir, self.epoch, self.model, state)
+            save_checkpoint(self.run_dir, self.epoch, self.model, state,
+                            keep=int(self.cfg["train"].get("keep_checkpoints", 2)))
             write_csv(self.run_dir / "metrics.csv", self.history)
         self.ctx.barrier()
 
@@ -330,28 +371,49 @@ class Trainer:
         self.net.train()
         smoothing, clip = float(tcfg["label_smoothing"]), float(tcfg["grad_clip"])
         bf16 = tcfg["precision"] == "bf16"
+        skip = tcfg.get("nan_policy", "stop") == "skip"
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         loss_sum = correct = count = 0.0
+        skipped = 0
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{tcfg['epochs']}", leave=False,
                    disable=not (tcfg["progress"] and self.ctx.is_main), dynamic_ncols=True, mininterval=0.5)
         batches = self.train_data.iterate(shuffle=True, seed=self.cfg["seed"], epoch=self.epoch,
                                           rank=self.ctx.rank, world=self.ctx.world_size)
         try:
             for i, (x, y) in enumerate(batches):
-                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss, logits = _forward_loss(self.net, self.model, x, y, smoothing)
+                try:
+                    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                        loss, logits = _forward_loss(self.net, self.model, x, y, smoothing)
+                except torch.linalg.LinAlgError as err:  # e.g. an eigendecomposition of diverged dynamics
+                    first = (str(err).splitlines() or [""])[0][:120]
+                    self._diverged(i, math.nan, what=f"the forward pass ({first})")
                 value = loss.detach().item()
                 bad = not math.isfinite(value)
                 if self.ctx.distributed:
                     bad = self.ctx.all_sum([float(bad)])[0] > 0
-                if bad:
-                    self._diverged(i, value)
                 self.optimizer.zero_grad(set_to_none=True)
+                if bad:
+                    if not skip:
+                        self._diverged(i, value)
+                    skipped += self._skip(i, "loss", value)
+                    continue
                 loss.backward()
-                if clip > 0:
+                bad_grad = _first_nonfinite([(n, p.grad) for n, p in named])
+                if bad_grad is None and clip > 0:
                     norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
                     if not torch.isfinite(norm):
-                        self._diverged(i, float("nan"), what="gradient norm")
+                        bad_grad = "the gradient norm"
+                if bad_grad is not None:
+                    what = f"gradient of {bad_grad}" if bad_grad != "the gradient norm" else "gradient norm"
+                    if not skip:
+                        self._diverged(i, math.nan, what=what)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    skipped += self._skip(i, what, math.nan)
+                    continue
                 self.optimizer.step()
+                bad_param = _first_nonfinite(named)
+                if bad_param is not None:  # cannot be undone by skipping: always stop
+                    self._diverged(i, math.nan, what=f"parameter {bad_param}")
                 self.scheduler.step()
                 n = len(y)
                 loss_sum += value * n
@@ -362,14 +424,26 @@ class Trainer:
         finally:
             bar.close()
         loss_sum, correct, count = self.ctx.all_sum([loss_sum, correct, count])
-        return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
+        metrics = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
+        if skip:
+            metrics["skipped_steps"] = skipped
+        return metrics
 
-    def _diverged(self, batch: int, value: float, what: str = "loss") -> None:
+    def _skip(self, batch: int, what: str, value: float) -> int:
+        """``train.nan_policy: skip``: the step is dropped (no update), the schedule moves on."""
+        self.scheduler.step()
+        _logger.warning("skipped a step: %s became %s at epoch %d, batch %d (train.nan_policy: skip)",
+                        what, value, self.epoch + 1, batch + 1)
+        return 1
+
+    def _diverged(self, batch: int, value: float, what: str = "loss", epoch_done: bool = False) -> None:
         last = latest_checkpoint(self.run_dir)
         kept = (f"the last good checkpoint (epoch {last[0]}) is kept in {self.run_dir}" if last
                 else "no epoch finished, so there is no checkpoint")
-        raise TrainingDiverged(f"{what} became {value} at epoch {self.epoch + 1}, batch {batch + 1}; training "
-                               f"stopped ({kept}); try a lower train.lr or train.grad_clip")
+        shown = "nan/inf" if what != "loss" and math.isnan(value) else value
+        raise TrainingDiverged(f"{what} became {shown} at epoch {self.epoch + (0 if epoch_done else 1)}, batch "
+                               f"{batch + 1} (step {self.scheduler.last_epoch + 1} of the run); training stopped "
+                               f"({kept}); try a lower train.lr or train.grad_clip")
 
     def _tensorboard(self):
         if self._writer is None and self.cfg["train"]["tensorboard"] and self.ctx.is_main:
@@ -387,6 +461,16 @@ class Trainer:
         ``stop_after=N`` stops once N epochs are finished and returns None without testing (the run is left
         exactly as an interruption would leave it, ready for ``resume``).
         """
+        if not self.ctx.is_main:
+            return self._fit(on_epoch, stop_after)
+        with self._lock:
+            self._check_folder_free()  # again under the lock: another run may have finished in between
+            if self.overwrite and not getattr(self, "_started", False):
+                clear_run_folder(self.run_dir)
+            self._started = True
+            return self._fit(on_epoch, stop_after)
+
+    def _fit(self, on_epoch, stop_after) -> dict[str, Any] | None:
         self._write_run_files()
         epochs = int(self.cfg["train"]["epochs"])
         while self.epoch < epochs:
@@ -398,6 +482,8 @@ class Trainer:
             row: dict[str, Any] = {"epoch": self.epoch + 1, "train_loss": train_metrics["loss"],
                                    "train_accuracy": train_metrics["accuracy"],
                                    "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds}
+            if "skipped_steps" in train_metrics:
+                row["skipped_steps"] = train_metrics["skipped_steps"]
             if self.val_data is not None:
                 val = evaluate(self.model, self.val_data, self.ctx)
                 row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
@@ -454,7 +540,8 @@ class Trainer:
 
 
 def train(config: dict | str | Path, run_dir: str | Path | None = None, overrides: list[str] | None = None, *,
-          resume: bool = False, log: Callable[[str], None] | None = _log_info) -> dict[str, Any]:
+          resume: bool = False, log: Callable[[str], None] | None = _log_info, overwrite: bool = False,
+          allow_config_change: bool = False) -> dict[str, Any]:
     """Train from a config (path, packaged name or dict) and return the result dict (see ``Trainer.finish``).
 
     Launched by torchrun, this runs data-parallel and ends the process group when done.
@@ -469,6 +556,7 @@ def train(config: dict | str | Path, run_dir: str | Path | None = None, override
             shared = [str(run_dir)]
             dist.broadcast_object_list(shared, src=0)
             run_dir = Path(shared[0])
-        return Trainer(cfg, run_dir, resume=resume, ctx=ctx, log=log).fit()
+        return Trainer(cfg, run_dir, resume=resume, ctx=ctx, log=log, overwrite=overwrite,
+                       allow_config_change=allow_config_change).fit()
     finally:
         teardown(ctx)
