@@ -109,8 +109,9 @@ def robustness_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
     S = {k: _summaries(v) for k, v in res.items()}
     pairs = {k: {m: paired([t[m] for t in res[k]], [t[m] for t in res["lif"]]) for m in ("overall", "relative")}
              for k in ("dgn", "sdgn")}
-    text = "; ".join(f"{k}: clean {S[k]['clean'].text()}, overall {S[k]['overall'].text()}, relative "
-                     f"{S[k]['relative'].text()}" for k in res)
+    text = "; ".join(f"{k}: clean {S[k]['clean'].text()}, overall {S[k]['overall'].text()} (noise "
+                     f"{S[k]['noise'].mean:.3f}, FGSM {S[k]['fgsm'].mean:.3f}), relative {S[k]['relative'].text()}"
+                     for k in res)
     text += "; DGN − LIF overall " + pairs["dgn"]["overall"].text() + "; S-DGN − LIF overall " + \
         pairs["sdgn"]["overall"].text()
     better = [pairs[k]["overall"].difference.low > 0 for k in ("dgn", "sdgn")]
