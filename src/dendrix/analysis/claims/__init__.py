@@ -18,6 +18,7 @@ __all__ = ["CLAIMS", "ClaimResult", "run_claim", "claim_names", "summarize", "pa
 
 
 def claim_names() -> list[str]:
+    """Names of the registered claims, in registration order."""
     return list(CLAIMS)
 
 

@@ -104,6 +104,7 @@ def _summaries(trials: list[dict]) -> dict:
 
 @claim("dgn_robustness", PAPER)
 def robustness_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
+    """LIF, DGN and S-DGN trained on the same seeds; the paired robustness differences (module docstring)."""
     epochs = 1 if quick else 3
     res = compare_robustness(("lif", "dgn", "sdgn"), seeds, epochs=epochs, quick=quick)
     S = {k: _summaries(v) for k, v in res.items()}

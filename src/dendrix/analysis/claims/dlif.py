@@ -28,6 +28,7 @@ PAPER = "DLIF (ICLR 2026)"
 
 @claim("dlif_xor", PAPER)
 def xor_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
+    """One DLIF and one LIF neuron trained on per-step XOR per seed, and the best LIF of a weight grid."""
     steps = 40 if quick else 300
     dlif = [train_xor("dlif", steps=steps, seed=s).accuracy for s in range(seeds)]
     lif = [train_xor("lif", steps=steps, seed=s).accuracy for s in range(seeds)]
@@ -44,6 +45,7 @@ def xor_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
 
 @claim("dlif_theorem1", PAPER)
 def theorem1_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
+    """Mean-current readouts (DLIF, LIF) on equal-rate classes that differ in correlations, per seed."""
     steps, trials = (30, 128) if quick else (200, 512)
     dl = [train_correlation("dlif", steps=steps, trials=trials, seed=s) for s in range(seeds)]
     li = [train_correlation("lif", steps=steps, trials=trials, seed=s) for s in range(seeds)]
@@ -85,6 +87,7 @@ def theorem2_trial(seed: int, *, trials: int = 512, steps: int = 200, hidden: in
 
 @claim("dlif_theorem2", PAPER)
 def theorem2_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
+    """:func:`theorem2_trial` over seeds (the form tested is in the module docstring)."""
     kw = dict(trials=128, steps=30) if quick else {}
     rows = [theorem2_trial(s, **kw) for s in range(seeds)]
     col = {k: [r[k] for r in rows] for k in rows[0]}
@@ -127,6 +130,7 @@ def _energy_layers(quick: bool):
 
 @claim("dlif_energy", PAPER)
 def energy_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
+    """:func:`pair_overhead` of linear and conv DLIF layers of several widths at input rates 5 % and 20 %."""
     rates = (0.05, 0.2)
     table, parts = {}, []
     for name, (make, shape) in _energy_layers(quick).items():

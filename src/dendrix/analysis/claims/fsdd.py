@@ -57,6 +57,7 @@ class FSDDRun:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 300) -> float:
+    """Fraction of ``y`` that ``model`` (in eval mode, restored afterwards) classifies right on ``x [T, N, C]``."""
     was = model.training
     model.eval()
     correct = sum(int((model(x[:, i:i + batch]).argmax(-1) == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
