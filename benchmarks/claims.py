@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", nargs="*", default=None, help=f"DGN robustness sweep settings: {', '.join(SWEEP)}")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=3, help="training length of the sweep's base setting")
+    ap.add_argument("--lif-from", default=None, help="a sweep JSON whose LIF runs (same seeds) are reused")
     ap.add_argument("--quick", action="store_true", help="tiny settings (checks the harness, not the claim)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/claims")
@@ -60,8 +61,12 @@ def main(argv=None) -> int:
         bad = [s for s in settings if s not in SWEEP]
         if bad:
             ap.error(f"--sweep settings must be among {list(SWEEP)}, got {bad}")
-        res = sweep(settings, seeds=args.seeds, quick=args.quick, base_epochs=args.epochs)
-        (out / f"dgn_sweep_{'_'.join(s.split()[0] for s in settings)}.json").write_text(
+        lif_runs = None
+        if args.lif_from:
+            earlier = json.loads(Path(args.lif_from).read_text())["sweep"]
+            lif_runs = {row["epochs"]: row["per_seed"]["lif"] for row in earlier.values()}
+        res = sweep(settings, seeds=args.seeds, quick=args.quick, base_epochs=args.epochs, lif_runs=lif_runs)
+        (out / f"dgn_sweep_{'_'.join(s.replace(' ', '').replace(',', '+') for s in settings)}.json").write_text(
             json.dumps({"stamp": stamp, "sweep": res}, indent=2, default=float))
         for name, row in res.items():
             d = row["paired_overall"]["difference"]

@@ -78,3 +78,14 @@ def test_dalif_few_steps():
     v = run_claim("dalif_few_steps", SEEDS).values
     assert v["T=8"]["dalif"]["mean"] >= v["T=8"]["lif"]["mean"]
     assert abs(v["T=4"]["paired"]["difference"]["mean"]) < 0.06
+
+
+def test_dgn_robustness_over_lif_holds_after_eight_epochs_through_fgsm_not_spike_noise():
+    from dendrix.analysis.claims import paired
+    from dendrix.analysis.claims.dgn import sweep
+
+    row = sweep(["epochs=8"], seeds=SEEDS)["epochs=8"]
+    dgn, lif = row["per_seed"]["dgn"], row["per_seed"]["lif"]
+    assert row["paired_overall"]["difference"]["low"] > 0
+    assert paired([t["fgsm"] for t in dgn], [t["fgsm"] for t in lif]).difference.low > 0
+    assert paired([t["noise"] for t in dgn], [t["noise"] for t in lif]).difference.high < 0

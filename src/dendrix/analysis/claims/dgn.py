@@ -132,15 +132,19 @@ SWEEP = {
     "tau_s=10": {"neuron": {"tau_s": 10.0}},
     "reversal_init=2 (S-DGN C scale)": {"neuron": {"reversal_init": 2.0}, "kind": "sdgn"},
     "epochs=8": {"epochs": 8},
+    "gate=sigmoid, epochs=8": {"neuron": {"gate": "sigmoid"}, "epochs": 8},
+    "sdgn, epochs=8": {"kind": "sdgn", "epochs": 8},
 }
 
 
-def sweep(settings=None, seeds: int = 5, quick: bool = False, base_epochs: int = 3) -> dict:
+def sweep(settings=None, seeds: int = 5, quick: bool = False, base_epochs: int = 3,
+          lif_runs: dict[int, list[dict]] | None = None) -> dict:
     """DGN (or the setting's kind) against LIF, one setting changed at a time; the LIF runs are shared between
-    settings of the same training length."""
+    settings of the same training length (``lif_runs``: ``{epochs: [trial per seed]}`` of an earlier sweep, the
+    same seeds and protocol, reused instead of retrained)."""
     data = _load(quick)
     epochs0 = 1 if quick else base_epochs
-    lif_cache: dict[int, list[dict]] = {}
+    lif_cache: dict[int, list[dict]] = {int(k): v[:seeds] for k, v in (lif_runs or {}).items() if len(v) >= seeds}
     out = {}
     for name in settings or SWEEP:
         spec = SWEEP[name]
