@@ -8,7 +8,8 @@ first layer's output correlation matrices differ between the classes (‖C0_out 
 for two halves of one class), and (b) one DLIF neuron of the second layer separates the classes from its mean
 current with K aligned to C0_out − C1_out (cosine), i.e. the second layer reads the propagated correlations.
 A LIF neuron in the second layer is reported beside it: the first layer's output rates may differ between the
-classes (coincidences drive a LIF soma harder), which a LIF readout can use.
+classes (coincidences drive a LIF soma harder), which a LIF readout can use; the claim holds fully only if the
+DLIF readout also beats it (paired over seeds).
 """
 
 from __future__ import annotations
@@ -93,7 +94,10 @@ def theorem2_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
     col = {k: [r[k] for r in rows] for k in rows[0]}
     S = {k: summarize(v) for k, v in col.items()}
     ratio = summarize([r["between"] / max(r["within"], 1e-12) for r in rows])
-    holds = verdict(ratio.low > 2.0, S["accuracy_dlif"].mean >= 0.9 and S["cosine"].mean >= 0.5)
+    advantage = paired(col["accuracy_dlif"], col["accuracy_lif"])
+    # (a) the correlations propagate, (b) the next DLIF layer reads them, (c) better than a rate (LIF) readout
+    holds = verdict(ratio.low > 2.0, S["accuracy_dlif"].mean >= 0.75 and S["cosine"].mean >= 0.5,
+                    advantage.difference.low > 0)
     return ClaimResult(
         "dlif_theorem2", PAPER, "the correlation structure propagates across layers (read by the next DLIF layer)",
         f"‖ΔC_out‖ between/within classes {ratio.text('.2f')}; layer-2 accuracy DLIF {S['accuracy_dlif'].text()}, "
@@ -101,7 +105,7 @@ def theorem2_claim(seeds: int = 5, quick: bool = False) -> ClaimResult:
         f"{S['rate_class0'].text('.3f')} vs class 1 {S['rate_class1'].text('.3f')}", holds, seeds,
         settings={"layer1": "DLIFLinear(8, 16) defaults, weight gain 3", **kw},
         values={**{k: v.to_dict() for k, v in S.items()}, "between_over_within": ratio.to_dict(),
-                "paired_accuracy": paired(col["accuracy_dlif"], col["accuracy_lif"]).to_dict()})
+                "paired_accuracy": advantage.to_dict()})
 
 
 def pair_overhead(layer: torch.nn.Module, shape: tuple[int, ...], rate: float, seed: int) -> dict:
