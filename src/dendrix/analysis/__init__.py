@@ -13,6 +13,7 @@ _LAZY = {
     "fgsm": "attacks", "bim": "attacks", "pgd": "attacks", "attack": "attacks",
     "spike_noise": "noise", "gaussian_noise": "noise", "current_noise": "noise",
     "quick_evaluation": "summary",
+    "run_claim": "claims", "claim_names": "claims",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, ())

@@ -29,7 +29,7 @@ from ..neurons.lif import LIF
 from ..ops.lif import lif_sequence
 
 __all__ = ["xor_data", "train_xor", "lif_xor_grid_search", "correlation_data", "empirical_correlation",
-           "train_correlation", "XORResult", "CorrelationResult", "offdiag_cosine"]
+           "train_correlation", "train_mean_current_readout", "XORResult", "CorrelationResult", "offdiag_cosine"]
 
 
 # ------------------------------------------------------------------------------------------------------- XOR
@@ -150,15 +150,14 @@ class CorrelationResult:
     C_diff: Tensor
 
 
-def train_correlation(kind: str = "dlif", steps: int = 200, lr: float = 0.05, trials: int = 512, T: int = 100,
-                      group: int = 4, seed: int = 0, weight_decay: float = 1e-3) -> CorrelationResult:
-    """Train one neuron to tell the two classes of :func:`correlation_data` apart from its time-averaged input
-    current (logit = mean_t I[t]; the neuron's bias is the decision offset). DLIF learns W, K, b from K = 0; LIF
-    learns W, b."""
+def train_mean_current_readout(kind: str, x: Tensor, y: Tensor, xt: Tensor, yt: Tensor, *, steps: int = 200,
+                               lr: float = 0.05, seed: int = 0, weight_decay: float = 1e-3
+                               ) -> tuple[float, torch.nn.Module]:
+    """Train one neuron (``kind`` "dlif": W, K, b from K = 0, all pairs; "lif": W, b) to tell class 0 from class 1
+    of spike inputs ``x [T, trials, n]`` by its time-averaged input current (logit = mean_t I[t]). Returns the
+    held-out accuracy on ``(xt, yt)`` and the trained layer."""
     torch.manual_seed(seed)
-    n = 2 * group
-    x, y = correlation_data(trials, T, group, seed=seed)
-    xt, yt = correlation_data(trials, T, group, seed=seed + 1000)
+    n = x.shape[-1]
     if kind == "dlif":
         model = DLIFLinear(n, 1, sparsity=0.0, k_init=0.0, seed=seed)
         current = model.input_current
@@ -172,11 +171,22 @@ def train_correlation(kind: str = "dlif", steps: int = 200, lr: float = 0.05, tr
     for _ in range(steps):
         opt.zero_grad()
         logit = current(x).mean(0)[:, 0]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, target)
-        loss.backward()
+        torch.nn.functional.binary_cross_entropy_with_logits(logit, target).backward()
         opt.step()
     with torch.no_grad():
         acc = float(((current(xt).mean(0)[:, 0] > 0).float() == (yt == 0).float()).float().mean())
+    return acc, model
+
+
+def train_correlation(kind: str = "dlif", steps: int = 200, lr: float = 0.05, trials: int = 512, T: int = 100,
+                      group: int = 4, seed: int = 0, weight_decay: float = 1e-3) -> CorrelationResult:
+    """Train one neuron to tell the two classes of :func:`correlation_data` apart from its time-averaged input
+    current (logit = mean_t I[t]; the neuron's bias is the decision offset). DLIF learns W, K, b from K = 0; LIF
+    learns W, b."""
+    x, y = correlation_data(trials, T, group, seed=seed)
+    xt, yt = correlation_data(trials, T, group, seed=seed + 1000)
+    acc, model = train_mean_current_readout(kind, x, y, xt, yt, steps=steps, lr=lr, seed=seed,
+                                            weight_decay=weight_decay)
     c0 = empirical_correlation(x[:, y == 0])
     c1 = empirical_correlation(x[:, y == 1])
     diff = c0 - c1
