@@ -77,6 +77,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: s
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a dendrix run folder (config.json missing)")
     config = json.loads(cfg_path.read_text())
+    from .config import import_plugins
+
+    import_plugins(config.get("plugins"))  # user data sets / architectures the run was trained with
     info = _info(run_dir, config)
     device = torch.device(device)
     model = build_model(config["model"], info).to(device)
