@@ -123,7 +123,8 @@ class SpikeAugment:
         if self.channel_jitter and x.dim() != 3:
             raise DatasetError(f"data.augment.channel_jitter works on [T, B, C] sequences; this data set gives "
                                f"batches of shape {tuple(x.shape)} (set channel_jitter: 0)")
-        key = (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(batch)) % (2**62)
+        # mixed so that the streams differ from torch.manual_seed(small integer), which a caller may use itself
+        key = ((int(seed) * 1_000_003 + int(epoch) * 10_007 + int(batch)) * 0x9E3779B1 + 0xA06A06) % (2**62)
         gen = torch.Generator(device=x.device)
         gen.manual_seed(key)
         batch_size = x.shape[1]
