@@ -13,9 +13,9 @@ x_aug, y_aug = aug(x, y, seed=0, epoch=3, batch=17)   # x [T, B, C] (or [T, B, C
 * ``drop`` p: each input event (non-zero entry) is removed with probability p.
 * ``insert`` q: each empty entry receives one event with probability q (binary data stays binary).
 * ``mixup`` α: a batch is mixed with a shuffled copy of itself with λ ~ Beta(α, α); the targets become
-  ``λ·onehot(y) + (1 − λ)·onehot(y[perm])`` (``[B, classes]`` probabilities). Spike inputs are mixed by a Bernoulli
-  mask (each entry from the first sample with probability λ, else from the second) so they stay spikes; analog
-  inputs are mixed linearly.
+  ``λ·onehot(y) + (1 − λ)·onehot(y[perm])`` (``[B, classes]`` probabilities). Spike inputs are mixed by a
+  Bernoulli mask (each entry from the first sample with probability λ, else from the second) so they stay
+  spikes; analog inputs are mixed linearly.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ from .._optional import require
 
 yaml = require("yaml", needed_by="dendrix.train (YAML configs)")
 
-__all__ = ["ConfigError", "DEFAULTS", "import_plugins", "load_config", "parse_overrides", "apply_overrides", "validate_config",
+__all__ = ["ConfigError", "DEFAULTS", "import_plugins", "load_config", "parse_overrides", "apply_overrides",
+           "validate_config",
            "resolve_config", "deep_merge", "packaged_config", "packaged_configs"]
 
 

@@ -249,7 +249,8 @@ class Trainer:
         self.info = train_set.info
         torch.manual_seed(config["seed"])  # identical initial weights whatever the data loading consumed
         self.model = build_model(config["model"], self.info).to(dev)  # before stacking data: fail fast
-        self.train_data = Batches.from_config(train_set, config["data"], dev, config["data"]["batch_size"], train=True)
+        self.train_data = Batches.from_config(train_set, config["data"], dev, config["data"]["batch_size"],
+                                              train=True)
         self.val_data = None
         if tcfg["select"] == "val":
             self.val_data = Batches.from_config(open_dataset(config["data"], "val", seed=config["seed"]),
