@@ -33,7 +33,7 @@ from .user import UserDataset, from_tonic
 
 __all__ = ["get_dataset", "make_loader", "list_datasets", "dataset_options", "DatasetInfo", "DatasetError",
            "SequenceDataset", "ArrayDataset", "SequenceLoader", "TimeFirstDataLoader", "SPLITS", "data_root",
-           "register_dataset", "unregister_dataset", "UserDataset", "from_tonic", "SpikeAugment"]
+           "register_dataset", "unregister_dataset", "dataset_factory", "UserDataset", "from_tonic", "SpikeAugment"]
 
 # name -> (module, function, one-line description); modules are imported on first use
 _DATASETS: dict[str, tuple[str, str, str]] = {
@@ -117,6 +117,11 @@ def _loader(name: str) -> Callable:
         raise DatasetError(f"unknown data set {name!r}; available: {', '.join(list(_DATASETS) + list(_USER_DATASETS))}")
     module, func, _ = _DATASETS[name]
     return getattr(importlib.import_module(f"{__name__}.{module}"), func)
+
+
+def dataset_factory(name: str) -> Callable:
+    """The function that builds data set ``name`` (a built-in loader or a registered factory)."""
+    return _loader(name)
 
 
 def list_datasets() -> dict[str, str]:

@@ -36,10 +36,14 @@ def open_dataset(data_cfg: dict, split: str, seed: int = 0, cache: bool = True):
     The last few data sets opened are kept (they are read-only), so comparisons that train several kinds on the
     same task decode the data once.
     """
-    from ..data import get_dataset
+    from ..data import DatasetError, dataset_factory, get_dataset
 
     options = dataset_options_for(data_cfg)
-    key = json.dumps([data_cfg["name"], split, data_cfg.get("root"), seed, options, id(get_dataset)],
+    try:
+        factory = id(dataset_factory(data_cfg["name"]))  # a re-registered user data set is opened anew
+    except DatasetError:
+        factory = None  # unknown name: get_dataset below says so (or a test's stand-in answers it)
+    key = json.dumps([data_cfg["name"], split, data_cfg.get("root"), seed, options, id(get_dataset), factory],
                      sort_keys=True, default=str)
     if cache and key in _DATASET_CACHE:
         return _DATASET_CACHE[key]
