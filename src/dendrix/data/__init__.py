@@ -12,19 +12,28 @@ Image and event-camera data sets (``digits_images``, ``nmnist``, ``dvsgesture``,
 Every loader accepts ``split`` in ``"train" | "val" | "test" | "train_full"`` (train + val), ``root`` (folder of
 downloaded files; default ``$DENDRIX_DATA`` or ``~/.cache/dendrix``) and ``seed`` (chooses the validation part;
 the test part never depends on it), plus its own options (see :func:`list_datasets`).
+
+Your own data: ``register_dataset("mine", factory)`` with ``factory(split, root=None, seed=0, **options)``
+returning any Dataset of ``(x [T, C...], label)`` (or a tonic data set through :func:`from_tonic`); the name then
+works in ``get_dataset``, configs (``data.name: mine``) and the CLI (a config's ``plugins:`` imports the module
+that registers it). ``make_loader(..., num_workers=4, pin_memory=True)`` gives a real ``DataLoader``.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from typing import Callable
 
-from .base import (SPLITS, ArrayDataset, DatasetError, DatasetInfo, SequenceDataset, SequenceLoader, data_root,
-                   make_loader)
+from .augment import SpikeAugment
+from .base import (SPLITS, ArrayDataset, DatasetError, DatasetInfo, SequenceDataset, SequenceLoader,
+                   TimeFirstDataLoader, data_root, make_loader)
+from .user import UserDataset, from_tonic
 
 __all__ = ["get_dataset", "make_loader", "list_datasets", "dataset_options", "DatasetInfo", "DatasetError",
-           "SequenceDataset", "ArrayDataset", "SequenceLoader", "SPLITS", "data_root"]
+           "SequenceDataset", "ArrayDataset", "SequenceLoader", "TimeFirstDataLoader", "SPLITS", "data_root",
+           "register_dataset", "unregister_dataset", "dataset_factory", "UserDataset", "from_tonic", "SpikeAugment"]
 
 # name -> (module, function, one-line description); modules are imported on first use
 _DATASETS: dict[str, tuple[str, str, str]] = {
@@ -51,22 +60,82 @@ _DATASETS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# name -> (factory, description, num_classes, input_kind): data sets registered by users (register_dataset)
+_USER_DATASETS: dict[str, tuple[Callable, str, int | None, str | None]] = {}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+def register_dataset(name: str, factory: Callable, *, description: str = "", num_classes: int | None = None,
+                     input_kind: str | None = None, overwrite: bool = False) -> None:
+    """Make ``factory`` available as data set ``name`` (in :func:`get_dataset`, configs and the CLI).
+
+    Args:
+        name: letters, digits, ``_ . -``, starting with a letter; not a built-in name.
+        factory: called as ``factory(split=..., root=..., seed=..., **options)`` (``root``/``seed`` only if it
+            takes them; its other keyword parameters are the data set's options, ``data.options`` in a config);
+            returns any Dataset of ``(x [T, C...], label)``. One without a :class:`DatasetInfo` ``.info`` is
+            wrapped in :class:`UserDataset`, which reads the shape from the first item.
+        num_classes: needed when the data set does not say (no ``num_classes`` or ``classes`` attribute).
+        input_kind: ``"spikes"`` or ``"analog"``; default: read from the first item (non-negative integers =
+            spikes).
+        overwrite: replace an earlier registration of ``name``.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DatasetError(f"register_dataset: name must start with a letter and hold letters, digits, '_', '.' or "
+                           f"'-', got {name!r}")
+    if name in _DATASETS:
+        raise DatasetError(f"register_dataset: {name!r} is a built-in data set; choose another name")
+    if name in _USER_DATASETS and not overwrite:
+        raise DatasetError(f"register_dataset: {name!r} is already registered (pass overwrite=True to replace it)")
+    if not callable(factory):
+        raise DatasetError(f"register_dataset: factory must be callable, got {type(factory).__name__}")
+    if "split" not in inspect.signature(factory).parameters and not _takes_kwargs(factory):
+        raise DatasetError(f"register_dataset: factory {getattr(factory, '__name__', factory)!r} must take a "
+                           f"'split' keyword (train | val | test | train_full)")
+    if input_kind not in (None, "spikes", "analog"):
+        raise DatasetError(f"register_dataset: input_kind must be None, 'spikes' or 'analog', got {input_kind!r}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise DatasetError(f"register_dataset: num_classes must be a positive integer, got {num_classes!r}")
+    _USER_DATASETS[name] = (factory, description or f"user data set ({getattr(factory, '__module__', '?')})",
+                            num_classes, input_kind)
+
+
+def unregister_dataset(name: str) -> None:
+    """Remove a data set added by :func:`register_dataset` (no error if it is not registered)."""
+    _USER_DATASETS.pop(name, None)
+
+
+def _takes_kwargs(fn: Callable) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+
 def _loader(name: str) -> Callable:
+    if name in _USER_DATASETS:
+        return _USER_DATASETS[name][0]
     if name not in _DATASETS:
-        raise DatasetError(f"unknown data set {name!r}; available: {', '.join(_DATASETS)}")
+        raise DatasetError(f"unknown data set {name!r}; available: {', '.join(list(_DATASETS) + list(_USER_DATASETS))}")
     module, func, _ = _DATASETS[name]
     return getattr(importlib.import_module(f"{__name__}.{module}"), func)
 
 
+def dataset_factory(name: str) -> Callable:
+    """The function that builds data set ``name`` (a built-in loader or a registered factory)."""
+    return _loader(name)
+
+
 def list_datasets() -> dict[str, str]:
-    """Names of the data sets and a one-line description of each."""
-    return {name: desc for name, (_, _, desc) in _DATASETS.items()}
+    """Names of the data sets (built-in, then registered ones) and a one-line description of each."""
+    out = {name: desc for name, (_, _, desc) in _DATASETS.items()}
+    out.update({name: entry[1] for name, entry in _USER_DATASETS.items()})
+    return out
 
 
 def dataset_options(name: str) -> dict[str, object]:
     """The options of data set ``name`` (beyond split/root/seed) and their defaults."""
     sig = inspect.signature(_loader(name))
-    return {k: p.default for k, p in sig.parameters.items() if k not in ("split", "root", "seed")}
+    return {k: p.default for k, p in sig.parameters.items() if k not in ("split", "root", "seed")
+            and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
 
 
 def get_dataset(name: str = "fsdd", split: str = "train", root=None, seed: int = 0, **options) -> SequenceDataset:
@@ -79,9 +148,16 @@ def get_dataset(name: str = "fsdd", split: str = "train", root=None, seed: int =
     fn = _loader(name)
     allowed = dataset_options(name)
     unknown = sorted(set(options) - set(allowed))
-    if unknown:
+    if unknown and not _takes_kwargs(fn):
         raise DatasetError(f"data set {name!r} has no option {', '.join(map(repr, unknown))}; "
                            f"options: {', '.join(allowed) or 'none'}")
     if split not in SPLITS:
         raise DatasetError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    return fn(split=split, root=root, seed=seed, **options)
+    if name not in _USER_DATASETS:
+        return fn(split=split, root=root, seed=seed, **options)
+    params = inspect.signature(fn).parameters
+    extra = {k: v for k, v in (("root", root), ("seed", seed)) if k in params or _takes_kwargs(fn)}
+    _, _, num_classes, input_kind = _USER_DATASETS[name]
+    from .user import as_dendrix_dataset
+
+    return as_dendrix_dataset(fn(split=split, **extra, **options), name, num_classes, input_kind)

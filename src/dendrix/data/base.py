@@ -16,10 +16,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 __all__ = [
-    "DatasetError", "DatasetInfo", "SequenceDataset", "ArrayDataset", "SequenceLoader", "make_loader",
+    "DatasetError", "DatasetInfo", "SequenceDataset", "ArrayDataset", "SequenceLoader", "TimeFirstDataLoader",
+    "make_loader",
     "SPLITS", "check_split", "stratified_holdout", "data_root",
 ]
 
@@ -219,13 +220,7 @@ class SequenceLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _fetch(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        if hasattr(self.dataset, "get_batch"):
-            x, y = self.dataset.get_batch(indices)
-        else:
-            items = [self.dataset[i] for i in indices]
-            x = torch.stack([torch.as_tensor(xi, dtype=torch.float32) for xi, _ in items])
-            y = torch.as_tensor([int(yi) for _, yi in items], dtype=torch.int64)
-        return x.to(torch.float32).transpose(0, 1).contiguous(), y.to(torch.int64)
+        return _time_first(_fetch_batch(self.dataset, indices))
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self._order()
@@ -237,8 +232,93 @@ class SequenceLoader:
             yield self._fetch(chunk)
 
 
+def _fetch_batch(dataset: Dataset, indices: list[int]) -> tuple[Tensor, Tensor]:
+    """``x [B, T, ...]`` float32 and ``y [B]`` int64 of ``indices`` (one call for a :class:`SequenceDataset`)."""
+    if hasattr(dataset, "get_batch"):
+        x, y = dataset.get_batch(indices)
+    else:
+        items = [dataset[i] for i in indices]
+        x = torch.stack([torch.as_tensor(xi, dtype=torch.float32) for xi, _ in items])
+        y = torch.as_tensor([int(yi) for _, yi in items], dtype=torch.int64)
+    return x.to(torch.float32), y.to(torch.int64)
+
+
+class _BatchView(Dataset):
+    """Indexable by a list of indices: ``view[[i, j, ...]]`` is one batch (for a DataLoader without automatic
+    batching, so each worker builds whole batches, through ``get_batch`` where the data set has it)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        return _fetch_batch(self.dataset, list(indices))
+
+
+def _time_first(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    x, y = batch
+    return x.transpose(0, 1).contiguous(), y
+
+
+class _EpochBatches(Sampler):
+    """Lists of indices in the order :class:`SequenceLoader` would use (a permutation drawn from ``(seed, epoch)``
+    or the given sampler's order); each pass advances the epoch."""
+
+    def __init__(self, order_of: "SequenceLoader"):
+        self.plan = order_of
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self):
+        order = self.plan._order()
+        self.plan.epoch += 1
+        size = self.plan.batch_size
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
+            if self.plan.drop_last and len(chunk) < size:
+                break
+            yield chunk
+
+
+class TimeFirstDataLoader(DataLoader):
+    """A ``torch.utils.data.DataLoader`` (worker processes, pinned memory) of time-first batches
+    ``(x [T, B, ...] float32, y [B] int64)`` in the same deterministic order as :class:`SequenceLoader`.
+
+    Each worker builds whole batches (``get_batch`` of a :class:`SequenceDataset`, else stacked items).
+    :meth:`set_epoch` sets the epoch of the next pass (and of a sampler that has ``set_epoch``).
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 drop_last: bool = False, sampler: Sampler | None = None, num_workers: int = 0,
+                 pin_memory: bool = False, persistent_workers: bool = False, prefetch_factor: int | None = None):
+        from ..validation import check_int
+
+        self.plan = SequenceLoader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                                   sampler=sampler)
+        workers = check_int("num_workers", num_workers, minimum=0)
+        if not isinstance(pin_memory, bool):
+            raise TypeError(f"pin_memory must be True or False, got {pin_memory!r}")
+        extra = {"prefetch_factor": prefetch_factor} if workers and prefetch_factor is not None else {}
+        super().__init__(_BatchView(dataset), batch_size=None, sampler=_EpochBatches(self.plan),
+                         num_workers=workers, pin_memory=pin_memory, collate_fn=_time_first,
+                         persistent_workers=bool(persistent_workers and workers), **extra)
+        self.info = getattr(dataset, "info", None)
+
+    @property
+    def epoch(self) -> int:
+        return self.plan.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.plan.set_epoch(epoch)
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-                sampler: Sampler | None = None) -> SequenceLoader:
+                sampler: Sampler | None = None, num_workers: int = 0, pin_memory: bool = False,
+                persistent_workers: bool = False, prefetch_factor: int | None = None
+                ) -> SequenceLoader | TimeFirstDataLoader:
     """Time-first batches ``x [T, B, C]`` float32 and ``y [B]`` int64 from a data set of ``(x [T, C], label)``.
 
     Args:
@@ -249,5 +329,12 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: 
         drop_last: drop the last incomplete batch.
         sampler: e.g. ``torch.utils.data.DistributedSampler`` for DDP (then ``shuffle`` must be False; the
             sampler shuffles, and :meth:`SequenceLoader.set_epoch` is forwarded to it).
+        num_workers, pin_memory, persistent_workers, prefetch_factor: as in ``torch.utils.data.DataLoader``.
+            With ``num_workers > 0`` or ``pin_memory=True`` the result is a :class:`TimeFirstDataLoader` (a real
+            DataLoader, same batches in the same order); otherwise the in-process :class:`SequenceLoader`.
     """
+    if num_workers or pin_memory:
+        return TimeFirstDataLoader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                                   sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                                   persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return SequenceLoader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, sampler=sampler)

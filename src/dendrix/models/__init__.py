@@ -10,11 +10,16 @@ vision networks on ``[T, B, C, H, W]`` (``dendrix.models.vision``: ``vgg11``, ``
 ``sdt``; docs/vision.md).
 ``kind``: any registered neuron kind. ``neuron``: neuron constructor keywords, merged over the kind's registry
 defaults (``dendrix.describe(kind).defaults``). Other keys are the architecture's own options (``ARCH_OPTIONS``).
+
+Your own network: ``register_architecture("mynet", builder)``; then ``model.arch: mynet`` works in configs and
+the CLI (a config's ``plugins:`` list names the module that registers it). See docs/training.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+import re
+from typing import Any, Callable
 
 from torch import nn
 
@@ -25,7 +30,8 @@ from .seqimage import CausalConv1d, SeqImageNet
 from .vision import VISION_ARCHS, VISION_OPTIONS
 
 __all__ = ["build_model", "ARCH_OPTIONS", "SpikingMLP", "RecurrentSpikingLayer", "SeqImageNet", "CausalConv1d",
-           "READOUTS", "apply_readout", "per_step_loss", "count_parameters", "neuron_kwargs"]
+           "READOUTS", "apply_readout", "per_step_loss", "count_parameters", "neuron_kwargs", "register_architecture",
+           "unregister_architecture", "user_architectures"]
 
 # Options each architecture accepts besides arch/kind/neuron (validated by dendrix.train.config as well).
 ARCH_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -34,6 +40,69 @@ ARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "sequence": ("d_model", "depth", "bidirectional", "dropout"),
     **VISION_OPTIONS,
 }
+
+
+# What build_model hands every builder; a user builder receives those of them it names (or all with **kwargs).
+BUILDER_ARGUMENTS = ("num_inputs", "num_classes", "kind", "neuron_kw", "time_steps", "input_shape")
+_BUILTIN_ARCHS = frozenset(ARCH_OPTIONS)
+_USER_ARCHS: dict[str, Callable[..., nn.Module]] = {}
+_ARCH_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+def register_architecture(name: str, builder: Callable[..., nn.Module], options: tuple[str, ...] | None = None,
+                          *, overwrite: bool = False) -> None:
+    """Make ``builder`` available as ``model.arch: name``.
+
+    ``builder`` is called with keywords: those of ``num_inputs, num_classes, kind, neuron_kw, time_steps,
+    input_shape`` that it takes (``kind`` is the config's ``model.kind``, ``neuron_kw`` its registry defaults
+    merged with ``model.neuron``; ``input_shape`` is ``(C, H, W)`` for image data, else None), plus the
+    architecture's own options from the config's ``model`` section. ``options``: their names; default: the
+    builder's other keyword parameters. It must return an ``nn.Module`` mapping ``x [T, B, ...]`` to logits
+    ``[B, num_classes]``.
+    """
+    if not isinstance(name, str) or not _ARCH_NAME.match(name):
+        raise ValueError(f"register_architecture: name must start with a letter and hold letters, digits, '_', '.' "
+                         f"or '-', got {name!r}")
+    if name in _BUILTIN_ARCHS:
+        raise ValueError(f"register_architecture: {name!r} is a built-in architecture; choose another name")
+    if name in _USER_ARCHS and not overwrite:
+        raise ValueError(f"register_architecture: {name!r} is already registered (pass overwrite=True to replace "
+                         f"it)")
+    if not callable(builder):
+        raise TypeError(f"register_architecture: builder must be callable, got {type(builder).__name__}")
+    params = inspect.signature(builder).parameters
+    if options is None:
+        options = tuple(k for k, p in params.items() if k not in BUILDER_ARGUMENTS
+                        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    options = tuple(options)
+    reserved = sorted(set(options) & (set(BUILDER_ARGUMENTS) | {"arch", "neuron"}))
+    if reserved or not all(isinstance(o, str) and o.isidentifier() for o in options):
+        raise ValueError(f"register_architecture: options must be identifiers other than arch, kind, neuron and "
+                         f"{', '.join(BUILDER_ARGUMENTS)}; got {list(options)}")
+    _USER_ARCHS[name] = builder
+    ARCH_OPTIONS[name] = options
+
+
+def unregister_architecture(name: str) -> None:
+    """Remove an architecture added by :func:`register_architecture` (no error if it is not registered)."""
+    if _USER_ARCHS.pop(name, None) is not None:
+        ARCH_OPTIONS.pop(name, None)
+
+
+def user_architectures() -> list[str]:
+    """Names added by :func:`register_architecture`."""
+    return list(_USER_ARCHS)
+
+
+def _build_user(arch: str, cfg: dict, common: dict, info) -> nn.Module:
+    builder = _USER_ARCHS[arch]
+    params = inspect.signature(builder).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    given = {**common, "input_shape": getattr(info, "input_shape", None)}
+    model = builder(**{k: v for k, v in given.items() if takes_all or k in params}, **cfg)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"architecture {arch!r}: the builder returned {type(model).__name__}, not an nn.Module")
+    return model
 
 
 def neuron_kwargs(kind: str, overrides: dict | None = None) -> dict:
@@ -55,6 +124,8 @@ def build_model(model_config: dict[str, Any], info) -> nn.Module:
                          f"(options: {', '.join(ARCH_OPTIONS[arch])})")
     common = dict(num_inputs=int(info.num_inputs), num_classes=int(info.num_classes), kind=kind,
                   neuron_kw=neuron_kw, time_steps=getattr(info, "time_steps", None))
+    if arch in _USER_ARCHS:
+        return _build_user(arch, cfg, common, info)
     if arch == "mlp":
         return SpikingMLP(**common, **cfg)
     if arch == "seqimage":

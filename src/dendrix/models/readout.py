@@ -32,8 +32,9 @@ def apply_readout(out: Tensor, readout: str) -> Tensor:
 
 
 def per_step_loss(out: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy of every step's output ``out`` [T, B, classes] against ``target`` [B], averaged over steps."""
+    """Cross-entropy of every step's output ``out`` [T, B, classes] against ``target`` [B] (class indices) or
+    [B, classes] (probabilities, e.g. mixup targets), averaged over steps."""
     steps, batch = out.shape[0], out.shape[1]
-    return F.cross_entropy(out.reshape(steps * batch, -1), target.repeat(steps),
-                           label_smoothing=label_smoothing)
+    repeated = target.repeat(steps, 1) if target.dim() == 2 else target.repeat(steps)
+    return F.cross_entropy(out.reshape(steps * batch, -1), repeated, label_smoothing=label_smoothing)
 

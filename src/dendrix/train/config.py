@@ -5,9 +5,14 @@ A config has four sections (all optional; see ``DEFAULTS``)::
     seed: 0
     device: auto            # auto | cpu | cuda | cuda:N
     deterministic: true
-    data:  {name: fsdd, root: null, batch_size: 64, eval_batch_size: 256, options: {}}
+    data:  {name: fsdd, root: null, batch_size: 64, eval_batch_size: 256, options: {}, split: official,
+            augment: {}, num_workers: 0, pin_memory: false}
     model: {arch: mlp, kind: lif, hidden: [128], readout: mean, neuron: {}}
     train: {epochs: 10, optimizer: adamw, lr: 0.002, neuron_lr: null, ...}
+
+``plugins: [mypkg.dendrix_plugin]`` names modules imported before anything else is read, so data sets and
+architectures they register (``dendrix.data.register_dataset``, ``dendrix.models.register_architecture``) can be
+named in ``data.name`` / ``model.arch``. ``paper:`` is free text naming what a config reproduces.
 
 A config may also hold ``per_kind: {KIND: {section: {...}}}``: settings applied on top of the file when
 ``model.kind`` is KIND (e.g. a learning rate or neuron keywords that suit that neuron); compare and demo use it.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib
 import json
 import math
 import re
@@ -51,7 +57,8 @@ def yaml_value(text: str) -> Any:
     """Parse one YAML value (or document) with the config loader; raises ``yaml.YAMLError``."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
-__all__ = ["ConfigError", "DEFAULTS", "load_config", "parse_overrides", "apply_overrides", "validate_config",
+__all__ = ["ConfigError", "DEFAULTS", "import_plugins", "load_config", "parse_overrides", "apply_overrides",
+           "validate_config",
            "resolve_config", "deep_merge", "packaged_config", "packaged_configs"]
 
 
@@ -65,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "deterministic": True,
     "threads": None,          # CPU threads of this process (torch.set_num_threads); null = PyTorch's choice
+    "paper": None,            # free text: the paper, table and setup a config reproduces
+    "plugins": [],            # modules to import first (they register user data sets / architectures)
     "data": {
         "name": "fsdd",
         "root": None,
@@ -72,6 +81,10 @@ DEFAULTS: dict[str, Any] = {
         "eval_batch_size": 256,
         "options": {},        # extra keywords for dendrix.data.get_dataset (e.g. split_mode: speaker)
         "in_memory": "auto",  # keep a split as one tensor on the device: auto | true | false
+        "split": "official",  # official | speaker (FSDD: test on a held-out speaker, data.options.test_speaker)
+        "augment": {},        # training-batch augmentation (dendrix.data.augment): time_shift, channel_jitter, ...
+        "num_workers": 0,     # DataLoader worker processes for splits not held in memory
+        "pin_memory": False,  # DataLoader pinned host memory (faster copies to a GPU)
     },
     "model": {
         "arch": "mlp",
@@ -112,7 +125,8 @@ _EXTRA_MODEL_KEYS = {"conv_channels", "kernel_size", "d_model", "depth", "bidire
                      "norm", "bilinear_sparsity", "bilinear_stages", "per_channel", "width", "pool", "conv_bias",
                      "block", "channels", "dim", "mlp_ratio", "patch_stages", "bilinear_head",
                      "output"}  # SpikingMLP: linear or spiking output layer
-_FREE_FORM = {("data", "options"), ("model", "neuron")}
+_FREE_FORM = {("data", "options"), ("model", "neuron"), ("data", "augment")}
+_PLUGIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 _CHOICES = {
     ("train", "optimizer"): ("adamw", "sgd"),
@@ -122,8 +136,8 @@ _CHOICES = {
     ("train", "precision"): ("fp32", "bf16"),
     ("model", "readout"): ("mean", "ce_sum", "tet", "max"),
     ("model", "output"): ("linear", "spiking"),
-    ("model", "arch"): ("mlp", "seqimage", "sequence", "vgg11", "resnet18", "resnet19", "cnn", "sdt"),
     ("data", "in_memory"): ("auto", True, False),
+    ("data", "split"): ("official", "speaker"),
     ("train", "nan_policy"): ("stop", "skip"),
 }
 _POSITIVE_INT = {("train", "epochs"), ("train", "keep_checkpoints"),
@@ -134,7 +148,32 @@ _NONNEG_FLOAT = {("train", "weight_decay"), ("train", "neuron_weight_decay"), ("
 _POSITIVE_FLOAT = {("train", "lr"), ("model", "weight_gain")}
 _UNIT_FLOAT = {("train", "label_smoothing"), ("train", "min_lr_ratio"), ("model", "dropout")}
 _BOOL = {("deterministic",), ("model", "recurrent"), ("train", "progress"), ("train", "tensorboard"),
-         ("model", "bidirectional")}
+         ("model", "bidirectional"), ("data", "pin_memory")}
+
+
+def _extra_model_keys() -> set[str]:
+    """Model keys beyond DEFAULTS: the built-in architectures' options and those of registered ones."""
+    from ..models import ARCH_OPTIONS
+
+    return _EXTRA_MODEL_KEYS | {k for options in ARCH_OPTIONS.values() for k in options}
+
+
+def import_plugins(plugins: Any) -> list[str]:
+    """Import the modules a config names in ``plugins`` (a list of dotted module names); returns their names.
+    Raises :class:`ConfigError` for a bad name or a module that cannot be imported."""
+    if plugins is None:
+        return []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        _fail("plugins", plugins, "a list of module names (e.g. [mypkg.dendrix_plugin])")
+    for name in plugins:
+        if not _PLUGIN_NAME.match(name):
+            _fail("plugins", name, "a dotted Python module name (letters, digits, _ and dots; no paths or .py)")
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"cannot import plugin module {name!r} (config key plugins): {err}; is it installed "
+                              f"or on PYTHONPATH?") from None
+    return list(plugins)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -169,7 +208,7 @@ def _merge(base: dict, update: dict, prefix: str = "") -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
         path = f"{prefix}{key}"
-        if key not in out and not (prefix == "model." and key in _EXTRA_MODEL_KEYS):
+        if key not in out and not (prefix == "model." and key in _extra_model_keys()):
             raise ConfigError(f"unknown config key {path!r}{_suggest(key, out)}")
         if isinstance(out.get(key), dict) and tuple(path.split(".")) not in _FREE_FORM:
             if not isinstance(value, dict):
@@ -244,10 +283,33 @@ def validate_config(cfg: dict) -> dict:
             _fail(".".join(path), v, "a mapping")
     if not isinstance(get(("data", "name")), str):
         _fail("data.name", get(("data", "name")), "a data set name")
+    _check_data_hooks(cfg)
     if not isinstance(get(("model", "kind")), str):
         _fail("model.kind", get(("model", "kind")), "a neuron kind name")
     _check_kind(get(("model", "kind")))
     return cfg
+
+
+def _check_data_hooks(cfg: dict) -> None:
+    from ..data.augment import check_augment
+    from ..data.base import DatasetError
+    from ..models import ARCH_OPTIONS
+
+    data = cfg.get("data") or {}
+    try:
+        check_augment(data.get("augment"))
+    except DatasetError as err:
+        raise ConfigError(str(err)) from None
+    workers = data.get("num_workers")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        _fail("data.num_workers", workers, "an integer >= 0")
+    paper = cfg.get("paper")
+    if paper is not None and not isinstance(paper, str):
+        _fail("paper", paper, "null or a text naming the paper, table and setup")
+    arch = (cfg.get("model") or {}).get("arch")
+    if arch not in ARCH_OPTIONS:
+        _fail("model.arch", arch, f"one of {', '.join(ARCH_OPTIONS)} (or an architecture registered with "
+              f"dendrix.models.register_architecture by a module in plugins)")
 
 
 def _check_kind(kind: str) -> None:
@@ -386,6 +448,8 @@ def resolve_config(source: str | Path | dict | None = None, overrides: list[str]
     user = load_config(source)
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
+    import_plugins(user.get("plugins"))
+    import_plugins((overrides or {}).get("plugins"))
     per_kind = user.pop("per_kind", None) or {}
     if not isinstance(per_kind, dict):
         raise ConfigError(f"config key per_kind must be a mapping of kind -> settings, got {per_kind!r}")

@@ -95,6 +95,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: s
     if weights not in ("best", "last"):
         raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
     config = _read_json(cfg_path, "run config")
+    from .config import import_plugins
+
+    import_plugins(config.get("plugins"))  # user data sets / architectures the run was trained with
     info = _info(run_dir, config)
     device = torch.device(device)
     try:

@@ -231,11 +231,12 @@ class Trainer:
         self.info = train_set.info
         torch.manual_seed(config["seed"])  # identical initial weights whatever the data loading consumed
         self.model = build_model(config["model"], self.info).to(dev)  # before stacking data: fail fast
-        self.train_data = Batches(train_set, config["data"]["batch_size"], dev, config["data"]["in_memory"])
+        self.train_data = Batches.from_config(train_set, config["data"], dev, config["data"]["batch_size"],
+                                              train=True)
         self.val_data = None
         if tcfg["select"] == "val":
-            self.val_data = Batches(open_dataset(config["data"], "val", seed=config["seed"]),
-                                    config["data"]["eval_batch_size"], dev, config["data"]["in_memory"])
+            self.val_data = Batches.from_config(open_dataset(config["data"], "val", seed=config["seed"]),
+                                                config["data"], dev)
         self._test_data: Batches | None = None
         self.params = count_parameters(self.model)
         torch.manual_seed(config["seed"] + 7919 * (self.ctx.rank + 1))  # dropout streams differ per process
@@ -417,7 +418,8 @@ class Trainer:
                 self.scheduler.step()
                 n = len(y)
                 loss_sum += value * n
-                correct += float((logits.detach().argmax(-1) == y).sum())
+                hard = y.argmax(-1) if y.dim() == 2 else y  # mixup targets: the dominant class
+                correct += float((logits.detach().argmax(-1) == hard).sum())
                 count += n
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}", refresh=False)
