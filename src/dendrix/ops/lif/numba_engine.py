@@ -5,7 +5,8 @@ is written in the fused engine's negated form (``-H = fma(leak, -V, -(gain X) - 
 with the same roundings, so spikes and ``H`` equal the fused engine's bit for bit. Blocks of neurons run in
 parallel (``dendrix.ops.numba_common``).
 
-Saved for backward: ``H`` (an output, no extra memory), ``X`` only when ``gain`` needs a gradient, ``v0``;
+Saved for backward: ``H`` (an output, no extra memory), ``X`` only when ``gain`` needs a gradient, ``v0`` only
+when ``leak`` does;
 spikes and post-reset potentials are recomputed from ``H``. The backward is one reverse sweep per block: the
 adjoint ``gH[t] = gS σ'(H-θ) + gH_ext + dV/dH · leak · gH[t+1]`` and the per-neuron parameter sums in the same
 pass, reduced to the parameters' shapes afterwards.
@@ -181,16 +182,19 @@ class LeakyNumbaFunction(torch.autograd.Function):
         ctx.theta, ctx.v_reset, ctx.detach_reset, ctx.surrogate = theta, v_reset, detach_reset, surrogate
         ctx.shapes = tuple(p.shape if isinstance(p, Tensor) else None for p in (leak, gain, bias))
         ctx.coefs = (leak_v, gain_v)
+        need_leak = isinstance(leak, Tensor) and leak.requires_grad
         need_gain = isinstance(gain, Tensor) and gain.requires_grad
-        ctx.save_for_backward(h, v0, x if need_gain else None)
+        ctx.save_for_backward(h, v0 if need_leak else None, x if need_gain else None)
+        ctx.step_shape = v0.shape
         ctx.set_materialize_grads(False)
         return spikes, h, v_last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_spikes, g_h, g_vlast):  # type: ignore[override]
-        h, v0, x = ctx.saved_tensors
+        h, v0_saved, x = ctx.saved_tensors
         dtype = h.dtype
+        v0 = torch.zeros(ctx.step_shape, dtype=dtype) if v0_saved is None else v0_saved   # read only for dleak
         need_x, need_v0, need_leak, need_gain, need_bias = ctx.needs_input_grad[:5]
         leak_v, gain_v = ctx.coefs
         n_steps = h.shape[0]
