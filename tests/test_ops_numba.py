@@ -255,3 +255,54 @@ def test_auto_runs_numba_on_cpu_and_a_forced_numba_refuses_what_it_cannot_run():
         rf_sequence(x, torch.ones(3, dtype=torch.float64), -torch.ones(3), v0, v0, backend="numba")
     half = lif_sequence(x.half(), v0, 0.5, backend="numba")      # integrated in float32, as on every engine
     assert torch.equal(half[0].float(), lif_sequence(x.half().float(), v0, 0.5, backend="fused")[0])
+
+
+@pytest.fixture
+def parallel_builds(monkeypatch):
+    """Every call on the parallel build (prange over blocks of neurons on two threads), even at test sizes."""
+    import numba
+
+    import dendrix.ops.numba_common as common
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here: no parallel build to test")
+    monkeypatch.setattr(common, "PARALLEL_MIN_ELEMENTS", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("op", ["leaky", "alif", "rf", "brf"])
+def test_parallel_build_equals_fused_bit_for_bit_and_in_gradients(parallel_builds, op):
+    from dendrix.ops.numba_common import pick
+    assert pick(("parallel", "serial"), 1, 900) == ("parallel", 2)
+    g = torch.Generator().manual_seed(9)
+    t, b, n = 30, 3, 300                                     # 900 neurons: four blocks, the last one partial
+    if op == "leaky":
+        base = [torch.randn(t, b, n, generator=g) + 0.3, 0.2 * torch.randn(b, n, generator=g),
+                0.4 + 0.5 * torch.rand(n, generator=g), 0.5 + torch.rand(n, generator=g), 0.1 * torch.randn(n, generator=g)]
+
+        def call(*a, backend):
+            return leaky_sequence(*a, backend=backend)
+    elif op == "alif":
+        base = _alif_inputs(g, t, b, n, torch.float32, True)
+
+        def call(*a, backend):
+            return alif_sequence(*a, backend=backend)
+    else:
+        base = _rf_inputs(g, t, b, n, torch.float32, op == "brf")
+
+        def call(*a, backend):
+            return rf_sequence(*a, balanced=op == "brf", backend=backend)
+    poisoned = [_poison(base[0])] + base[1:]
+    outs = {be: call(*poisoned, backend=be) for be in ("fused", "numba")}
+    assert all(_same(a, c) for a, c in zip(outs["fused"], outs["numba"]))
+    grads = {}
+    for be in ("fused", "numba"):
+        leaves = [p.clone().requires_grad_() for p in base]
+        out = call(*leaves, backend=be)
+        weights = [torch.linspace(-1, 1, o.numel()).view_as(o) for o in out]
+        sum((o * w).sum() for o, w in zip(out, weights)).backward()
+        grads[be] = [p.grad for p in leaves]
+    for a, c in zip(grads["fused"], grads["numba"]):
+        torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-4)

@@ -14,8 +14,9 @@ is written in the same order and precision as the fused engine, so spikes and po
 
 from __future__ import annotations
 
+import types
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numba
 import numpy as np
@@ -23,10 +24,33 @@ import torch
 from numba import njit
 from numba.extending import intrinsic
 
-__all__ = ["BLOCK", "fma", "surrogate_derivative", "surrogate_derivatives", "surrogate_arguments", "as_array", "step_array", "threads_like_torch",
+__all__ = ["BLOCK", "PARALLEL_MIN_ELEMENTS", "parallel_and_serial", "pick", "fma", "surrogate_derivative", "surrogate_derivatives", "surrogate_arguments", "as_array", "step_array", "threads_like_torch",
            "unsupported_reason"]
 
 BLOCK = 256  # neurons per block: 1 kB of float32 per row of a [T, M] tensor, several blocks per thread
+# Below this many [T, M] elements a call runs the serial build: the whole call then takes well under a
+# millisecond, and a parallel region's start and barrier cost more than they save. On a loaded machine a
+# barrier can wait a whole scheduler time slice for a descheduled worker (measured: 6-20 ms per call at
+# (T, B, N) = (64, 4, 64) interleaved with torch operators, against 0.07 ms serial).
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
+def parallel_and_serial(fn: Callable) -> tuple[Callable, Callable]:
+    """Two compiled builds of one kernel: parallel (``prange`` over blocks of neurons) and serial (``prange``
+    runs as ``range``). The serial copy gets its own name, so numba's on-disk caches of the two never mix."""
+    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    serial.__qualname__ = fn.__qualname__ + "_serial"
+    serial.__doc__ = fn.__doc__
+    return njit(parallel=True, cache=True)(fn), njit(cache=True)(serial)
+
+
+def pick(builds: tuple[Callable, Callable], elements: int, neurons: int) -> tuple[Callable, int]:
+    """``(kernel, workers)``: the parallel build with as many workers as torch threads (``threads_like_torch``)
+    for large calls with at least two blocks of neurons, else the serial build with one."""
+    workers = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, -(-neurons // 64))
+    if workers > 1 and elements >= PARALLEL_MIN_ELEMENTS and neurons >= 2 * BLOCK:
+        return builds[0], workers
+    return builds[1], 1
 
 
 @intrinsic
