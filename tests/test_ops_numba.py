@@ -274,8 +274,8 @@ def parallel_builds(monkeypatch):
 
 @pytest.mark.parametrize("op", ["leaky", "alif", "rf", "brf"])
 def test_parallel_build_equals_fused_bit_for_bit_and_in_gradients(parallel_builds, op):
-    from dendrix.ops.numba_common import pick
-    assert pick(("parallel", "serial"), 1, 900) == ("parallel", 2)
+    from dendrix.ops.numba_common import workers_for
+    assert workers_for(1, 900) == 2
     g = torch.Generator().manual_seed(9)
     t, b, n = 30, 3, 300                                     # 900 neurons: four blocks, the last one partial
     if op == "leaky":

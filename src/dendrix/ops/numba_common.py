@@ -14,43 +14,35 @@ is written in the same order and precision as the fused engine, so spikes and po
 
 from __future__ import annotations
 
-import types
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numba
 import numpy as np
 import torch
+from llvmlite import ir
 from numba import njit
-from numba.extending import intrinsic
+from numba.core import types as nb_types
+from numba.extending import intrinsic, overload
 
-__all__ = ["BLOCK", "PARALLEL_MIN_ELEMENTS", "parallel_and_serial", "pick", "fma", "surrogate_derivative", "surrogate_derivatives", "surrogate_arguments", "as_array", "step_array", "threads_like_torch",
-           "unsupported_reason"]
+__all__ = ["BLOCK", "PARALLEL_MIN_ELEMENTS", "workers_for", "numba_threads", "fma", "surrogate_derivative", "surrogate_derivatives", "surrogate_arguments", "as_array", "step_array",            "unsupported_reason"]
 
 BLOCK = 256  # neurons per block: 1 kB of float32 per row of a [T, M] tensor, several blocks per thread
-# Below this many [T, M] elements a call runs the serial build: the whole call then takes well under a
-# millisecond, and a parallel region's start and barrier cost more than they save. On a loaded machine a
-# barrier can wait a whole scheduler time slice for a descheduled worker (measured: 6-20 ms per call at
-# (T, B, N) = (64, 4, 64) interleaved with torch operators, against 0.07 ms serial).
+# Below this many [T, M] elements a call runs on one thread: the whole call then takes well under a
+# millisecond, and waking and joining workers costs more than it saves. On a loaded machine the join can wait a
+# whole scheduler time slice for a descheduled worker (measured: 6-20 ms per call at (T, B, N) = (64, 4, 64)
+# interleaved with torch operators, against 0.07 ms on one thread).
 PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
-def parallel_and_serial(fn: Callable) -> tuple[Callable, Callable]:
-    """Two compiled builds of one kernel: parallel (``prange`` over blocks of neurons) and serial (``prange``
-    runs as ``range``). The serial copy gets its own name, so numba's on-disk caches of the two never mix."""
-    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
-    serial.__qualname__ = fn.__qualname__ + "_serial"
-    serial.__doc__ = fn.__doc__
-    return njit(parallel=True, cache=True)(fn), njit(cache=True)(serial)
-
-
-def pick(builds: tuple[Callable, Callable], elements: int, neurons: int) -> tuple[Callable, int]:
-    """``(kernel, workers)``: the parallel build with as many workers as torch threads (``threads_like_torch``)
-    for large calls with at least two blocks of neurons, else the serial build with one."""
+def workers_for(elements: int, neurons: int) -> int:
+    """Threads for one call: as many as torch's intra-op pool (``torch.set_num_threads`` governs both), capped
+    by numba's limit and the number of 64-neuron blocks; one for small calls or fewer than two blocks of
+    ``BLOCK`` neurons."""
     workers = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, -(-neurons // 64))
     if workers > 1 and elements >= PARALLEL_MIN_ELEMENTS and neurons >= 2 * BLOCK:
-        return builds[0], workers
-    return builds[1], 1
+        return workers
+    return 1
 
 
 @intrinsic
@@ -64,6 +56,51 @@ def fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bit pattern is the low 32 bits of the integer ``bits`` (a register move,
+    vectorisable)."""
+    if not isinstance(bits, nb_types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        if bits.bitwidth > 32:
+            value = builder.trunc(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
+    return nb_types.float32(bits), codegen
+
+
+@njit(cache=True, inline="always")
+def _exp_float32(x):
+    """exp(x) in float32 from a degree-6 polynomial on [-ln2/2, ln2/2] and an exponent built from bits
+    (Cephes' expf scheme; within 2 ulp of libm's expf, tested). Unlike a call to libm's expf, LLVM vectorises it:
+    the double-Gaussian surrogate of ALIF and RF evaluates three exponentials per element in the backward."""
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    k = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    r = x - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * (r * r) + r + np.float32(1.0)
+    return p * _float32_from_bits((np.int64(k) + 127) << 23)
+
+
+def exp_like(x):
+    """exp in the precision of ``x`` inside the kernels: the vectorisable float32 form, libm for float64."""
+    return np.exp(x)
+
+
+@overload(exp_like, jit_options={"cache": True})
+def _exp_like(x):
+    if x == nb_types.float32:
+        return lambda x: _exp_float32(x)
+    return lambda x: np.exp(x)
+
+
 @njit(cache=True, inline="always")
 def surrogate_derivative(kind, c, u):
     """σ'(u) of the surrogate whose ``numba_kind`` is ``kind``, with its ``numba_constants`` in ``c`` (of u's
@@ -73,7 +110,7 @@ def surrogate_derivative(kind, c, u):
         z = c[0] * u
         return c[1] / (one + z * z)
     elif kind == 1:  # Sigmoid: c0 s (1 - s)
-        s = one / (one + np.exp(-(c[0] * u)))
+        s = one / (one + exp_like(-(c[0] * u)))
         return c[0] * s * (one - s)
     elif kind == 2:  # Triangle: max(0, 1 - c0 |u|) c0
         return max(one - abs(u) * c[0], one - one) * c[0]
@@ -87,7 +124,7 @@ def surrogate_derivative(kind, c, u):
         z0 = c[1] * u
         zp = c[2] * (u - c[0])
         zm = c[2] * (u + c[0])
-        return c[3] * np.exp(-half * (z0 * z0)) - c[4] * (np.exp(-half * (zp * zp)) + np.exp(-half * (zm * zm)))
+        return c[3] * exp_like(-half * (z0 * z0)) - c[4] * (exp_like(-half * (zp * zp)) + exp_like(-half * (zm * zm)))
 
 
 @njit(cache=True, inline="always")
@@ -104,7 +141,7 @@ def surrogate_derivatives(kind, c, values, shift, out):
             out[j] = c[1] / (one + z * z)
     elif kind == 1:
         for j in range(n):
-            s = one / (one + np.exp(-(c[0] * (values[j] - shift))))
+            s = one / (one + exp_like(-(c[0] * (values[j] - shift))))
             out[j] = c[0] * s * (one - s)
     elif kind == 2:
         for j in range(n):
@@ -122,7 +159,7 @@ def surrogate_derivatives(kind, c, values, shift, out):
             z0 = c[1] * u
             zp = c[2] * (u - c[0])
             zm = c[2] * (u + c[0])
-            out[j] = c[3] * np.exp(-half * (z0 * z0)) - c[4] * (np.exp(-half * (zp * zp)) + np.exp(-half * (zm * zm)))
+            out[j] = c[3] * exp_like(-half * (z0 * z0)) - c[4] * (exp_like(-half * (zp * zp)) + exp_like(-half * (zm * zm)))
 
 
 def surrogate_arguments(surrogate, dtype: torch.dtype) -> tuple[int, np.ndarray]:
@@ -150,11 +187,10 @@ def step_array(value, like: torch.Tensor) -> np.ndarray:
 
 
 @contextmanager
-def threads_like_torch() -> Iterator[None]:
-    """numba's parallel loops on as many threads as torch's intra-op pool (``torch.set_num_threads`` governs
-    both), capped by numba's own limit."""
+def numba_threads(workers: int) -> Iterator[None]:
+    """numba's parallel loops on ``workers`` threads inside the block (:func:`workers_for`)."""
     previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(workers)
     try:
         yield
     finally:

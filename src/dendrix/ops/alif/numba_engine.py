@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import prange
+from numba import njit, prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import reduce_to
-from ..numba_common import (BLOCK, as_array, as_numpy_dtype, parallel_and_serial, pick, fma, step_array, surrogate_arguments,
-                            surrogate_derivatives, threads_like_torch, unsupported_reason as _unsupported)
+from ..numba_common import (BLOCK, as_array, as_numpy_dtype, fma, step_array, surrogate_arguments,
+                            surrogate_derivatives, numba_threads, workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["ALIFNumbaFunction", "unsupported_reason"]
 
@@ -32,6 +32,7 @@ def unsupported_reason(x: Tensor, u0: Tensor, surrogate) -> str | None:
     return _unsupported((x, u0), surrogate)
 
 
+@njit(parallel=True, cache=True)
 def _forward(x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, one, spikes, u_seq, a_last):
     n_steps, m = x.shape
     zero = one - one
@@ -58,6 +59,7 @@ def _forward(x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, one, spikes, u_seq, 
             a_last[lo + j] = a[j]
 
 
+@njit(parallel=True, cache=True)
 def _backward(u_seq, x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, kind, sc, workers, scratch,
               g_spikes, has_gs, g_u, has_gu, g_alast, has_ga, g_x, need_x, acc_alpha, need_alpha, acc_rho, need_rho,
               g_u0, g_a0, g_s0):
@@ -133,10 +135,6 @@ def _backward(u_seq, x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, kind, sc, wo
                     acc_rho[lo + j] = acc_r[j]
 
 
-FORWARD = parallel_and_serial(_forward)
-BACKWARD = parallel_and_serial(_backward)
-
-
 def _scalar(value, dtype):
     return as_numpy_dtype(dtype)(value)
 
@@ -153,9 +151,8 @@ class ALIFNumbaFunction(torch.autograd.Function):
         u_seq = torch.empty(x.shape, dtype=dtype)
         a_last = torch.empty(u0.shape, dtype=dtype)
         coefs = [step_array(c, u0) for c in (alpha, 1.0 - alpha, rho, 1.0 - rho)]
-        kernel, _ = pick(FORWARD, x.numel(), x[0].numel())
-        with threads_like_torch():
-            kernel(as_array(x).reshape(n_steps, -1), *(as_array(s).reshape(-1) for s in (u0, a0, s0)), *coefs,
+        with numba_threads(workers_for(x.numel(), x[0].numel())):
+            _forward(as_array(x).reshape(n_steps, -1), *(as_array(s).reshape(-1) for s in (u0, a0, s0)), *coefs,
                      _scalar(beta, dtype), _scalar(b0, dtype), _scalar(1.0, dtype),
                      spikes.numpy().reshape(n_steps, -1), u_seq.numpy().reshape(n_steps, -1), a_last.numpy().reshape(-1))
         ctx.b0, ctx.beta, ctx.surrogate = float(b0), float(beta), surrogate
@@ -187,10 +184,10 @@ class ALIFNumbaFunction(torch.autograd.Function):
         def arr1(t):
             return empty[0] if t is None else as_array(t).reshape(-1)
 
-        with threads_like_torch():
-            kernel, workers = pick(BACKWARD, n_steps * m, m)
+        workers = workers_for(n_steps * m, m)
+        with numba_threads(workers):
             scratch = np.empty((workers, n_steps, BACKWARD_BLOCK), dtype=np_dtype)
-            kernel(as_array(u_seq).reshape(n_steps, -1), arr2(x), *(as_array(s).reshape(-1) for s in (u0, a0, s0)),
+            _backward(as_array(u_seq).reshape(n_steps, -1), arr2(x), *(as_array(s).reshape(-1) for s in (u0, a0, s0)),
                       *coefs, _scalar(ctx.beta, dtype), _scalar(ctx.b0, dtype), kind, sc, workers, scratch,
                       arr2(g_spikes), g_spikes is not None, arr2(g_u), g_u is not None,
                       arr1(None if g_alast is None else g_alast.expand(u0.shape)), g_alast is not None,

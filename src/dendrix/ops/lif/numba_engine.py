@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import prange
+from numba import njit, prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import as_python_scalar, reduce_to
-from ..numba_common import (BLOCK, as_array, fma, parallel_and_serial, pick, step_array, surrogate_arguments, surrogate_derivatives,
-                            threads_like_torch, unsupported_reason as _unsupported)
+from ..numba_common import (BLOCK, as_array, fma, step_array, surrogate_arguments, surrogate_derivatives,
+                            numba_threads, workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["LeakyNumbaFunction", "unsupported_reason"]
 
@@ -32,6 +32,7 @@ def unsupported_reason(x: Tensor, v0: Tensor, surrogate) -> str | None:
     return _unsupported((x, v0), surrogate)
 
 
+@njit(parallel=True, cache=True)
 def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, hard, one, spikes, h, v_last):
     """x, spikes, h: [T, M]; nv0 = -v0, leak, ngain = -gain, bias, v_last: [M]. Writes spikes, H and V[T-1]."""
     n_steps, m = x.shape
@@ -59,6 +60,7 @@ def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, h
             v_last[lo + j] = -nv[j]
 
 
+@njit(parallel=True, cache=True)
 def _backward(h, x, v0, leak, gain, theta, v_reset, hard, detach, kind, sc,
               g_spikes, has_gs, g_h, has_gh, g_vlast, has_gv,
               g_x, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0):
@@ -141,10 +143,6 @@ def _backward(h, x, v0, leak, gain, theta, v_reset, hard, detach, kind, sc,
                 acc_bias[lo + j] = a_bias[j]
 
 
-FORWARD = parallel_and_serial(_forward)
-BACKWARD = parallel_and_serial(_backward)
-
-
 def _scalar(value, dtype) -> np.generic:
     return np.dtype(np.float32 if dtype == torch.float32 else np.float64).type(value)
 
@@ -175,9 +173,8 @@ class LeakyNumbaFunction(torch.autograd.Function):
         spikes = torch.empty(x.shape, dtype=dtype)
         h = torch.empty(x.shape, dtype=dtype)
         v_last = torch.empty(v0.shape, dtype=dtype)
-        kernel, _ = pick(FORWARD, x.numel(), v0.numel())
-        with threads_like_torch():
-            kernel(x2, as_array(torch.neg(v0)).reshape(-1), step_array(leak_v, v0), step_array(neg_gain, v0),
+        with numba_threads(workers_for(x.numel(), v0.numel())):
+            _forward(x2, as_array(torch.neg(v0)).reshape(-1), step_array(leak_v, v0), step_array(neg_gain, v0),
                      step_array(bias_v if has_bias else 0.0, v0), has_bias, _scalar(-theta, dtype),
                      _scalar(theta, dtype), _scalar(0.0 if v_reset is None else -float(v_reset), dtype),
                      v_reset is not None, _scalar(1.0, dtype), spikes.numpy().reshape(n_steps, -1), h.numpy().reshape(n_steps, -1),
@@ -214,9 +211,8 @@ class LeakyNumbaFunction(torch.autograd.Function):
         def arr1(t):
             return empty[0] if t is None else as_array(t).reshape(-1)
 
-        kernel, _ = pick(BACKWARD, h.numel(), m)
-        with threads_like_torch():
-            kernel(as_array(h).reshape(n_steps, -1), arr2(x), as_array(v0).reshape(-1),
+        with numba_threads(workers_for(h.numel(), m)):
+            _backward(as_array(h).reshape(n_steps, -1), arr2(x), as_array(v0).reshape(-1),
                       step_array(leak_v, v0), step_array(gain_v, v0), _scalar(ctx.theta, dtype),
                       _scalar(0.0 if ctx.v_reset is None else ctx.v_reset, dtype), ctx.v_reset is not None,
                       bool(ctx.detach_reset), kind, sc,

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import prange
+from numba import njit, prange
 from torch import Tensor
 
-from ..numba_common import (BLOCK, as_array, as_numpy_dtype, parallel_and_serial, pick, step_array, surrogate_arguments, surrogate_derivatives,
-                            threads_like_torch, unsupported_reason as _unsupported)
+from ..numba_common import (BLOCK, as_array, as_numpy_dtype, step_array, surrogate_arguments, surrogate_derivatives,
+                            numba_threads, workers_for, unsupported_reason as _unsupported)
 from .fused import _sum_to
 
 __all__ = ["RFNumbaFunction", "unsupported_reason"]
@@ -31,6 +31,7 @@ def unsupported_reason(x: Tensor, omega, b0, u0, v0, q0, surrogate) -> str | Non
     return _unsupported((x, omega, b0, u0, v0, q0), surrogate)
 
 
+@njit(parallel=True, cache=True)
 def _forward(x, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, one, spikes, u_seq, v_last, q_last):
     n_steps, m = x.shape
     zero = one - one
@@ -61,6 +62,7 @@ def _forward(x, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, one, spikes
             q_last[lo + j] = q[j]
 
 
+@njit(parallel=True, cache=True)
 def _backward(u_seq, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, kind, sc, workers, v_hist_all, q_hist_all,
               g_spikes, has_gs, g_u, has_gu, g_vlast, has_gv, g_qlast, has_gq,
               g_x, g_omega, g_b0, g_u0, g_v0, g_q0):
@@ -143,10 +145,6 @@ def _backward(u_seq, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, kind, 
                     g_q0[lo + j] = g_qlast[lo + j] if has_gq else zero
 
 
-FORWARD = parallel_and_serial(_forward)
-BACKWARD = parallel_and_serial(_backward)
-
-
 class RFNumbaFunction(torch.autograd.Function):
     """RF / BRF over the whole sequence, as ``RFFunction``: ``(x, omega, b0, u0, v0, q0) -> (spikes [T,*],
     u [T,*], v_last [*], q_last [*])``."""
@@ -159,9 +157,8 @@ class RFNumbaFunction(torch.autograd.Function):
         step = x[0]
         spikes, u_seq = torch.empty_like(x), torch.empty_like(x)
         v_last, q_last = torch.empty_like(step), torch.empty_like(step)
-        kernel, _ = pick(FORWARD, x.numel(), x[0].numel())
-        with threads_like_torch():
-            kernel(as_array(x).reshape(n_steps, -1), *(step_array(t, step) for t in (omega, b0, u0, v0, q0)),
+        with numba_threads(workers_for(x.numel(), x[0].numel())):
+            _forward(as_array(x).reshape(n_steps, -1), *(step_array(t, step) for t in (omega, b0, u0, v0, q0)),
                      scalar(dt), scalar(theta), scalar(0.9), bool(balanced), scalar(1.0),
                      spikes.numpy().reshape(n_steps, -1), u_seq.numpy().reshape(n_steps, -1),
                      v_last.numpy().reshape(-1), q_last.numpy().reshape(-1))
@@ -189,11 +186,11 @@ class RFNumbaFunction(torch.autograd.Function):
 
         g_x = torch.empty_like(u_seq)
         outs = [torch.empty_like(step) for _ in range(5)]          # omega, b0, u0, v0, q0
-        with threads_like_torch():
-            kernel, workers = pick(BACKWARD, n_steps * m, m)
+        workers = workers_for(n_steps * m, m)
+        with numba_threads(workers):
             v_hist = np.empty((workers, n_steps, BACKWARD_BLOCK), dtype=np_dtype)
             q_hist = np.empty((workers, n_steps if ctx.balanced else 1, BACKWARD_BLOCK), dtype=np_dtype)
-            kernel(as_array(u_seq).reshape(n_steps, -1), *(step_array(t, step) for t in (omega, b0, u0, v0, q0)),
+            _backward(as_array(u_seq).reshape(n_steps, -1), *(step_array(t, step) for t in (omega, b0, u0, v0, q0)),
                       np_dtype(ctx.dt), np_dtype(ctx.theta), np_dtype(0.9), bool(ctx.balanced), kind, sc, workers,
                       v_hist, q_hist, arr2(g_spikes), g_spikes is not None, arr2(g_us), g_us is not None,
                       arr1(g_v_last), g_v_last is not None, arr1(g_q_last), g_q_last is not None,
