@@ -306,3 +306,21 @@ def test_parallel_build_equals_fused_bit_for_bit_and_in_gradients(parallel_build
         grads[be] = [p.grad for p in leaves]
     for a, c in zip(grads["fused"], grads["numba"]):
         torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-4)
+
+
+def test_float32_exponential_of_the_kernels_is_within_two_ulp():
+    from numba import njit
+
+    from dendrix.ops.numba_common import exp_like
+
+    @njit
+    def run(values, out):
+        for i in range(values.shape[0]):
+            out[i] = exp_like(values[i])
+
+    import numpy as np
+    values = np.linspace(-87.0, 88.0, 400_001).astype(np.float32)
+    out = np.empty_like(values)
+    run(values, out)
+    exact = np.exp(values.astype(np.float64))
+    assert np.max(np.abs(out - exact) / exact) < 2 * 2.0 ** -24
