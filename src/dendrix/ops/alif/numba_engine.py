@@ -93,6 +93,12 @@ def _backward(u_seq, x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, kind, sc, wo
             diff = np.empty(n, dtype=u_seq.dtype)
             acc_a = np.zeros(n, dtype=u_seq.dtype)
             acc_r = np.zeros(n, dtype=u_seq.dtype)
+            s_prev = np.empty(n, dtype=u_seq.dtype)
+            ds_ext = np.zeros(n, dtype=u_seq.dtype)     # gS[t] (zero when absent)
+            du_ext = np.zeros(n, dtype=u_seq.dtype)     # gU[t]
+            da_ext = np.zeros(n, dtype=u_seq.dtype)     # g_a_last, at the last step only
+            if has_ga:
+                da_ext[:] = g_alast[lo:hi]
             for t in range(n_steps - 1, -1, -1):
                 ut = u_seq[t, lo:hi]
                 at = a_hist[t]
@@ -100,31 +106,40 @@ def _backward(u_seq, x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, kind, sc, wo
                     thr_t[j] = at[j] * beta + b0
                     diff[j] = ut[j] - thr_t[j]
                 surrogate_derivatives(kind, sc, diff, zero, sgs)
+                # The previous step's a, U and S as rows, so the inner loops carry no branch: the recomputed
+                # trace, or the initial state at t = 0.
+                if t > 0:
+                    a_prev = a_hist[t - 1]
+                    u_prev = u_seq[t - 1, lo:hi]
+                    for j in range(n):
+                        s_prev[j] = one if u_prev[j] >= a_prev[j] * beta + b0 else zero
+                else:
+                    a_prev = a0[lo:hi]
+                    u_prev = u0[lo:hi]
+                    s_prev[:] = s0[lo:hi]
+                if has_gs:
+                    ds_ext[:] = g_spikes[t, lo:hi]
+                if has_gu:
+                    du_ext[:] = g_u[t, lo:hi]
                 for j in range(n):
-                    if t > 0:
-                        a_prev = a_hist[t - 1, j]
-                        u_prev = u_seq[t - 1, lo + j]
-                        s_prev = one if u_prev >= a_prev * beta + b0 else zero
-                    else:
-                        a_prev, u_prev, s_prev = a0[lo + j], u0[lo + j], s0[lo + j]
-                    ds = neg_thr_next[j] * du_next[j] + orh[j] * da_next[j]
-                    if has_gs:
-                        ds = ds + g_spikes[t, lo + j]
+                    ds = neg_thr_next[j] * du_next[j] + orh[j] * da_next[j] + ds_ext[j]
                     q = sgs[j] * ds
-                    du = q + al[j] * du_next[j]
-                    if has_gu:
-                        du = du + g_u[t, lo + j]
-                    da = (q + s_prev * du) * (-beta) + rh[j] * da_next[j]
-                    if has_ga and t == n_steps - 1:
-                        da = da + g_alast[lo + j]
-                    if need_x:
-                        g_x[t, lo + j] = oa[j] * du
-                    if need_alpha:
-                        acc_a[j] += du * (u_prev - x[t, lo + j])
-                    if need_rho:
-                        acc_r[j] += da * (a_prev - s_prev)
+                    du = q + al[j] * du_next[j] + du_ext[j]
+                    da = (q + s_prev[j] * du) * (-beta) + rh[j] * da_next[j] + da_ext[j]
                     du_next[j], da_next[j] = du, da
                     neg_thr_next[j] = -thr_t[j]
+                    da_ext[j] = zero
+                if need_x:
+                    gxt = g_x[t, lo:hi]
+                    for j in range(n):
+                        gxt[j] = oa[j] * du_next[j]
+                if need_alpha:                        # dU[t]/dalpha = U[t-1] - X[t]
+                    xt = x[t, lo:hi]
+                    for j in range(n):
+                        acc_a[j] += du_next[j] * (u_prev[j] - xt[j])
+                if need_rho:                          # da[t]/drho = a[t-1] - S[t-1]
+                    for j in range(n):
+                        acc_r[j] += da_next[j] * (a_prev[j] - s_prev[j])
             for j in range(n):
                 g_u0[lo + j] = al[j] * du_next[j]
                 g_a0[lo + j] = rh[j] * da_next[j]
