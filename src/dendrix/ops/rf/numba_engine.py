@@ -101,32 +101,40 @@ def _backward(u_seq, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, kind, 
                 gq[:] = g_qlast[lo:hi]
             acc_om = np.zeros(n, dtype=u_seq.dtype)
             acc_b = np.zeros(n, dtype=u_seq.dtype)
-            gs = np.empty(n, dtype=u_seq.dtype)
+            gs_ext = np.zeros(n, dtype=u_seq.dtype)     # gS[t] (zero when absent)
+            gu_ext = np.zeros(n, dtype=u_seq.dtype)     # gU[t]
             mm = np.empty(n, dtype=u_seq.dtype)
             sgs = np.empty(n, dtype=u_seq.dtype)
             for t in range(n_steps - 1, -1, -1):
                 ut = u_seq[t, lo:hi]
-                for j in range(n):
-                    q_prev = (q_hist[t - 1, j] if t > 0 else q0[lo + j]) if balanced else zero
-                    mm[j] = (ut[j] - theta) - q_prev
+                # The previous step's state as rows, so the inner loops carry no branch on t (q is unused by RF).
+                if t > 0:
+                    u_prev = u_seq[t - 1, lo:hi]
+                    v_prev = v_hist[t - 1]
+                    q_prev = q_hist[t - 1] if balanced else q0[lo:hi]
+                else:
+                    u_prev, v_prev, q_prev = u0[lo:hi], v0[lo:hi], q0[lo:hi]
+                if balanced:
+                    for j in range(n):
+                        mm[j] = (ut[j] - theta) - q_prev[j]
+                else:
+                    for j in range(n):
+                        mm[j] = ut[j] - theta
                 surrogate_derivatives(kind, sc, mm, zero, sgs)
+                if has_gs:
+                    gs_ext[:] = g_spikes[t, lo:hi]
+                if has_gu:
+                    gu_ext[:] = g_u[t, lo:hi]
+                gxt = g_x[t, lo:hi]
                 for j in range(n):
-                    if t > 0:
-                        u_prev, v_prev = u_seq[t - 1, lo + j], v_hist[t - 1, j]
-                        q_prev = q_hist[t - 1, j] if balanced else zero
-                    else:
-                        u_prev, v_prev, q_prev = u0[lo + j], v0[lo + j], q0[lo + j]
-                    g_s = g_spikes[t, lo + j] if has_gs else zero
-                    if balanced:
-                        g_s = g_s + gq[j]
+                    g_s = gs_ext[j] + gq[j] if balanced else gs_ext[j]
                     gm = g_s * sgs[j]
-                    gu_j = gu[j] + g_u[t, lo + j] if has_gu else gu[j]
-                    gu_j = gu_j + gm
+                    gu_j = gu[j] + gu_ext[j] + gm
                     gv_j = gv[j]
-                    b = bb[j] - q_prev if balanced else bb[j]
-                    gb = dt * (gu_j * u_prev + gv_j * v_prev)
-                    g_x[t, lo + j] = dt * gu_j
-                    acc_om[j] += dt * (gv_j * u_prev - gu_j * v_prev)
+                    b = bb[j] - q_prev[j] if balanced else bb[j]
+                    gb = dt * (gu_j * u_prev[j] + gv_j * v_prev[j])
+                    gxt[j] = dt * gu_j
+                    acc_om[j] += dt * (gv_j * u_prev[j] - gu_j * v_prev[j])
                     acc_b[j] += gb
                     damp = one + dt * b
                     rot = dt * om[j]
