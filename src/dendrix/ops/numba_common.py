@@ -25,7 +25,8 @@ from numba import njit
 from numba.core import types as nb_types
 from numba.extending import intrinsic, overload
 
-__all__ = ["BLOCK", "PARALLEL_MIN_ELEMENTS", "workers_for", "numba_threads", "fma", "surrogate_derivative", "surrogate_derivatives", "surrogate_arguments", "as_array", "step_array",            "unsupported_reason"]
+__all__ = ["BLOCK", "PARALLEL_MIN_ELEMENTS", "workers_for", "numba_threads", "fma", "exp_like", "surrogate_derivatives",
+           "surrogate_arguments", "as_numpy_dtype", "as_array", "step_array", "unsupported_reason"]
 
 BLOCK = 256  # neurons per block: 1 kB of float32 per row of a [T, M] tensor, several blocks per thread
 # Below this many [T, M] elements a call runs on one thread: the whole call then takes well under a
@@ -102,35 +103,11 @@ def _exp_like(x):
 
 
 @njit(cache=True, inline="always")
-def surrogate_derivative(kind, c, u):
-    """σ'(u) of the surrogate whose ``numba_kind`` is ``kind``, with its ``numba_constants`` in ``c`` (of u's
-    dtype). The branches mirror ``dendrix.ops.triton_common.surrogate_derivative``; a new surrogate adds one."""
-    one = c[5]
-    if kind == 0:    # ATan: c1 / (1 + (c0 u)²)
-        z = c[0] * u
-        return c[1] / (one + z * z)
-    elif kind == 1:  # Sigmoid: c0 s (1 - s)
-        s = one / (one + exp_like(-(c[0] * u)))
-        return c[0] * s * (one - s)
-    elif kind == 2:  # Triangle: max(0, 1 - c0 |u|) c0
-        return max(one - abs(u) * c[0], one - one) * c[0]
-    elif kind == 3:  # FastSigmoid: 1 / (1 + c0 |u|)²
-        d = one + c[0] * abs(u)
-        return one / (d * d)
-    elif kind == 4:  # Rectangular: c1 where |u| < c0
-        return c[1] if abs(u) < c[0] else one - one
-    else:            # DoubleGaussian: c3 exp(-½ (c1 u)²) - c4 [exp(-½ (c2 (u - c0))²) + exp(-½ (c2 (u + c0))²)]
-        half = c[6]
-        z0 = c[1] * u
-        zp = c[2] * (u - c[0])
-        zm = c[2] * (u + c[0])
-        return c[3] * exp_like(-half * (z0 * z0)) - c[4] * (exp_like(-half * (zp * zp)) + exp_like(-half * (zm * zm)))
-
-
-@njit(cache=True, inline="always")
 def surrogate_derivatives(kind, c, values, shift, out):
-    """``out[j] = σ'(values[j] - shift)`` for a block; the branch on ``kind`` sits outside the loops, so each
-    loop is a straight vectorisable one."""
+    """``out[j] = σ'(values[j] - shift)`` for a block, for the surrogate whose ``numba_kind`` is ``kind`` with its
+    ``numba_constants`` in ``c`` (:func:`surrogate_arguments`). The branches mirror
+    ``dendrix.ops.triton_common.surrogate_derivative`` (a new surrogate adds one); the branch on ``kind`` sits
+    outside the loops, so each loop is a straight vectorisable one."""
     n = out.shape[0]
     one = c[5]
     zero = one - one
@@ -163,7 +140,7 @@ def surrogate_derivatives(kind, c, values, shift, out):
 
 
 def surrogate_arguments(surrogate, dtype: torch.dtype) -> tuple[int, np.ndarray]:
-    """``(kind, constants)`` for :func:`surrogate_derivative`: the constants padded to 5, then 1 and ½, so the
+    """``(kind, constants)`` for :func:`surrogate_derivatives`: the constants padded to 5, then 1 and ½, so the
     kernels compute in the array dtype without float64 literals."""
     consts = list(surrogate.numba_constants())
     consts = consts + [0.0] * (5 - len(consts)) + [1.0, 0.5]
