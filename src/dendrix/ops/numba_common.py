@@ -148,6 +148,7 @@ def surrogate_arguments(surrogate, dtype: torch.dtype) -> tuple[int, np.ndarray]
 
 
 def as_numpy_dtype(dtype: torch.dtype):
+    """The numpy scalar type of a float32 or float64 torch dtype."""
     return np.float32 if dtype == torch.float32 else np.float64
 
 
