@@ -21,6 +21,8 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 ON_CUDA = HAS_TRITON and torch.cuda.is_available()
 DEVICE = "cuda" if ON_CUDA else "cpu"
 RUNS_KERNELS = ON_CUDA or (HAS_TRITON and INTERPRET)
+# What backend="auto" runs for CPU tensors of the LIF, ALIF and RF ops: the numba engine where numba imports.
+CPU_AUTO = "numba" if importlib.util.find_spec("numba") is not None else "fused"
 needs_kernels = pytest.mark.skipif(not RUNS_KERNELS, reason="needs CUDA + triton, or triton with TRITON_INTERPRET=1")
 
 

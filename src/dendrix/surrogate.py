@@ -11,8 +11,11 @@ owns every form of its derivative, so a new surrogate is one class (see :class:`
 * ``triton_kind`` and ``triton_constants()``: which branch of the Triton kernels' σ' it uses
   (``dendrix.ops.triton_common.surrogate_derivative``) and the constants that branch reads. ``None`` (the
   default) means no Triton kernel: ``backend="auto"`` then runs the fused engine, a forced ``"triton"`` refuses.
+* ``numba_kind`` and ``numba_constants()``: the same for the numba CPU kernels
+  (``dendrix.ops.numba_common.surrogate_derivatives``; by default the constants of the Triton branch). ``None``
+  means no numba kernel: ``backend="auto"`` then runs the fused engine, a forced ``"numba"`` refuses.
 
-A subclass that redefines ``derivative`` without redefining ``derivative_`` / ``triton_kind`` does not inherit
+A subclass that redefines ``derivative`` without redefining ``derivative_`` / ``triton_kind`` / ``numba_kind`` does not inherit
 its parent's fast forms (they would compute the parent's derivative): it gets the generic ones.
 
 Surrogates and their parameter (defaults follow the libraries users know):
@@ -83,6 +86,8 @@ class Surrogate:
     param_name: str = "alpha"
     #: Branch of the Triton kernels' σ' (``dendrix.ops.triton_common.surrogate_derivative``); None = no kernel.
     triton_kind: ClassVar[int | None] = None
+    #: Branch of the numba kernels' σ' (``dendrix.ops.numba_common.surrogate_derivatives``); None = no kernel.
+    numba_kind: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -92,6 +97,8 @@ class Surrogate:
                 cls.derivative_ = Surrogate.derivative_
             if "triton_kind" not in cls.__dict__:
                 cls.triton_kind = None
+            if "numba_kind" not in cls.__dict__:
+                cls.numba_kind = None
 
     def __init__(self, value: float):
         value = float(value)
@@ -110,6 +117,11 @@ class Surrogate:
 
         Returns the tensor holding the result: ``buf`` itself, or a new tensor (this generic form)."""
         return self.derivative(buf)
+
+    def numba_constants(self) -> list[float]:
+        """The constants the ``numba_kind`` branch reads (up to five, in double precision): by default those of
+        the Triton branch, whose formulas the numba kernels share."""
+        return self.triton_constants()
 
     def triton_constants(self) -> list[float]:
         """The constants the ``triton_kind`` branch reads, computed on the host in double precision."""
@@ -147,6 +159,7 @@ class ATan(Surrogate):
         return buf.mul_(math.pi / 2 * p).square_().add_(1.0).reciprocal_().mul_(p / 2)
 
     triton_kind = 0
+    numba_kind = 0
 
     def triton_constants(self):
         return [math.pi / 2 * self.value, self.value / 2]     # c1 / (1 + (c0 u)²)
@@ -172,6 +185,7 @@ class Sigmoid(Surrogate):
         return torch.addcmul(s, s, s, value=-1.0, out=s).mul_(p)  # p * s * (1 - s)
 
     triton_kind = 1
+    numba_kind = 1
 
     def triton_constants(self):
         return [self.value]                                    # c0 s (1 - s), s = 1 / (1 + exp(-c0 u))
@@ -199,6 +213,7 @@ class Triangle(Surrogate):
         return buf.abs_().mul_(-1.0 / p).add_(1.0).clamp_min_(0.0).mul_(1.0 / p)
 
     triton_kind = 2
+    numba_kind = 2
 
     def triton_constants(self):
         return [1.0 / self.value]                              # max(0, 1 - c0 |u|) c0
@@ -255,6 +270,7 @@ class DoubleGaussian(Surrogate):
         return out
 
     triton_kind = 5
+    numba_kind = 5
 
     def triton_constants(self):
         p, h, s = self.value, self.h, self.s
@@ -284,6 +300,7 @@ class Rectangular(Surrogate):
         return torch.lt(buf.abs_(), p / 2, out=buf).mul_(1.0 / p)
 
     triton_kind = 4
+    numba_kind = 4
 
     def triton_constants(self):
         return [self.value / 2, 1.0 / self.value]              # c1 if |u| < c0
@@ -306,6 +323,7 @@ class FastSigmoid(Surrogate):
         return buf.abs_().mul_(self.value).add_(1.0).square_().reciprocal_()
 
     triton_kind = 3
+    numba_kind = 3
 
     def triton_constants(self):
         return [self.value]                                    # 1 / (1 + c0 |u|)²

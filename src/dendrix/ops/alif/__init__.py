@@ -2,8 +2,10 @@
 
 ``backend``: ``"auto"``, ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``),
 ``"triton"`` (one Triton GPU kernel for the forward and one for the backward, ``triton.py``; optional, needs the
-``triton`` package and CUDA tensors) or ``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"``
-picks ``"triton"`` for CUDA tensors when Triton imports and the surrogate has a Triton form, else ``"fused"``; a
+``triton`` package and CUDA tensors), ``"numba"`` (the time loop compiled for CPU, parallel over neurons,
+``numba_engine.py``; optional, needs the ``numba`` package) or ``"reference"`` (plain autograd step loop,
+``reference.py``). ``"auto"`` picks ``"triton"`` for CUDA tensors when Triton imports and the surrogate has a
+Triton form, ``"numba"`` for CPU tensors when numba imports and the case is supported, else ``"fused"``; a
 forced backend is always used as asked, or fails with an error saying why (``dendrix.ops.dispatch.resolve``).
 Triton is imported on first use only. Half-precision inputs are integrated in float32
 (``dendrix.ops.dispatch.compute_dtype``); spikes come back in the input dtype.
@@ -22,15 +24,17 @@ from .reference import alif_sequence_reference
 
 __all__ = ["alif_sequence", "BACKENDS", "resolve_backend"]
 
-BACKENDS = ("auto", "fused", "triton", "reference")
+BACKENDS = ("auto", "fused", "triton", "numba", "reference")
 TRITON_ENGINE = LazyEngine("dendrix.ops.alif.triton")
+NUMBA_ENGINE = LazyEngine("dendrix.ops.alif.numba_engine", package="numba", install="pip install numba, or dendrix[fast]")
 
 
 def resolve_backend(backend: str, x: Tensor, u0: Tensor, surrogate) -> str:
-    """The engine that runs (``"auto"`` -> ``"triton"`` or ``"fused"``); a forced ``"triton"`` that cannot run
-    raises ``RuntimeError`` saying why. ``x``, ``u0`` in the compute dtype; ``surrogate`` a ``Surrogate``."""
-    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("fused",)),
-                   checks={"triton": TRITON_ENGINE.check(x, u0, surrogate)})
+    """The engine that runs (``"auto"`` -> ``"triton"`` on CUDA, ``"numba"`` on CPU, else ``"fused"``); a forced
+    ``"triton"`` or ``"numba"`` that cannot run raises ``RuntimeError`` saying why. ``x``, ``u0`` in the compute dtype; ``surrogate`` a ``Surrogate``."""
+    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("numba", "fused")),
+                   checks={"triton": TRITON_ENGINE.check(x, u0, surrogate),
+                           "numba": NUMBA_ENGINE.check(x, u0, surrogate)})
 
 
 def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0: float = 0.01, beta: float = 1.8,
@@ -72,6 +76,9 @@ def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0:
     elif backend == "triton":
         engine = TRITON_ENGINE.load()
         spikes, u, a = engine.ALIFTritonFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
+    elif backend == "numba":
+        engine = NUMBA_ENGINE.load()
+        spikes, u, a = engine.ALIFNumbaFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
     else:
         spikes, u, a = ALIFFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
     return spikes.to(x.dtype), u, a

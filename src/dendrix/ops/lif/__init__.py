@@ -4,9 +4,11 @@
 ``leaky_sequence`` is the general form it reduces to, ``H = leak·V + gain·X + bias`` (DA-LIF uses it with
 independent learnable ``leak`` and ``gain``). ``backend``: ``"auto"``, ``"fused"`` (one autograd
 function with a hand-written backward, ``fused.py``), ``"triton"`` (one Triton GPU kernel for the forward and
-one for the backward, ``triton.py``; optional, needs the ``triton`` package and CUDA tensors) or
+one for the backward, ``triton.py``; optional, needs the ``triton`` package and CUDA tensors), ``"numba"`` (the
+time loop compiled for CPU, parallel over neurons, ``numba_engine.py``; optional, needs the ``numba`` package) or
 ``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"`` picks ``"triton"`` for CUDA tensors
-when Triton imports and the case is supported (a surrogate with a Triton form), else ``"fused"``. A forced
+when Triton imports and the case is supported (a surrogate with a Triton form); on CPU ``"numba"`` when numba
+imports and the case is supported (float32/float64, a surrogate with a numba form); else ``"fused"``. A forced
 backend is always used as asked, or fails with an error saying why (``dendrix.ops.dispatch.resolve``).
 
 Half-precision inputs (float16/bfloat16) are integrated in float32 (``dendrix.ops.dispatch.compute_dtype``), as
@@ -26,7 +28,7 @@ from .reference import leaky_sequence_reference, lif_sequence_reference
 
 __all__ = ["lif_sequence", "leaky_sequence", "BACKENDS", "resolve_backend"]
 
-BACKENDS = ("auto", "fused", "triton", "reference")
+BACKENDS = ("auto", "fused", "triton", "numba", "reference")
 
 
 def _check_sequence_and_state(x, v0, fn: str) -> None:
@@ -59,16 +61,19 @@ def _coefficient(name: str, value, like: Tensor, dtype: torch.dtype):
 
 
 TRITON_ENGINE = LazyEngine("dendrix.ops.lif.triton")  # imported on first use (optional, slow to import)
+NUMBA_ENGINE = LazyEngine("dendrix.ops.lif.numba_engine", package="numba", install="pip install numba, or dendrix[fast]")
 
 
 def resolve_backend(backend: str, x: Tensor, v0: Tensor, surrogate) -> str:
-    """The engine that runs: ``"auto"`` becomes ``"triton"`` (CUDA tensor, Triton importable, case supported)
-    or ``"fused"``; a forced ``"triton"`` that cannot run raises ``RuntimeError`` saying why.
+    """The engine that runs: ``"auto"`` becomes ``"triton"`` (CUDA tensor, Triton importable, case supported),
+    ``"numba"`` (CPU tensor, numba importable, case supported) or ``"fused"``; a forced ``"triton"`` or
+    ``"numba"`` that cannot run raises ``RuntimeError`` saying why.
 
     ``x``, ``v0`` in the compute dtype; ``surrogate`` a :class:`dendrix.surrogate.Surrogate`.
     """
-    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("fused",)),
-                   checks={"triton": TRITON_ENGINE.check(x, v0, surrogate)})
+    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("numba", "fused")),
+                   checks={"triton": TRITON_ENGINE.check(x, v0, surrogate),
+                           "numba": NUMBA_ENGINE.check(x, v0, surrogate)})
 
 
 def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_threshold: float = 1.0,
@@ -96,6 +101,9 @@ def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_thresho
     elif backend == "triton":
         spikes, h, v_last = TRITON_ENGINE.load().LeakyTritonFunction.apply(xs, v0s, leak, gain, bias, v_threshold,
                                                                      v_reset, bool(detach_reset), sg)
+    elif backend == "numba":
+        spikes, h, v_last = NUMBA_ENGINE.load().LeakyNumbaFunction.apply(xs, v0s, leak, gain, bias, v_threshold,
+                                                                        v_reset, bool(detach_reset), sg)
     else:
         spikes, h, v_last = LeakyFunction.apply(xs, v0s, leak, gain, bias, v_threshold, v_reset,
                                                 bool(detach_reset), sg)
@@ -115,7 +123,7 @@ def lif_sequence(x: Tensor, v0: Tensor, decay, v_threshold: float = 1.0, v_reset
     Args:
         x: input current ``[T, *]``.  v0: membrane before the first step ``[*]``.
         decay: 1/tau, a float in (0, 1] or a tensor broadcastable to ``[*]`` (may require grad, as in PLIF).
-        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` | ``"reference"``.
+        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` | ``"numba"`` | ``"reference"``.
 
     Returns ``(spikes [T,*], h [T,*] = pre-reset H[t], v_last [*] = V after the last step)``.
     """

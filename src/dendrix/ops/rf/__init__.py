@@ -3,8 +3,10 @@
 ``rf_sequence`` runs the explicit-Euler dynamics of ``SPEC.md`` over a whole sequence. ``backend``:
 ``"auto"``, ``"fused"`` (one autograd function with a hand-written backward, ``fused.py``), ``"triton"`` (one
 Triton GPU kernel for the forward and one for the backward, ``triton.py``; optional, needs the ``triton`` package
-and CUDA tensors) or ``"reference"`` (plain autograd step loop, ``reference.py``). ``"auto"`` picks ``"triton"``
-for CUDA tensors when Triton imports and the surrogate has a Triton form, else ``"fused"``. A forced backend is
+and CUDA tensors), ``"numba"`` (the time loop compiled for CPU, parallel over neurons, ``numba_engine.py``;
+optional, needs the ``numba`` package) or ``"reference"`` (plain autograd step loop, ``reference.py``).
+``"auto"`` picks ``"triton"`` for CUDA tensors when Triton imports and the surrogate has a Triton form,
+``"numba"`` for CPU tensors of one dtype when numba imports, else ``"fused"``. A forced backend is
 always used as asked, or fails with an error saying why (``dendrix.ops.dispatch.resolve``). Triton is imported
 on first use only.
 
@@ -25,16 +27,21 @@ from .reference import rf_sequence_reference
 
 __all__ = ["rf_sequence", "divergence_boundary", "BACKENDS", "resolve_backend"]
 
-BACKENDS = ("auto", "fused", "triton", "reference")
+BACKENDS = ("auto", "fused", "triton", "numba", "reference")
 TRITON_ENGINE = LazyEngine("dendrix.ops.rf.triton")
+NUMBA_ENGINE = LazyEngine("dendrix.ops.rf.numba_engine", package="numba", install="pip install numba, or dendrix[fast]")
 
 
 def resolve_backend(backend: str, x: Tensor, omega: Tensor, b0: Tensor, u0: Tensor, v0: Tensor, q0: Tensor,
-                    surrogate) -> str:
-    """The engine that runs (``"auto"`` -> ``"triton"`` or ``"fused"``); a forced ``"triton"`` that cannot run
-    raises ``RuntimeError`` saying why. ``x`` in the compute dtype; ``surrogate`` a ``Surrogate``."""
-    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("fused",)),
-                   checks={"triton": TRITON_ENGINE.check(x, omega, b0, u0, v0, q0, surrogate)})
+                    surrogate, given: tuple | None = None) -> str:
+    """The engine that runs (``"auto"`` -> ``"triton"`` on CUDA, ``"numba"`` on CPU, else ``"fused"``); a forced
+    ``"triton"`` or ``"numba"`` that cannot run raises ``RuntimeError`` saying why. ``x`` in the compute dtype;
+    ``surrogate`` a ``Surrogate``; ``given``: the tensors as the engines other than Triton receive them (numba
+    needs one dtype: the fused engine would promote mixed float32/float64 arguments)."""
+    numba_args = (x, omega, b0, u0, v0, q0) if given is None else given
+    return resolve(backend, BACKENDS, auto=cuda_first(x.device, ("triton", "fused"), ("numba", "fused")),
+                   checks={"triton": TRITON_ENGINE.check(x, omega, b0, u0, v0, q0, surrogate),
+                           "numba": NUMBA_ENGINE.check(*numba_args, surrogate)})
 
 
 def divergence_boundary(omega: Tensor, dt: float) -> Tensor:
@@ -72,13 +79,15 @@ def rf_sequence(x: Tensor, omega: Tensor, b0: Tensor, u0: Tensor, v0: Tensor, q0
     # The Triton kernels read every tensor in the compute dtype; the other engines take mixed float32/float64
     # arguments as given, and half precision in float32.
     compute_args = [t.to(dtype) if isinstance(t, Tensor) else t for t in args]
-    engine = resolve_backend(backend, *compute_args, sur)
+    if dtype != x.dtype:
+        args = compute_args
+    engine = resolve_backend(backend, *compute_args, sur, given=tuple(args))
     if engine == "triton":
         outputs = TRITON_ENGINE.load().RFTritonFunction.apply(*compute_args, dt, theta, bool(balanced), sur)
         return tuple(t.to(x.dtype) for t in outputs)
-    if dtype != x.dtype:
-        args = compute_args
-    if engine == "reference":
+    if engine == "numba":
+        outputs = NUMBA_ENGINE.load().RFNumbaFunction.apply(*args, dt, theta, bool(balanced), sur)
+    elif engine == "reference":
         outputs = rf_sequence_reference(*args, dt=dt, theta=theta, balanced=balanced, surrogate=sur)
     else:
         outputs = RFFunction.apply(*args, dt, theta, balanced, sur)

@@ -1,0 +1,227 @@
+"""Numba CPU engine of the leaky integrate-and-fire recurrence (LIF, PLIF, DA-LIF): the time loop compiled.
+
+Same recurrence and outputs as ``fused.py`` (``H = leak·V + gain·X + bias``, hard or soft reset); the forward
+is written in the fused engine's negated form (``-H = fma(leak, -V, -(gain X) - bias)``, see its docstring)
+with the same roundings, so spikes and ``H`` equal the fused engine's bit for bit. Blocks of neurons run in
+parallel (``dendrix.ops.numba_common``).
+
+Saved for backward: ``H`` (an output, no extra memory), ``X`` only when ``gain`` needs a gradient, ``v0`` only
+when ``leak`` does;
+spikes and post-reset potentials are recomputed from ``H``. The backward is one reverse sweep per block: the
+adjoint ``gH[t] = gS σ'(H-θ) + gH_ext + dV/dH · leak · gH[t+1]`` and the per-neuron parameter sums in the same
+pass, reduced to the parameters' shapes afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ..common import as_python_scalar, reduce_to
+from ..numba_common import (BLOCK, as_array, fma, step_array, surrogate_arguments, surrogate_derivatives,
+                            numba_threads, workers_for, unsupported_reason as _unsupported)
+
+__all__ = ["LeakyNumbaFunction", "unsupported_reason"]
+
+
+def unsupported_reason(x: Tensor, v0: Tensor, surrogate) -> str | None:
+    """Why this engine cannot run a call (None when it can)."""
+    return _unsupported((x, v0), surrogate)
+
+
+@njit(parallel=True, cache=True)
+def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, hard, one, spikes, h, v_last):
+    """x, spikes, h: [T, M]; nv0 = -v0, leak, ngain = -gain, bias, v_last: [M]. Writes spikes, H and V[T-1]."""
+    n_steps, m = x.shape
+    zero = one - one
+    for blk in prange((m + BLOCK - 1) // BLOCK):
+        lo = blk * BLOCK
+        hi = min(m, lo + BLOCK)
+        nv = nv0[lo:hi].copy()                        # -V of the block
+        lk, ng, bs = leak[lo:hi], ngain[lo:hi], bias[lo:hi]
+        for t in range(n_steps):
+            xt, st, ht = x[t, lo:hi], spikes[t, lo:hi], h[t, lo:hi]
+            for j in range(hi - lo):
+                g = xt[j] * ng[j]                     # -(gain X)
+                if has_bias:
+                    g = g - bs[j]
+                g = fma(lk[j], nv[j], g)              # -H
+                fired = g <= neg_theta                # H >= θ (false for NaN)
+                if hard:
+                    nv[j] = neg_reset if fired else g
+                else:
+                    nv[j] = fma(theta, one if fired else zero, g)
+                st[j] = one if fired else zero
+                ht[j] = -g
+        for j in range(hi - lo):
+            v_last[lo + j] = -nv[j]
+
+
+@njit(parallel=True, cache=True)
+def _backward(h, x, v0, leak, gain, theta, v_reset, hard, detach, kind, sc,
+              g_spikes, has_gs, g_h, has_gh, g_vlast, has_gv,
+              g_x, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0):
+    """Reverse sweep: writes g_x [T, M] (times gain), the per-neuron sums acc_* [M] and g_v0 [M] (= leak gH[0])."""
+    n_steps, m = h.shape
+    one = sc[5]
+    zero = one - one
+    for blk in prange((m + BLOCK - 1) // BLOCK):
+        lo = blk * BLOCK
+        hi = min(m, lo + BLOCK)
+        n = hi - lo
+        carry = np.empty(n, dtype=h.dtype)           # dL/dV[t] of the step being processed
+        for j in range(n):
+            carry[j] = g_vlast[lo + j] if has_gv else zero
+        a_leak = np.zeros(n, dtype=h.dtype)
+        a_gain = np.zeros(n, dtype=h.dtype)
+        a_bias = np.zeros(n, dtype=h.dtype)
+        sgs = np.empty(n, dtype=h.dtype)
+        gHs = np.zeros(n, dtype=h.dtype)
+        dvdh = np.ones(n, dtype=h.dtype)              # stays 1 for a soft, detached reset
+        lk, gn = leak[lo:hi], gain[lo:hi]
+        # Every branch below is on a flag, outside its loop: each loop is a straight vectorisable one.
+        for t in range(n_steps - 1, -1, -1):
+            ht = h[t, lo:hi]
+            surrogate_derivatives(kind, sc, ht, theta, sgs)
+            if has_gs:                                # direct terms gS σ' + gH_ext
+                gst = g_spikes[t, lo:hi]
+                for j in range(n):
+                    gHs[j] = gst[j] * sgs[j]
+            else:
+                gHs[:] = zero
+            if has_gh:
+                ght = g_h[t, lo:hi]
+                for j in range(n):
+                    gHs[j] = gHs[j] + ght[j]
+            if hard:                                  # dV/dH
+                if detach:
+                    for j in range(n):
+                        dvdh[j] = one if ht[j] < theta else zero
+                else:
+                    for j in range(n):
+                        dvdh[j] = (v_reset - ht[j]) * sgs[j] + (one if ht[j] < theta else zero)
+            elif not detach:
+                for j in range(n):
+                    dvdh[j] = one - theta * sgs[j]
+            for j in range(n):                        # the adjoint recurrence
+                gH = gHs[j] + dvdh[j] * carry[j]
+                gHs[j] = gH
+                carry[j] = lk[j] * gH
+            if need_x:
+                gxt = g_x[t, lo:hi]
+                for j in range(n):
+                    gxt[j] = gHs[j] * gn[j]
+            if need_leak:                             # dH/dleak = V[t-1], recomputed from H[t-1]
+                if t > 0:
+                    hp = h[t - 1, lo:hi]
+                    if hard:
+                        for j in range(n):
+                            a_leak[j] += gHs[j] * (v_reset if hp[j] >= theta else hp[j])
+                    else:
+                        for j in range(n):
+                            a_leak[j] += gHs[j] * (hp[j] - theta if hp[j] >= theta else hp[j])
+                else:
+                    for j in range(n):
+                        a_leak[j] += gHs[j] * v0[lo + j]
+            if need_gain:                             # dH/dgain = X[t]
+                xt = x[t, lo:hi]
+                for j in range(n):
+                    a_gain[j] += gHs[j] * xt[j]
+            if need_bias:
+                for j in range(n):
+                    a_bias[j] += gHs[j]
+        for j in range(n):
+            g_v0[lo + j] = carry[j]
+            if need_leak:
+                acc_leak[lo + j] = a_leak[j]
+            if need_gain:
+                acc_gain[lo + j] = a_gain[j]
+            if need_bias:
+                acc_bias[lo + j] = a_bias[j]
+
+
+def _scalar(value, dtype) -> np.generic:
+    return np.dtype(np.float32 if dtype == torch.float32 else np.float64).type(value)
+
+
+_EMPTY = {}
+
+
+def _empty_2d(dtype):
+    """A [1, 1] placeholder for an absent gradient (the kernels never read it)."""
+    if dtype not in _EMPTY:
+        _EMPTY[dtype] = np.zeros((1, 1), dtype=np.float32 if dtype == torch.float32 else np.float64)
+    return _EMPTY[dtype]
+
+
+class LeakyNumbaFunction(torch.autograd.Function):
+    """``(x [T,*], v0 [*], leak, gain, bias) -> (spikes [T,*], H [T,*], V[T-1] [*])``, as ``LeakyFunction``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, v0: Tensor, leak, gain, bias, v_threshold: float, v_reset: float | None,
+                detach_reset: bool, surrogate):  # type: ignore[override]
+        dtype = x.dtype
+        leak_v, gain_v, bias_v = (as_python_scalar(p) for p in (leak, gain, bias))
+        has_bias = isinstance(bias_v, Tensor) or bias_v != 0.0
+        theta = float(v_threshold)
+        neg_gain = -gain_v if isinstance(gain_v, float) else gain_v.neg()
+        n_steps = x.shape[0]
+        x2 = as_array(x).reshape(n_steps, -1)
+        spikes = torch.empty(x.shape, dtype=dtype)
+        h = torch.empty(x.shape, dtype=dtype)
+        v_last = torch.empty(v0.shape, dtype=dtype)
+        with numba_threads(workers_for(x.numel(), v0.numel())):
+            _forward(x2, as_array(torch.neg(v0)).reshape(-1), step_array(leak_v, v0), step_array(neg_gain, v0),
+                     step_array(bias_v if has_bias else 0.0, v0), has_bias, _scalar(-theta, dtype),
+                     _scalar(theta, dtype), _scalar(0.0 if v_reset is None else -float(v_reset), dtype),
+                     v_reset is not None, _scalar(1.0, dtype), spikes.numpy().reshape(n_steps, -1), h.numpy().reshape(n_steps, -1),
+                     v_last.numpy().reshape(-1))
+        ctx.theta, ctx.v_reset, ctx.detach_reset, ctx.surrogate = theta, v_reset, detach_reset, surrogate
+        ctx.shapes = tuple(p.shape if isinstance(p, Tensor) else None for p in (leak, gain, bias))
+        ctx.coefs = (leak_v, gain_v)
+        need_leak = isinstance(leak, Tensor) and leak.requires_grad
+        need_gain = isinstance(gain, Tensor) and gain.requires_grad
+        ctx.save_for_backward(h, v0 if need_leak else None, x if need_gain else None)
+        ctx.step_shape = v0.shape
+        ctx.set_materialize_grads(False)
+        return spikes, h, v_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_spikes, g_h, g_vlast):  # type: ignore[override]
+        h, v0_saved, x = ctx.saved_tensors
+        dtype = h.dtype
+        v0 = torch.zeros(ctx.step_shape, dtype=dtype) if v0_saved is None else v0_saved   # read only for dleak
+        need_x, need_v0, need_leak, need_gain, need_bias = ctx.needs_input_grad[:5]
+        leak_v, gain_v = ctx.coefs
+        n_steps = h.shape[0]
+        m = v0.numel()
+        kind, sc = surrogate_arguments(ctx.surrogate, dtype)
+        empty = _empty_2d(dtype)
+        g_x = torch.empty(h.shape, dtype=dtype) if need_x else None
+        accs = [torch.zeros(v0.shape, dtype=dtype) if need else None for need in (need_leak, need_gain, need_bias)]
+        g_v0 = torch.empty(v0.shape, dtype=dtype)
+
+        def arr2(t):
+            return empty if t is None else as_array(t).reshape(n_steps, -1)
+
+        def arr1(t):
+            return empty[0] if t is None else as_array(t).reshape(-1)
+
+        with numba_threads(workers_for(h.numel(), m)):
+            _backward(as_array(h).reshape(n_steps, -1), arr2(x), as_array(v0).reshape(-1),
+                      step_array(leak_v, v0), step_array(gain_v, v0), _scalar(ctx.theta, dtype),
+                      _scalar(0.0 if ctx.v_reset is None else ctx.v_reset, dtype), ctx.v_reset is not None,
+                      bool(ctx.detach_reset), kind, sc,
+                      arr2(g_spikes), g_spikes is not None, arr2(g_h), g_h is not None,
+                      arr1(None if g_vlast is None else g_vlast.expand(v0.shape)), g_vlast is not None,
+                      arr2(g_x), need_x, arr1(accs[0]), need_leak, arr1(accs[1]), need_gain,
+                      arr1(accs[2]), need_bias, g_v0.numpy().reshape(-1))
+        leak_shape, gain_shape, bias_shape = ctx.shapes
+        g_leak = reduce_to(accs[0], leak_shape) if need_leak else None
+        g_gain = reduce_to(accs[1], gain_shape) if need_gain else None
+        g_bias = reduce_to(accs[2], bias_shape) if need_bias else None
+        return g_x, g_v0 if need_v0 else None, g_leak, g_gain, g_bias, None, None, None, None
