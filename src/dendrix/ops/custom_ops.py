@@ -98,7 +98,9 @@ def unaliased(outputs: Sequence[Tensor], inputs: Sequence[object]) -> tuple[Tens
     seen = {t.untyped_storage().data_ptr() for t in inputs if isinstance(t, Tensor) and t.numel() > 0}
     result = []
     for out in outputs:
-        if out.numel() > 0:
+        if out.numel() == 0:        # an empty placeholder: a new one each time (one object may stand twice)
+            out = out.new_empty(out.shape)
+        else:
             ptr = out.untyped_storage().data_ptr()
             if ptr in seen:
                 out = out.clone()
