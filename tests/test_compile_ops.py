@@ -121,24 +121,50 @@ def test_dgn_membrane_op(recurrent, gate, detach_reset):
                 [t for t in args if isinstance(t, torch.Tensor)])
 
 
-ENGINE_OPS = {"lif": ["leaky_sequence"], "plif": ["leaky_sequence"], "dalif": ["leaky_sequence"],
+ENGINE_OPS = {"lif": ["leaky_sequence"], "mmdend": ["chunked_mmdend"], "plif": ["leaky_sequence"], "dalif": ["leaky_sequence"],
               "alif": ["alif_sequence"], "rf": ["rf_sequence"], "brf": ["rf_sequence"],
               "dgn": ["synaptic_trace", "dgn_membrane"], "sdgn": ["synaptic_trace", "dgn_membrane"]}
 
 
 @pytest.mark.parametrize("kind", sorted(ENGINE_OPS))
 def test_compiled_layer_calls_the_custom_op_not_a_loop(kind):
-    """The captured forward holds the engine as one node each (a traced engine would be ~T nodes per step)."""
-    graphs = []
+    """The captured forward holds each engine as one node, and its size does not grow with the sequence length
+    (a traced engine's loop would be unrolled: a few nodes per time step)."""
+    sizes = []
+    for steps in (6, 12):
+        graphs = []
 
-    def capture(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-    torch._dynamo.reset()
-    layer = layer_for(kind)
-    compiled = torch.compile(layer, fullgraph=True, backend=capture)
-    compiled(spike_input("cpu"))
-    targets = [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
-    for op in ENGINE_OPS[kind]:
-        assert targets.count(f"dendrix.{op}.default") == 1, (kind, targets)
-    assert len(targets) < 40, f"{kind}: {len(targets)} operators in the graph, the time loop looks unrolled"
+        def capture(gm, example_inputs):
+            graphs.append(gm)
+            return gm.forward
+        torch._dynamo.reset()
+        torch.compile(layer_for(kind), fullgraph=True, backend=capture)(spike_input("cpu", shape=(steps, 2, 16)))
+        targets = [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
+        for op in ENGINE_OPS[kind]:
+            assert targets.count(f"dendrix.{op}.default") == 1, (kind, targets)
+        sizes.append(len(targets))
+    assert sizes[0] == sizes[1], f"{kind}: {sizes[0]} operators for 6 steps, {sizes[1]} for 12"
+
+
+@pytest.mark.parametrize("activation,shape", [("tanh", dict(channels=8)),
+                                              ("gelu", dict(channels=15, branches=3, window=7, stride=4))])
+def test_chunked_mmdend_op(activation, shape):
+    from dendrix.neurons import MMDEND
+    from dendrix.ops.mmdend import fused_chunked_mmdend
+    from dendrix.ops.mmdend.compiled import chunked_mmdend_op
+    from test_ops_mmdend import _inputs
+    torch.manual_seed(0)
+    m = MMDEND(branch_activation=activation, ssf_range=3, **shape).double()
+    leaves, lay = _inputs(m, 11, 2, 4, seed=1)                         # two blocks of 4 and a tail of 3
+    sizes = [lay.batch, lay.channels, lay.window, lay.branches, lay.compartments, lay.block, lay.levels]
+    torch.library.opcheck(torch.ops.dendrix.chunked_mmdend.default,
+                          (*leaves, lay.index, sizes, lay.disjoint, lay.activation, list(lay.clip), True))
+    got, want = chunked_mmdend_op(*leaves, lay), fused_chunked_mmdend(*leaves, lay)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    assert not got[1].requires_grad and not got[2].requires_grad      # v and f: not differentiable, as in eager
+    inputs = [t for t in leaves if t is not None]
+    weights = [torch.randn_like(want[i]) for i in (0, 3, 4)]
+    grads = [torch.autograd.grad([outs[i] for i in (0, 3, 4)], inputs, weights) for outs in (got, want)]
+    for g, w in zip(*grads):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-14)

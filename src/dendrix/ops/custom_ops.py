@@ -91,6 +91,9 @@ class EngineContext:
     def set_materialize_grads(self, value: bool) -> None:
         pass
 
+    def mark_non_differentiable(self, *tensors: Tensor) -> None:
+        pass
+
 
 def unaliased(outputs: Sequence[Tensor], inputs: Sequence[object]) -> tuple[Tensor, ...]:
     """``outputs`` with a copy of every one that shares memory with an input or an earlier output: a custom
