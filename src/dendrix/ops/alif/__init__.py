@@ -18,7 +18,9 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
+from ..custom_ops import compiling
 from ..dispatch import LazyEngine, compute_dtype, cuda_first, resolve
+from . import compiled
 from .fused import ALIFFunction
 from .reference import alif_sequence_reference
 
@@ -80,5 +82,7 @@ def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0:
         engine = NUMBA_ENGINE.load()
         spikes, u, a = engine.ALIFNumbaFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
     else:
-        spikes, u, a = ALIFFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
+        # While compiling: the same engine as one custom op (traced, its time loops would be unrolled).
+        function = compiled.alif_sequence_op if compiling() and compiled.supports(sg) else ALIFFunction.apply
+        spikes, u, a = function(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
     return spikes.to(x.dtype), u, a

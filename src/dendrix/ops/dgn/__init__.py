@@ -26,7 +26,9 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
+from ..custom_ops import compiling
 from ..dispatch import LazyEngine, cuda_first, resolve
+from . import compiled
 from .fused import DGNMembraneFunction, SynapticTraceFunction, exponential_filter
 from .reference import GATES, apply_gate, dgn_membrane_reference, gate_derivative, synaptic_trace_reference
 
@@ -77,6 +79,8 @@ def synaptic_trace(z: Tensor, decay: float, d0: Tensor | None = None, *, backend
     d0 = torch.zeros_like(z[0]) if d0 is None else d0
     if engine == "reference":
         return synaptic_trace_reference(z, float(decay), d0)
+    if compiling():  # the same engine as one custom op (traced, its time loop would be unrolled)
+        return compiled.synaptic_trace_op(z, d0, float(decay))
     if not (z.requires_grad or d0.requires_grad) or not torch.is_grad_enabled():
         with torch.no_grad():
             return exponential_filter(z, d0, float(decay))
@@ -128,10 +132,14 @@ def dgn_membrane(conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor, *
                                       surrogate=sg, detach_reset=detach_reset, recurrent_weight=recurrent_weight,
                                       recurrent_conductance=recurrent_conductance,
                                       recurrent_decay=recurrent_decay, rec_trace0=rec_trace0)
-    function = TRITON_ENGINE.load().DGNMembraneTritonFunction if engine == "triton" else DGNMembraneFunction
-    out = function.apply(conductance, current, v0, s0, recurrent_weight, recurrent_conductance,
-                                    rec_trace0, float(dt), float(threshold), gate, sg, bool(detach_reset),
-                                    float(recurrent_decay))
+    if engine == "triton":
+        function = TRITON_ENGINE.load().DGNMembraneTritonFunction.apply
+    elif compiling() and compiled.supports(sg):  # one custom op (traced, its time loops would be unrolled)
+        function = compiled.dgn_membrane_op
+    else:
+        function = DGNMembraneFunction.apply
+    out = function(conductance, current, v0, s0, recurrent_weight, recurrent_conductance, rec_trace0, float(dt),
+                   float(threshold), gate, sg, bool(detach_reset), float(recurrent_decay))
     if recurrent:
         return out
     spikes, v = out

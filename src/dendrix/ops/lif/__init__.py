@@ -22,7 +22,9 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice
+from ..custom_ops import compiling
 from ..dispatch import LazyEngine, compute_dtype, cuda_first, resolve
+from . import compiled
 from .fused import LeakyFunction
 from .reference import leaky_sequence_reference, lif_sequence_reference
 
@@ -105,8 +107,9 @@ def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_thresho
         spikes, h, v_last = NUMBA_ENGINE.load().LeakyNumbaFunction.apply(xs, v0s, leak, gain, bias, v_threshold,
                                                                         v_reset, bool(detach_reset), sg)
     else:
-        spikes, h, v_last = LeakyFunction.apply(xs, v0s, leak, gain, bias, v_threshold, v_reset,
-                                                bool(detach_reset), sg)
+        # While compiling: the same engine as one custom op (traced, its time loops would be unrolled).
+        function = compiled.leaky_sequence_op if compiling() and compiled.supports(sg) else LeakyFunction.apply
+        spikes, h, v_last = function(xs, v0s, leak, gain, bias, v_threshold, v_reset, bool(detach_reset), sg)
     return spikes.to(x.dtype), h, v_last
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..custom_ops import compiling
+from .compiled import chunked_mmdend_op
 from .fused import BLOCK, ChunkLayout, serial_graph
 from .fused import chunked_mmdend as fused_chunked_mmdend
 from .reference import reference_chunked_mmdend
@@ -20,10 +21,10 @@ __all__ = ["BLOCK", "ChunkLayout", "chunked_mmdend", "fused_chunked_mmdend", "se
 def chunked_mmdend(x: Tensor, M: Tensor, M_tail: Tensor | None, beta: Tensor, w: Tensor, g_in: Tensor, gain: Tensor,
                    offset: Tensor, vd0: Tensor, vs0: Tensor, lay: ChunkLayout
                    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The fused kernel (:func:`~dendrix.ops.mmdend.fused.chunked_mmdend`), or, while ``torch.compile`` traces,
-    its plain autograd form :func:`reference_chunked_mmdend` (same blocks; equal up to rounding): the fused
-    kernel writes into strided views with ``out=``, which Dynamo does not trace, and the plain form is what
-    the compiler can fuse."""
+    """The fused kernel (:func:`~dendrix.ops.mmdend.fused.chunked_mmdend`); while ``torch.compile`` traces, the
+    same kernel as the custom op ``dendrix::chunked_mmdend`` (``compiled.py``): Dynamo cannot trace the kernel's
+    ``out=`` writes into strided views, and would unroll the per-step soma loop of its plain form
+    :func:`reference_chunked_mmdend`."""
     if compiling():
-        return reference_chunked_mmdend(x, M, M_tail, beta, w, g_in, gain, offset, vd0, vs0, lay)
+        return chunked_mmdend_op(x, M, M_tail, beta, w, g_in, gain, offset, vd0, vs0, lay)
     return fused_chunked_mmdend(x, M, M_tail, beta, w, g_in, gain, offset, vd0, vs0, lay)

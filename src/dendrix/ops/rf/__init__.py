@@ -21,7 +21,9 @@ from torch import Tensor
 
 from ...surrogate import SurrogateLike, get_surrogate
 from ...validation import check_choice, check_positive, _as_float
+from ..custom_ops import compiling
 from ..dispatch import LazyEngine, compute_dtype, cuda_first, resolve
+from . import compiled
 from .fused import RFFunction
 from .reference import rf_sequence_reference
 
@@ -89,6 +91,8 @@ def rf_sequence(x: Tensor, omega: Tensor, b0: Tensor, u0: Tensor, v0: Tensor, q0
         outputs = NUMBA_ENGINE.load().RFNumbaFunction.apply(*args, dt, theta, bool(balanced), sur)
     elif engine == "reference":
         outputs = rf_sequence_reference(*args, dt=dt, theta=theta, balanced=balanced, surrogate=sur)
+    elif compiling() and compiled.supports(*args, sur):  # one custom op (traced, its loop would be unrolled)
+        outputs = compiled.rf_sequence_op(*args, dt, theta, bool(balanced), sur)
     else:
         outputs = RFFunction.apply(*args, dt, theta, balanced, sur)
     return outputs if dtype == x.dtype else tuple(t.to(x.dtype) for t in outputs)
