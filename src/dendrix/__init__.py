@@ -10,7 +10,7 @@ from .recording import Recording, record
 from .registry import available, describe, register, spiking_layer, spiking_neuron
 from .validation import checks, checks_enabled, set_checks
 
-__version__ = "0.2.0"  # the one place of the version (pyproject.toml reads it)
+__version__ = "0.3.0"  # the one place of the version (pyproject.toml reads it)
 
 # A library logs and never configures output: records go nowhere unless the application adds a handler.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
