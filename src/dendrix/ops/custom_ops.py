@@ -4,10 +4,9 @@ Dynamo traces Python: it cannot enter a numba function, and a kernel whose shape
 active-pair lists of the bilinear form) would break the graph. Registered as a custom op, such a kernel is one
 opaque node in the graph: its *fake* implementation gives Dynamo and AOTAutograd the output shapes and dtypes
 without running it, and its registered backward is itself a custom op, so the compiled backward graph holds one
-node too. Engines made of plain torch operators (the fused LIF/ALIF/RF/DGN/MMDEND loops) are not registered:
-The fused whole-sequence engines (LIF/ALIF/RF/DGN) are registered too (``ops/*/compiled.py``): traced, Dynamo
-unrolls their time loops and inductor's code generation grows with ``T``. ``docs/compile.md`` says which engine
-is compiled how, and why.
+node too. The fused whole-sequence engines (LIF, ALIF, RF/BRF, DGN, MMDEND; ``ops/*/compiled.py``) are registered
+as well, though made of plain torch operators: traced, Dynamo would unroll their time loops and inductor's code
+generation would grow with ``T``. ``docs/compile.md`` says which engine is compiled how, and why.
 
 A custom op's schema takes tensors, numbers, strings and lists of them, not Python objects: a surrogate travels
 as its name and parameters (:func:`surrogate_args`, :func:`surrogate_from_args`), and the fused engines'
