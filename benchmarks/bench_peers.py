@@ -181,16 +181,16 @@ def _task(module, x: Tensor, backward: bool):
     return fwd_bwd
 
 
-def _time_interleaved(fn_a, fn_b, rounds: int, warmup: int = 1) -> tuple[list[float], list[float]]:
+def _time_interleaved(fn_a, fn_b, rounds: int, warmup: int = 1, clock=time.perf_counter) -> tuple[list[float], list[float]]:
     for _ in range(warmup):
         fn_a(), fn_b()
     ta, tb = [], []
     for r in range(rounds):
         order = ((fn_a, ta), (fn_b, tb)) if r % 2 == 0 else ((fn_b, tb), (fn_a, ta))
         for fn, out in order:
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            out.append(1e3 * (time.perf_counter() - t0))
+            out.append(1e3 * (clock() - t0))
     return ta, tb
 
 
@@ -206,11 +206,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--kinds", nargs="+", default=["pmsn", "drf", "sliding_psn"])
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall: time.perf_counter; cpu: time.process_time (CPU seconds of this process: with "
+                        "--threads 1, far less disturbed by other processes on a loaded machine)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.B}, N={args.N}, "
-          f"rounds={args.rounds}; times in ms, median (min–max); ratio = dendrix / peer")
+          f"rounds={args.rounds}, {args.clock} clock; times in ms, median (min–max); ratio = dendrix / peer")
     print("| kind | T | pass | dendrix ms | peer ms | ratio | spikes differing | load 1 min before/after |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for kind in args.kinds:
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
             for backward in (False, True):
                 load0 = os.getloadavg()[0]
                 ta, tb = _time_interleaved(_task(ours, x_ours, backward), _task(peer, x_peer, backward),
-                                           args.rounds)
+                                           args.rounds, clock=clock)
                 ratio = statistics.median(ta) / statistics.median(tb)
                 print(f"| {kind} | {T} | {'fwd+bwd' if backward else 'fwd'} | {_fmt(ta)} | {_fmt(tb)} | "
                       f"{ratio:.2f} | {differ:.2e} | {load0:.1f}/{os.getloadavg()[0]:.1f} |", flush=True)
