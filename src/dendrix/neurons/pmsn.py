@@ -162,10 +162,10 @@ class PMSN(Neuron):
             torch.sub(total[1:], fired[:-1] * th, out=delta[1:])
         delta[0] = total[0] if residual0 is None else total[0] - torch.floor(start / th) * th
         ratio = delta if th == 1.0 else delta / th
-        if self.burst:
-            count = torch.floor(ratio).clamp_min(0).to(drive.dtype)
-        else:  # floor(δ/V_th) clamped to [0, 1] is 1 exactly when δ/V_th >= 1
-            count = (ratio >= 1.0).to(drive.dtype)
+        count = torch.floor(ratio)  # clamped in place; a NaN drive stays a NaN count (docs/reliability.md)
+        count = (count.clamp_min_(0) if self.burst else count.clamp_(0, 1)).to(drive.dtype)
+        # + 0·drive: an infinite drive makes a NaN count at its own step too, not only after it (docs/reliability.md)
+        count.addcmul_(drive.detach(), drive.new_zeros(()))
         last = delta[-1] - th * torch.floor(delta[-1] / th)
         delta = delta.to(drive.dtype)
         spikes = _SomaSurrogate.apply(drive, count, delta, th, self.surrogate_width, self.burst)
@@ -209,7 +209,9 @@ class PMSN(Neuron):
     def _method(self, x: Tensor) -> str:
         if self.method != "auto":
             return self.method
-        return "fft" if x.device.type == "cuda" else "blocked"  # GPU FFTs are fast and flat in T
+        # GPU FFTs are fast and flat in T; up to 8 steps the kernel path convolves directly (lag by lag), which
+        # keeps a non-finite input out of earlier steps (the blocked products reach the whole block)
+        return "fft" if x.device.type == "cuda" or x.shape[0] <= 8 else "blocked"
 
     def step(self, x_t: Tensor, state: PMSNState | None = None) -> tuple[Tensor, PMSNState]:
         """One step of the recurrence ``z = a z + b̄ u``, ``y = Re(C z) + D u`` and the residual soma."""
