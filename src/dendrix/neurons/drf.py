@@ -33,14 +33,15 @@ from torch import Tensor, nn
 
 from ..contract import Neuron
 from ..dtypes import to_compute
-from ..ops.linear import RECURRENCE_BACKENDS, causal_conv, complex_dtype, linear_recurrence, modal_kernel, zoh
+from ..ops.linear import (RECURRENCE_BACKENDS, blocked_modal_response, causal_conv, complex_dtype, linear_recurrence,
+                          modal_kernel, zoh)
 from ..registry import register
 from ..surrogate import SurrogateLike, get_surrogate
 from ..validation import _as_float, check_choice, check_int, check_positive
 
 __all__ = ["DRF", "DRFState"]
 
-_METHODS = ("auto", "fft", "scan", "sequential")
+_METHODS = ("auto", "blocked", "fft", "scan", "sequential")
 THRESHOLD_WEIGHTS = ("sigmoid", "softmax")
 logger = logging.getLogger(__name__)
 # Re λ = -(softplus(raw) + _MIN_DECAY): strictly negative for every value of the raw parameter.
@@ -86,9 +87,10 @@ class DRF(Neuron):
             α still learns). True keeps dendrix ≤ 0.x's behaviour.
         surrogate: surrogate gradient of Θ (default ``"double_gaussian"``, the paper's; ``"triangle"`` is
             the authors' code).
-        method: ``"auto"``/``"fft"`` (kernel + FFT convolution), ``"scan"`` (parallel scan over the branch
-            states) or ``"sequential"`` (a loop over t of the branch states). All give the same spikes (exactly
-            in float64).
+        method: ``"auto"`` (``"blocked"`` on a CPU, ``"fft"`` on GPUs), ``"blocked"`` (blocks of 32 steps as
+            batched matrix products, :func:`dendrix.ops.linear.blocked_modal_response`), ``"fft"`` (kernel + FFT
+            convolution, as the authors' code), ``"scan"`` (parallel scan over the branch states) or
+            ``"sequential"`` (a loop over t of the branch states). All give the same spikes (exactly in float64).
         backend: engine of the branch recurrence (``dendrix.ops.linear.linear_recurrence``): ``"auto"`` /
             ``"fused"`` (one autograd node) or ``"reference"`` (autograd through every step; with
             ``method="auto"`` or ``"sequential"``).
@@ -240,7 +242,8 @@ class DRF(Neuron):
         (most recent first; None = none yet). Returns (spikes, threshold, new history)."""
         pre = self.surrogate(h - self.v_pre)
         if not self.adaptive_threshold:
-            return pre, torch.full_like(h, self.v_pre), pre.new_zeros(*h.shape[1:], 0)
+            # the constant threshold as a broadcast view: no T·B·C pass to fill it
+            return pre, h.new_tensor(self.v_pre).expand_as(h), pre.new_zeros(*h.shape[1:], 0)
         if not self.threshold_grad:  # the paper's threshold: no gradient to earlier steps
             pre = pre.detach()
         alpha = self.threshold_weights().to(h.dtype)  # [C, M]
@@ -266,6 +269,13 @@ class DRF(Neuron):
             self.record_state("branches", z)
             h = ((c * z).real if c.is_complex() else z.real * c).sum(-1)
             return h, (z[-1] if want_state else None)
+        method = self.method if self.method != "auto" else ("fft" if x.device.type == "cuda" else "blocked")
+        if method == "blocked":
+            h, z_last = blocked_modal_response(x, decay, bbar, c, z0, want_state=want_state)
+            if self.recording:
+                with torch.no_grad():
+                    self.record_state("branches", linear_recurrence(decay, x.unsqueeze(-1) * bbar, z0, method="scan"))
+            return h, z_last
         h = causal_conv(x, self.kernel(T, x.dtype), method="fft" if self.method == "fft" else "auto")
         if self.recording:  # branch states are not formed on the kernel path; compute them for the recorder
             with torch.no_grad():

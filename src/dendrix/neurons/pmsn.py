@@ -15,11 +15,32 @@ from torch import Tensor, nn
 
 from ..contract import Neuron
 from ..dtypes import to_compute
-from ..ops.linear import causal_conv, complex_dtype, final_modes, free_response, modal_kernel, zoh
+from ..ops.linear import (blocked_modal_response, causal_conv, complex_dtype, final_modes, free_response,
+                          modal_kernel, zoh)
 from ..registry import register
-from ..validation import check_int, check_positive
+from ..validation import check_choice, check_int, check_positive
 
 __all__ = ["PMSN", "PMSNState"]
+
+METHODS = ("auto", "blocked", "fft")
+
+
+class _SomaSurrogate(torch.autograd.Function):
+    """Spike counts forward; ``∂S/∂drive = max(0, γ − gap)/γ²`` backward, from the saved pre-spike potentials."""
+
+    @staticmethod
+    def forward(ctx, drive: Tensor, count: Tensor, delta: Tensor, th: float, width: float, burst: bool):  # type: ignore[override]
+        ctx.save_for_backward(delta)
+        ctx.th, ctx.width, ctx.burst = th, width, burst
+        return count
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (delta,) = ctx.saved_tensors
+        gap = (delta - ctx.th).abs()
+        if ctx.burst:
+            gap = torch.remainder(gap, ctx.th)
+        return grad * ((ctx.width - gap).clamp_min(0) / (ctx.width * ctx.width)), None, None, None, None, None
 
 
 class PMSNState(NamedTuple):
@@ -52,14 +73,24 @@ class PMSN(Neuron):
     Args:
         channels: H. compartments: N >= 1 (default 4). dt_min, dt_max: 1e-3, 1e-1.
         v_threshold: V_th (default 1). burst: default False (binary spikes). surrogate_width: γ (default 1).
+        method: how the compartments' output ``y`` is formed over a sequence: ``"auto"`` (``"blocked"`` on a
+            CPU, ``"fft"`` on GPUs), ``"blocked"`` (blocks of 32 steps as batched matrix products,
+            :func:`dendrix.ops.linear.blocked_modal_response`) or ``"fft"`` (the kernel ``K`` and an FFT
+            convolution, as the authors' code). Both equal the step-by-step recurrence up to rounding.
+
+    The cumulative sum of the soma is kept in float64 whatever the input dtype: the authors' code sums in
+    float32, whose rounding (about 1e-7 of a sum that grows to hundreds over 1,000 steps) moves some sums across
+    a multiple of V_th; that alone makes their spikes differ from the exact ones in about 1 in 10^5 places
+    (``docs/mmdend.md``, "PMSN against the authors' code"; ``tests/test_peers.py``).
     """
 
     #: Embedded as constants by the exporters (dendrix.export.step): the complex modes, a function of the parameters alone.
     export_constants = ("_modes",)
 
     def __init__(self, channels: int, compartments: int = 4, *, dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 v_threshold: float = 1.0, burst: bool = False, surrogate_width: float = 1.0):
+                 v_threshold: float = 1.0, burst: bool = False, surrogate_width: float = 1.0, method: str = "auto"):
         super().__init__()
+        self.method = check_choice("method", method, METHODS)
         H = self.channels = check_int("channels", channels, minimum=1)
         N = self.compartments = check_int("compartments", compartments, minimum=1)
         dt_min, dt_max = check_positive("dt_min", dt_min), check_positive("dt_max", dt_max)
@@ -109,26 +140,36 @@ class PMSN(Neuron):
                          x_t.new_zeros(*lead, self.channels, dtype=dtype))
 
     def _fire(self, drive: Tensor, residual0: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Cumulative-sum soma on ``drive = ReLU(y)`` ``[T, ...]``: spikes, pre-spike potentials δ, last residual."""
+        """Cumulative-sum soma on ``drive = ReLU(y)`` ``[T, ...]``: spikes, pre-spike potentials δ, last residual.
+
+        ``δ[t] = Z[t] − V_th·floor(Z[t−1]/V_th)`` with ``Z`` summed in float64 (from the residual of a previous
+        chunk, ``Z[−1] = residual0``); each step's ``floor(Z/V_th)`` is formed once and shifted by one step."""
         th = self.v_threshold
-        d64 = drive.detach().double()
-        cum = d64.cumsum(0)
+        total = drive.detach().to(torch.float64, copy=True)
         if residual0 is not None:
-            cum = cum + residual0.double()
-        prev = torch.cat([residual0.double().unsqueeze(0) if residual0 is not None else torch.zeros_like(cum[:1]),
-                          cum[:-1]])
-        delta = cum - th * torch.floor(prev / th)
-        count = torch.floor(delta / th).clamp_min(0)
-        if not self.burst:
-            count = count.clamp_max(1)
+            start = residual0.detach().to(torch.float64)
+            total[0] += start
+        # the running sum row by row, in place: the same additions in the same order as torch.cumsum(0), whose
+        # CPU kernel is several times slower along a leading dimension (docs/benchmarks.md)
+        for t in range(1, total.shape[0]):
+            total[t] += total[t - 1]
+        scaled = total if th == 1.0 else total / th  # x / 1 == x exactly: skip the pass
+        fired = torch.floor(scaled)
+        delta = torch.empty_like(total)
+        if th == 1.0:
+            torch.sub(total[1:], fired[:-1], out=delta[1:])
+        else:
+            torch.sub(total[1:], fired[:-1] * th, out=delta[1:])
+        delta[0] = total[0] if residual0 is None else total[0] - torch.floor(start / th) * th
+        ratio = delta if th == 1.0 else delta / th
+        count = torch.floor(ratio)  # clamped in place; a NaN drive stays a NaN count (docs/reliability.md)
+        count = (count.clamp_min_(0) if self.burst else count.clamp_(0, 1)).to(drive.dtype)
+        # + 0·drive: an infinite drive makes a NaN count at its own step too, not only after it (docs/reliability.md)
+        count.addcmul_(drive.detach(), drive.new_zeros(()))
         last = delta[-1] - th * torch.floor(delta[-1] / th)
-        gap = (delta - th).abs()
-        if self.burst:
-            gap = torch.remainder(gap, th)
-        w = self.surrogate_width
-        grad = ((w - gap).clamp_min(0) / (w * w)).to(drive.dtype)
-        spikes = count.to(drive.dtype) + (drive * grad - (drive * grad).detach())
-        return spikes, delta.to(drive.dtype), last.to(drive.dtype)
+        delta = delta.to(drive.dtype)
+        spikes = _SomaSurrogate.apply(drive, count, delta, th, self.surrogate_width, self.burst)
+        return spikes, delta, last.to(drive.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._parallel(x, None, need_state=False)[0]
@@ -145,21 +186,32 @@ class PMSN(Neuron):
         u = xc.reshape(T, -1, self.channels)
         cdt = complex_dtype(xc.dtype)
         lam, dt, a, B, C, bbar = self._modes(cdt)
-        K = modal_kernel(lam, dt.unsqueeze(-1), T, b=B, c=C, real=True).to(xc.dtype)
-        y = causal_conv(u, K) + self.D.to(xc.dtype) * u
         z0 = None if state is None else torch.view_as_complex(
             state.modes.reshape(-1, self.channels, self.compartments, 2).to(xc.dtype).contiguous())
-        if z0 is not None:
-            y = y + free_response(z0, a, C, T).to(xc.dtype)
+        if self._method(xc) == "blocked":
+            y, zT = blocked_modal_response(u, a, bbar, C, z0, want_state=need_state)
+        else:
+            K = modal_kernel(lam, dt.unsqueeze(-1), T, b=B, c=C, real=True).to(xc.dtype)
+            y = causal_conv(u, K)
+            if z0 is not None:
+                y = y + free_response(z0, a, C, T).to(xc.dtype)
+            zT = final_modes(u, a, bbar, z0) if need_state else None
+        y = torch.addcmul(y, u, self.D.to(xc.dtype))
         r0 = None if state is None else state.residual.reshape(-1, self.channels).to(xc.dtype)
         spikes, delta, last = self._fire(F.relu(y), r0)
         self.record_state("v", delta.reshape(xc.shape))
         if not need_state:
             return spikes.reshape(x.shape).to(x.dtype), None
-        zT = final_modes(u, a, bbar, z0)
         new_state = PMSNState(torch.view_as_real(zT).reshape(*lead, self.channels, self.compartments, 2),
                               last.reshape(*lead, self.channels))
         return spikes.reshape(x.shape).to(x.dtype), new_state
+
+    def _method(self, x: Tensor) -> str:
+        if self.method != "auto":
+            return self.method
+        # GPU FFTs are fast and flat in T; up to 8 steps the kernel path convolves directly (lag by lag), which
+        # keeps a non-finite input out of earlier steps (the blocked products reach the whole block)
+        return "fft" if x.device.type == "cuda" or x.shape[0] <= 8 else "blocked"
 
     def step(self, x_t: Tensor, state: PMSNState | None = None) -> tuple[Tensor, PMSNState]:
         """One step of the recurrence ``z = a z + b̄ u``, ``y = Re(C z) + D u`` and the residual soma."""
@@ -181,7 +233,7 @@ class PMSN(Neuron):
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, compartments={self.compartments}, v_threshold={self.v_threshold:g}, "
-                f"burst={self.burst}")
+                f"burst={self.burst}, method={self.method!r}")
 
 
 

@@ -42,6 +42,10 @@ from ..validation import check_int, check_range
 
 __all__ = ["PSN", "MaskedPSN", "SlidingPSN", "PSNState", "WindowState"]
 
+# SlidingPSN kernels up to this many taps run as k multiply-adds over time slices, longer ones as conv1d: on a
+# CPU conv1d with one input channel is slower than even SpikingJelly's T×T GEMM at k = 4 (docs/benchmarks.md).
+_DIRECT_MAX_TAPS = 32
+
 
 class WindowState(NamedTuple):
     """State of a window-only model (PSN, MaskedPSN with λ < 1): the number of steps consumed (0 or T)."""
@@ -252,7 +256,8 @@ class SlidingPSN(_ParallelNeuron):
         surrogate: surrogate gradient (default ``"atan"``).
 
     Parameters: ``weight`` [k], ``bias`` (scalar, init −1). Works for any sequence length and streams with
-    a buffer of the last k − 1 inputs. The parallel form is one ``conv1d`` over time.
+    a buffer of the last k − 1 inputs. The parallel form is k multiply-adds over shifted time slices (one
+    ``conv1d`` over time for k > 32).
     """
 
     def __init__(self, k: int, exp_init: bool = True, surrogate: SurrogateLike = "atan"):
@@ -273,15 +278,30 @@ class SlidingPSN(_ParallelNeuron):
     def _hidden_from_extended(self, ext: Tensor) -> Tensor:
         """Valid correlation of ``ext`` ``[L + k - 1, *]`` with ``W``: ``[L, *]``."""
         L = ext.shape[0] - self.k + 1
+        w = self.weight.to(ext.dtype)
+        if self.k <= _DIRECT_MAX_TAPS:  # k passes of multiply-add over time slices
+            h = torch.addcmul(self.bias.to(ext.dtype), ext[:L], w[0])
+            for i in range(1, self.k):
+                h = h.addcmul_(ext[i:i + L], w[i])
+            return h
         cols = ext.reshape(ext.shape[0], -1).t().unsqueeze(1)          # [N, 1, L + k - 1]
-        h = F.conv1d(cols, self.weight.to(ext.dtype).view(1, 1, self.k)).squeeze(1)
+        h = F.conv1d(cols, w.view(1, 1, self.k)).squeeze(1)
         return (h.t() + self.bias.to(ext.dtype)).reshape(L, *ext.shape[1:])
+
+    def _hidden(self, x: Tensor) -> Tensor:
+        """``H`` of a sequence from the resting state (zeros before it), without padding the input."""
+        T = x.shape[0]
+        if self.k > _DIRECT_MAX_TAPS:
+            return self._hidden_from_extended(F.pad(x.movedim(0, -1), (self.k - 1, 0)).movedim(-1, 0))
+        w = self.weight.to(x.dtype)
+        h = torch.addcmul(self.bias.to(x.dtype), x, w[self.k - 1])  # lag 0
+        for lag in range(1, min(self.k, T)):                          # H[t] += W_{k-1-lag} X[t - lag]
+            h[lag:].addcmul_(x[:T - lag], w[self.k - 1 - lag])
+        return h
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        xc = to_compute(x)
-        ext = F.pad(xc.movedim(0, -1), (self.k - 1, 0)).movedim(-1, 0)
-        return self._fire(self._hidden_from_extended(ext), x)
+        return self._fire(self._hidden(to_compute(x)), x)
 
     def _run_sequence(self, x: Tensor, state: PSNState) -> tuple[Tensor, PSNState]:
         xc = to_compute(x)
