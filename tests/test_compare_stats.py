@@ -182,3 +182,108 @@ def test_a_comparison_run_is_deterministic_per_seed(tmp_path):
     assert first["test_correct"] == again["test_correct"] and first["test_accuracy"] == again["test_accuracy"]
     assert first["test_correct"] != other["test_correct"]
     assert first["run_dir"] == str(tmp_path / "a" / "runs" / "lif" / "seed-1")
+
+
+def test_welch_difference_matches_scipy():
+    a, b = [0.95, 0.93, 0.96], [0.80, 0.85, 0.78, 0.90]
+    ours, ref = S.welch_difference(a, b), stats.ttest_ind(a, b, equal_var=False)
+    assert ours["mean_diff"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert ours["t"] == pytest.approx(ref.statistic) and ours["p"] == pytest.approx(ref.pvalue)
+    assert ours["df"] == pytest.approx(ref.df)
+    ci = ref.confidence_interval(0.95)
+    assert (ours["ci_low"], ours["ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    one = S.welch_difference([0.9], [0.8, 0.7])
+    assert one["mean_diff"] == pytest.approx(0.15) and math.isnan(one["ci_low"]) and math.isnan(one["p"])
+    flat = S.welch_difference([0.9, 0.9], [0.8, 0.8])
+    assert flat["half_width"] == 0.0 and flat["p"] == 0.0
+    with pytest.raises(ValueError, match="confidence"):
+        S.welch_difference(a, b, confidence=1.5)
+
+
+def _generated_split_rows(rng):
+    """Rows as compare_kinds(splits=[official, speaker]) writes them, with made-up but format-exact values."""
+    rows, histories = [], {"official": {}, "speaker": {}}
+    for split, kinds, base in (("official", ("lif", "dgn"), 0.9), ("speaker", ("lif",), 0.7)):
+        for kind in kinds:
+            for seed in (0, 1, 2):
+                acc = base + (0.05 if kind == "dgn" else 0.0) + 0.01 * seed
+                correct = (rng.random(200) < acc).astype(int).tolist()
+                rows.append({"neuron": kind, "seed": seed, "split": split, "test_accuracy": acc,
+                             "val_accuracy": acc, "params": 100, "spike_rate": 0.1 + 0.01 * seed,
+                             "sec_per_epoch": 1.0, "energy_uj": 0.2, "overall_robustness": acc / 2,
+                             "best_epoch": 1, "error": None, "hidden": [8], "test_correct": correct,
+                             "wall_seconds": 3.0, "robustness_settings": [
+                                 {"perturbation": "noise", "severity": 0.1, "accuracy": acc - 0.1}]})
+                histories[split].setdefault(kind, {})[seed] = [
+                    {"epoch": e, "train_loss": 1.0 / e, "val_accuracy": acc} for e in (1, 2)]
+    return rows, histories
+
+
+def test_split_report_puts_both_splits_side_by_side(tmp_path):
+    from dendrix.train.report import write_report
+
+    rows, histories = _generated_split_rows(np.random.default_rng(0))
+    write_report(tmp_path, rows, histories, "generated")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["splits"] == ["official", "speaker"]
+    assert set(report["summary"]) == {"official", "speaker"} and set(report["pairwise"]) == {"official", "speaker"}
+    assert set(report["summary"]["official"]) == {"lif", "dgn"} and set(report["summary"]["speaker"]) == {"lif"}
+    lif = report["generalisation"]["kinds"]["lif"]
+    official = [r["test_accuracy"] for r in rows if r["neuron"] == "lif" and r["split"] == "official"]
+    speaker = [r["test_accuracy"] for r in rows if r["neuron"] == "lif" and r["split"] == "speaker"]
+    assert lif["accuracy"]["official"]["mean"] == pytest.approx(np.mean(official))
+    assert lif["accuracy"]["speaker"]["mean"] == pytest.approx(np.mean(speaker))
+    assert lif["gap"]["speaker"]["mean_diff"] == pytest.approx(0.2)
+    assert report["generalisation"]["kinds"]["dgn"]["gap"] == {}  # dgn was not trained on the speaker split
+    # pairwise tests per split: on official lif vs dgn (3 seeds), none on speaker (one kind)
+    pair = report["pairwise"]["official"]["test_accuracy"][0]
+    assert (pair["a"], pair["b"], pair["n"]) == ("lif", "dgn", 3)
+    assert report["pairwise"]["speaker"]["test_accuracy"] == []
+    md = (tmp_path / "report.md").read_text()
+    assert "| lif | 91.0 ± 1.0 [88.5, 93.5] | 71.0 ± 1.0 [68.5, 73.5] | +20.0 [+17.7, +22.3] |" in md and "not trained" in md
+    assert "## Split official" in md and "## Split speaker" in md and "Welch" in md
+    for png in ("accuracy_by_split.png", "accuracy.png", "accuracy_speaker.png", "learning_curves_speaker.png",
+                "robustness_curves_speaker.png"):
+        assert (tmp_path / png).stat().st_size > 5000, png
+        assert f"]({png})" in md
+
+
+def test_compare_trains_each_split_separately(tmp_path):
+    from dendrix.cli import main
+    from dendrix.train.run import load_run
+
+    out = tmp_path / "cmp"
+    code = main(["compare", "--config", "demo", "--kinds", "lif", "--epochs", "1", "--seeds", "2", "--quiet",
+                 "--splits", "official,speaker", "--out", str(out), "model.hidden=[8]"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = report["rows"]
+    assert [(r["split"], r["seed"]) for r in rows] == [("official", 0), ("official", 1), ("speaker", 0),
+                                                       ("speaker", 1)]
+    assert all(r["error"] is None for r in rows)
+    assert [len(r["test_correct"]) for r in rows] == [300, 300, 500, 500]  # 5 recordings x 60 / 500 of george
+    run = load_run(out / "runs" / "speaker" / "lif" / "seed-0")
+    assert run.config["data"]["split"] == "speaker"
+    for part in ("train", "val"):  # the held-out speaker is in neither training nor model selection
+        assert "george" not in set(run.dataset(part).meta["speaker"].tolist())
+    assert set(run.dataset("test").meta["speaker"].tolist()) == {"george"}
+    assert load_run(out / "runs" / "official" / "lif" / "seed-1").config["data"]["split"] == "official"
+    gap = report["generalisation"]["kinds"]["lif"]["gap"]["speaker"]
+    acc = {s: np.mean([r["test_accuracy"] for r in rows if r["split"] == s]) for s in ("official", "speaker")}
+    assert gap["mean_diff"] == pytest.approx(acc["official"] - acc["speaker"])
+    assert "held-out speaker 'george'" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--config", "demo", "--kinds", "lif", "--splits", "official,cross"], "unknown split 'cross'"),
+    (["compare", "--config", "demo", "--kinds", "lif", "--speaker-kinds", "lif"], "--speaker-kinds needs --splits"),
+    (["compare", "--config", "demo", "--kinds", "lif", "--splits", "official,speaker", "--speaker-kinds", "dgn"],
+     "names none of the compared kinds"),
+    (["compare", "--config", "shd_mlp", "--kinds", "lif", "--splits", "speaker"], "--splits speaker"),
+])
+def test_split_options_reject_bad_input(argv, message, capsys):
+    from dendrix.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

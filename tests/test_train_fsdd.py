@@ -46,8 +46,8 @@ def test_demo_runs_every_kind_and_reaches_target(tmp_path):
     from dendrix import available
 
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dendrix", "demo", "--all", "--seeds", "1", "--out",
-                           str(tmp_path / "demo"), "--quiet"],
+    proc = subprocess.run([sys.executable, "-m", "dendrix", "demo", "--all", "--seeds", "1", "--splits", "official",
+                           "--out", str(tmp_path / "demo"), "--quiet"],
                           capture_output=True, text=True, env=ENV, timeout=1800)
     wall = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-3000:]

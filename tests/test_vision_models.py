@@ -28,6 +28,18 @@ def test_parameter_counts_match_the_published_cifar_figures():
     assert count_parameters(SpikingVGG(3, 10)) == 9_231_114
 
 
+def test_resnet17_is_the_documented_reconstruction():
+    # stem 64, 1/2/2/2 basic blocks of 64/128/256/512, FC 256 + neuron, FC (docs/vision.md): 17 weight layers as
+    # tdBN counts ResNet-19, 11.23 M parameters for DVS-Gesture (2 polarities, 11 classes)
+    net = SpikingResNet(2, 11, depth=17)
+    assert count_parameters(net) == 11_228_427
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(convs) + len(linears) == 17 and [m.out_features for m in linears] == [256, 11]
+    out = net(torch.rand(2, 3, 2, 32, 32).round())
+    assert out.shape == (3, 11) and torch.isfinite(out).all()
+
+
 @pytest.mark.parametrize("kind,per_channel", [("lif", False), ("plif", False), ("plif", True), ("dalif", True),
                                               ("dlif", False), ("dgn", False), ("psn", False)])
 def test_every_kind_runs_on_feature_maps(kind, per_channel):
@@ -161,7 +173,8 @@ def _cifar10dvs_tree(root):
 
 PAPER_CONFIGS = {"cifar10_resnet18_dlif": (_cifar_tree, 10), "cifar100_vgg11_dlif": (_cifar_tree, 100),
                  "cifar10_resnet19_dalif": (_cifar_tree, 10), "dvsgesture_resnet19_dalif": (_gesture_tree, None),
-                 "cifar10dvs_resnet19_dlif": (_cifar10dvs_tree, None)}
+                 "cifar10dvs_resnet19_dlif": (_cifar10dvs_tree, None),
+                 "dvsgesture_resnet17_dlif": (_gesture_tree, None)}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_CONFIGS))

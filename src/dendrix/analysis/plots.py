@@ -8,6 +8,7 @@ over seeds (none with a single seed). Metrics in fractions (accuracy, robustness
 * :func:`plot_accuracy_intervals`: accuracy per kind, sorted, on an axis zoomed to the differences, every seed
   drawn as a dot beside its interval.
 * :func:`plot_robustness_curves`: accuracy against perturbation severity per kind, one panel per perturbation.
+* :func:`plot_split_accuracy`: accuracy per kind on each split (official vs unseen speakers) side by side.
 * :func:`plot_seed_learning_curves`: training loss and validation accuracy per epoch, mean with a ±1 std band.
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 from .._optional import require
 
 __all__ = ["pareto_front", "plot_tradeoff", "plot_accuracy_intervals", "plot_robustness_curves",
-           "plot_seed_learning_curves"]
+           "plot_seed_learning_curves", "plot_split_accuracy"]
 
 PERCENT = {"test_accuracy", "val_accuracy", "overall_robustness"}
 
@@ -172,6 +173,52 @@ def plot_robustness_curves(path: str | Path, settings: Mapping[str, Sequence[Seq
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, ncol=2, loc="best")
     fig.suptitle("robustness per kind (mean over seeds, ±1 std)")
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_split_accuracy(path: str | Path, by_split: Mapping[str, Mapping[str, Mapping]],
+                        per_seed: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+                        metric: str = "test_accuracy") -> Path | None:
+    """``metric`` per kind on every split, one row per kind with one interval per split (offset vertically).
+
+    ``by_split``: ``{split: {kind: summary entry}}`` (summary entries as in the module docstring); ``per_seed``:
+    ``{split: {kind: [value per seed]}}`` drawn as small dots. Kinds sorted by their first-split mean, best on top."""
+    plt = _pyplot()
+    scale = 100.0 if metric in PERCENT else 1.0
+    splits = list(by_split)
+    kinds = list(dict.fromkeys(k for entries in by_split.values() for k in entries))
+    first = {k: _point(by_split[splits[0]].get(k, {}).get(metric), scale)[0] for k in kinds}
+    kinds.sort(key=lambda k: first[k] if math.isfinite(first[k]) else -math.inf)
+    fig, ax = plt.subplots(figsize=(8, max(2.8, 0.7 * len(kinds) + 1.4)))
+    offsets = np.linspace(-0.2, 0.2, len(splits)) if len(splits) > 1 else [0.0]
+    values: list[float] = []
+    for split, color, offset in zip(splits, _colors(plt, len(splits)), offsets):
+        drawn = False
+        for pos, kind in enumerate(kinds):
+            mean, half = _point(by_split[split].get(kind, {}).get(metric), scale)
+            if not math.isfinite(mean):
+                continue
+            ax.errorbar(mean, pos + offset, xerr=half, fmt="o", color=color, capsize=3, ms=5,
+                        label=None if drawn else split)
+            drawn = True
+            values += [mean - half, mean + half]
+            seeds = [scale * v for v in ((per_seed or {}).get(split, {}).get(kind) or []) if v is not None]
+            ax.scatter(seeds, [pos + offset] * len(seeds), s=9, color="tab:gray", zorder=3)
+            values += seeds
+    if not values:
+        plt.close(fig)
+        return None
+    pad = max(0.5, 0.08 * (max(values) - min(values)))
+    ax.set_xlim(min(values) - pad, max(values) + pad)
+    ax.set_yticks(range(len(kinds)), kinds)
+    ax.set_ylim(-0.7, len(kinds) - 0.3)
+    ax.set(xlabel="test accuracy (%) — mean and 95 % interval over seeds; dots: single seeds",
+           title="test accuracy per split (" + " vs ".join(splits) + ")")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     out = _save(fig, path)
     plt.close(fig)

@@ -4,6 +4,8 @@
 * :func:`paired_t_test`: two-sided paired t-test (e.g. two neuron kinds trained with the same seeds).
 * :func:`holm`: Holm's step-down correction of a family of p-values (controls the family-wise error rate).
 * :func:`pairwise_tests`: every pair of kinds, paired over the seeds both have, Holm-corrected.
+* :func:`welch_difference`: the difference of two independent means (Welch's t interval and test), e.g. one
+  kind's accuracy on the official split minus its accuracy on unseen speakers (separately trained models).
 * :func:`paired_bootstrap`: a paired bootstrap over test samples of the accuracy difference of two kinds
   (resampling the same test samples for both, averaged over the seeds both have).
 
@@ -21,11 +23,14 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["t_sf", "t_cdf", "t_quantile", "summarize", "paired_t_test", "holm", "pairwise_tests",
-           "paired_bootstrap", "PAIRED_T_METHOD", "BOOTSTRAP_METHOD"]
+           "paired_bootstrap", "welch_difference", "PAIRED_T_METHOD", "BOOTSTRAP_METHOD", "WELCH_METHOD"]
 
 PAIRED_T_METHOD = "two-sided paired t-test over seeds, Holm-corrected over all pairs of kinds"
 BOOTSTRAP_METHOD = ("two-sided paired bootstrap over test samples (10,000 resamples of the test set, the same "
                     "samples for both kinds, accuracy difference averaged over seeds), Holm-corrected over all pairs")
+
+WELCH_METHOD = ("difference of the means of two independently trained sets of seeds: Welch's t interval and "
+                "two-sided Welch t-test (Welch-Satterthwaite degrees of freedom)")
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -157,6 +162,37 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict:
         t = mean / (sd / math.sqrt(n))
     p = 1.0 if t == 0.0 else 2.0 * t_sf(abs(t), n - 1)
     return {"n": n, "mean_diff": mean, "t": t, "df": n - 1, "p": min(1.0, p)}
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
+    """``mean(a) - mean(b)`` of two independent samples with Welch's interval and two-sided test:
+    ``{"n_a", "n_b", "mean_diff", "ci_low", "ci_high", "half_width", "t", "df", "p"}`` (None/NaN skipped).
+
+    Independent, not paired: the two values of one seed come from two separately trained models. Fewer than
+    two values on either side give NaN for everything but the difference; two constant samples give a zero-width
+    interval (t = ±inf, p = 0, or t = 0, p = 1 when they are equal).
+    """
+    if not (0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    x, y = _values("a", a), _values("b", b)
+    nan = math.nan
+    out = {"n_a": int(x.size), "n_b": int(y.size), "mean_diff": float(x.mean() - y.mean()) if x.size and y.size
+           else nan, "ci_low": nan, "ci_high": nan, "half_width": nan, "t": nan, "df": nan, "p": nan}
+    if x.size < 2 or y.size < 2:
+        return out
+    va, vb = float(x.var(ddof=1)) / x.size, float(y.var(ddof=1)) / y.size
+    diff, se = out["mean_diff"], math.sqrt(va + vb)
+    if se == 0.0:
+        t = 0.0 if diff == 0.0 else math.copysign(math.inf, diff)
+        out.update(ci_low=diff, ci_high=diff, half_width=0.0, t=t, df=float(x.size + y.size - 2),
+                   p=1.0 if t == 0.0 else 0.0)
+        return out
+    df = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
+    half = t_quantile(0.5 + confidence / 2.0, df) * se
+    t = diff / se
+    out.update(ci_low=diff - half, ci_high=diff + half, half_width=half, t=t, df=df,
+               p=min(1.0, 2.0 * t_sf(abs(t), df)))
+    return out
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -1,5 +1,6 @@
-"""``dendrix compare --config X --kinds a,b,c [--seeds N] [--match params|time --reference lif]``: train
-several neuron kinds on one task (N seeds each, optionally at a matched budget) and report them with statistics.
+"""``dendrix compare --config X --kinds a,b,c [--seeds N] [--match params|time --reference lif]
+[--splits official,speaker [--speaker-kinds a,b]]``: train several neuron kinds on one task (N seeds each,
+optionally at a matched budget, optionally once per split) and report them with statistics.
 
 Progress and the final table go to the ``dendrix.cli.compare`` logger (shown by the command's console handler)."""
 
@@ -27,6 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", "-j", type=int, default=1,
                         help="kinds trained at a time, in separate processes (default 1)")
     add_statistics_arguments(parser, default_seeds=1)
+    add_split_arguments(parser, default_splits=None, default_speaker_kinds=None)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the report and runs already in --out (default: refuse such a folder)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -41,6 +43,44 @@ def add_statistics_arguments(parser, default_seeds: int) -> None:
                         help="size each kind's hidden width to the reference kind's parameter count or training "
                              "time per batch (timing probe)")
     parser.add_argument("--reference", default="lif", help="reference kind of --match (default lif)")
+
+
+def add_split_arguments(parser, default_splits: str | None, default_speaker_kinds: str | None) -> None:
+    """``--splits`` and ``--speaker-kinds`` (shared by ``compare`` and ``demo``)."""
+    parser.add_argument("--splits", default=default_splits,
+                        help="comma-separated data splits, each kind trained separately on each (official, "
+                             "speaker: a speaker held out of training); the report puts the accuracies side by "
+                             "side with the gap" + (f" (default {default_splits})" if default_splits
+                                                    else " (default: the config's data.split)"))
+    parser.add_argument("--speaker-kinds", default=None,
+                        help="kinds trained on the speaker split ('all': every compared kind; default "
+                             + (default_speaker_kinds or "all") + ")")
+
+
+SPLITS = ("official", "speaker")
+
+
+def parse_splits(text: str | None, kinds: list[str], speaker_kinds: str | None
+                 ) -> tuple[list[str] | None, dict[str, list[str]] | None]:
+    """``--splits``/``--speaker-kinds`` -> (splits or None, {split: kinds} or None), checked."""
+    if text is None:
+        if speaker_kinds is not None:
+            raise UserError("--speaker-kinds needs --splits with speaker in it")
+        return None, None
+    splits = list(dict.fromkeys(s.strip().lower() for s in text.split(",") if s.strip()))
+    if not splits:
+        raise UserError("--splits is empty; give comma-separated splits such as official,speaker")
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise UserError(f"unknown split {unknown[0]!r} in --splits; allowed: {', '.join(SPLITS)}")
+    if speaker_kinds is None or speaker_kinds.strip().lower() == "all":
+        return splits, None
+    if "speaker" not in splits:
+        raise UserError("--speaker-kinds needs --splits with speaker in it")
+    chosen = [k for k in parse_kinds(speaker_kinds) if k in kinds]
+    if not chosen:
+        raise UserError(f"--speaker-kinds {speaker_kinds!r} names none of the compared kinds ({', '.join(kinds)})")
+    return splits, {"speaker": chosen}
 
 
 def parse_kinds(text: str | None) -> list[str]:
@@ -62,8 +102,8 @@ def parse_kinds(text: str | None) -> list[str]:
     return kinds
 
 
-def check_first_config(config, kinds, overrides) -> None:
-    """Fail fast with one line on a bad config instead of once per kind."""
+def check_first_config(config, kinds, overrides, splits: list[str] | None = None) -> None:
+    """Fail fast with one line on a bad config instead of once per kind (and on a split the data lacks)."""
     from ..train.compare import kind_config
     from ..train.config import ConfigError
 
@@ -74,10 +114,13 @@ def check_first_config(config, kinds, overrides) -> None:
         raise UserError(str(err)) from None
     from ..train.batches import open_dataset
 
-    try:  # a data problem is the same for every kind: report it once
-        open_dataset(cfg["data"], "train", seed=cfg["seed"])
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        raise UserError(f"cannot open data set {cfg['data']['name']!r}: {err}") from None
+    for split in splits or [None]:
+        data = dict(cfg["data"]) if split is None else {**cfg["data"], "split": split}
+        try:  # a data problem is the same for every kind: report it once
+            open_dataset(data, "train", seed=cfg["seed"])
+        except (ValueError, FileNotFoundError, ImportError) as err:
+            where = "" if split is None else f" with --splits {split}"
+            raise UserError(f"cannot open data set {cfg['data']['name']!r}{where}: {err}") from None
 
 
 def seed_list(config, kinds, overrides, count: int) -> list[int]:
@@ -110,7 +153,8 @@ def matched_budget(config, kinds, overrides, match: str | None, reference: str) 
 
 def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: bool, workers: int = 1,
                    seeds: int = 1, match: str | None = None, reference: str = "lif",
-                   overwrite: bool = False) -> list[dict]:
+                   overwrite: bool = False, splits: list[str] | None = None,
+                   split_kinds: dict[str, list[str]] | None = None) -> list[dict]:
     """Check the input, train every kind (``seeds`` times, at the ``match`` budget), write and log the report."""
     from ..train.compare import compare_kinds
     from ..train.report import write_report
@@ -118,7 +162,7 @@ def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: b
 
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    check_first_config(config, kinds, overrides)
+    check_first_config(config, kinds, overrides, splits)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder")
     try:
@@ -135,28 +179,44 @@ def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: b
                       if budget else None)
     rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None,
                                     workers=workers, seeds=seed_values, kind_overrides=kind_overrides,
-                                    overwrite=overwrite)
+                                    overwrite=overwrite, splits=splits, split_kinds=split_kinds)
     wall = time.perf_counter() - start
     command = "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     import platform
 
     import torch
 
-    notes = [f"{len(kinds)} kind(s) × {seeds} seed(s) in {wall:.0f} s wall time, {workers} run(s) at a time; "
+    grid = (f"{len(kinds)} kind(s) × {seeds} seed(s)" if not splits else
+            " + ".join(f"{len((split_kinds or {}).get(s, kinds))} kind(s) × {seeds} seed(s) on {s}" for s in splits))
+    notes = [f"{grid} in {wall:.0f} s wall time, {workers} run(s) at a time; "
              f"{platform.machine()} {os.cpu_count()} CPU(s), torch {torch.__version__}, "
              f"{datetime.now():%Y-%m-%d %H:%M}."]
+    if splits and "speaker" in splits:
+        from ..train.batches import dataset_options_for
+
+        held = dataset_options_for({**kind_config_data(config, kinds[0], overrides), "split": "speaker"})
+        notes.append(f"Speaker split: trained on the other speakers, tested on every recording of the held-out "
+                     f"speaker {held.get('test_speaker')!r} (data.options.test_speaker).")
     table = write_report(out_dir, rows, histories, title, command=command, notes=notes, budget=budget)
     logger.info("\n%s", table)
-    logger.info("\n%d kind(s) × %d seed(s) in %.0f s; report: %s", len(kinds), seeds, wall, out_dir / "report.md")
+    logger.info("\n%s in %.0f s; report: %s", grid, wall, out_dir / "report.md")
     failed = [r["neuron"] + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
-              for r in rows if r.get("error")]
+              + (f" ({r['split']} split)" if r.get("split") else "") for r in rows if r.get("error")]
     if failed:
         logger.warning("failed: %s (see %s)", ", ".join(failed), out_dir / "errors")
     return rows
 
 
+def kind_config_data(config, kind: str, overrides) -> dict:
+    """The resolved ``data`` section of ``kind``'s config."""
+    from ..train.compare import kind_config
+
+    return dict(kind_config(config, kind, overrides)["data"])
+
+
 def main(args) -> int:
     kinds = parse_kinds(args.kinds)
+    splits, split_kinds = parse_splits(args.splits, kinds, args.speaker_kinds)
     overrides = list(args.overrides)
     if args.epochs is not None:
         if args.epochs < 1:
@@ -165,5 +225,5 @@ def main(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     rows = run_comparison(args.config, kinds, out, overrides, f"dendrix compare: {args.config}", args.quiet,
                           args.workers, seeds=args.seeds, match=args.match, reference=args.reference,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, splits=splits, split_kinds=split_kinds)
     return 0 if any(not r.get("error") for r in rows) else 1

@@ -6,8 +6,8 @@
 
 ``arch``: ``"mlp"`` (:class:`SpikingMLP`), ``"seqimage"`` (:class:`SeqImageNet`), ``"sequence"``
 (``dendrix.models.sequence.SequenceModel``, the residual D-RF sequence model, imported lazily), or one of the
-vision networks on ``[T, B, C, H, W]`` (``dendrix.models.vision``: ``vgg11``, ``resnet18``, ``resnet19``, ``cnn``,
-``sdt``; docs/vision.md).
+vision networks on ``[T, B, C, H, W]`` (``dendrix.models.vision``: ``vgg11``, ``resnet17``, ``resnet18``,
+``resnet19``, ``cnn``, ``sdt``; docs/vision.md).
 ``kind``: any registered neuron kind. ``neuron``: neuron constructor keywords, merged over the kind's registry
 defaults (``dendrix.describe(kind).defaults``). Other keys are the architecture's own options (``ARCH_OPTIONS``).
 

@@ -5,7 +5,12 @@ several), normal run folders loadable with ``load_run``. A run that fails (bad k
 in its module) does not stop the others: its row carries the error, a warning is logged and the full traceback
 goes to ``OUT/errors/KIND.txt`` (``KIND-seedS.txt`` with several seeds).
 
-Rows are per (kind, seed), in ``kinds`` order then seed order; ``kind_overrides`` adds overrides for one kind
+``splits=["official", "speaker"]`` trains every kind once per split (``data.split=SPLIT``, each model trained
+on that split's training part only: a speaker-held-out model never sees the held-out speaker) into
+``OUT/runs/SPLIT/KIND[/seed-S]``; each row then carries its ``split``. ``split_kinds={split: kinds}`` trains only
+those kinds on that split (e.g. the speaker split for a subset when the whole grid does not fit the time).
+
+Rows are per (kind, seed), in ``kinds`` order then seed order (with splits: split order first); ``kind_overrides`` adds overrides for one kind
 (e.g. the hidden width a matched budget chose, see :mod:`dendrix.train.budget`). Progress goes to the
 ``dendrix.train.compare`` logger (INFO), failures as warnings.
 
@@ -71,8 +76,9 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}".strip()
 
 
-def _run_name(kind: str, seed: int | None) -> str:
-    return kind if seed is None else f"{kind}-seed{seed}"
+def _run_name(kind: str, seed: int | None, split: str | None = None) -> str:
+    name = kind if seed is None else f"{kind}-seed{seed}"
+    return name if split is None else f"{split}-{name}"
 
 
 def _record_failure(out_dir: Path, name: str, err: BaseException, details: str) -> str:
@@ -99,19 +105,22 @@ def test_correctness(model: nn.Module, batches: Batches) -> list[int]:
 
 def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] | None = None, *,
                verbose: bool = True, rasters: bool = True, progress: bool | None = None, evaluation: bool = True,
-               seed: int | None = None, overwrite: bool = False) -> tuple[dict[str, Any], list[dict]]:
+               seed: int | None = None, overwrite: bool = False, split: str | None = None
+               ) -> tuple[dict[str, Any], list[dict]]:
     """Train one kind of a comparison; returns (report row, per-epoch history). Never raises for a failing
     kind (the row carries the error) except on KeyboardInterrupt.
 
     ``seed``: train with this ``seed`` in ``OUT/runs/KIND/seed-SEED`` (None: the config's seed, in
-    ``OUT/runs/KIND``). ``evaluation`` adds the headline energy (μJ per test sample) and small-grid robustness
+    ``OUT/runs/KIND``). ``split``: train with ``data.split=SPLIT`` in ``OUT/runs/SPLIT/...`` (the row gets
+    ``split``; None: the config's split, no ``split`` key). ``evaluation`` adds the headline energy (μJ per test sample) and small-grid robustness
     of :func:`dendrix.analysis.summary.quick_evaluation` to the row (keys ``energy_uj``, ``overall_robustness``,
     ``robustness_settings``). The row also carries ``seed``, ``hidden`` and ``test_correct`` (1/0 per test sample).
     """
     from .trainer import Trainer
 
     out_dir = Path(out_dir)
-    name = _run_name(kind, seed)
+    name = _run_name(kind, seed, split)
+    split_extra = {} if split is None else {"split": split}
     start, cpu_start = time.perf_counter(), time.process_time()
 
     def log(text: str) -> None:
@@ -119,12 +128,14 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
             logger.info("    %s: %s", name, text)
 
     try:
-        over = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+        over = (list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+                + ([f"data.split={split}"] if split is not None else []))
         cfg = kind_config(source, kind, over)
         if progress is not None:
             cfg["train"]["progress"] = progress
         ctx = DistContext(device=resolve_device(cfg["device"]))
-        run_dir = out_dir / "runs" / kind / f"seed-{seed}" if seed is not None else out_dir / "runs" / kind
+        run_dir = out_dir / "runs" / (split or "") / kind
+        run_dir = run_dir / f"seed-{seed}" if seed is not None else run_dir
         trainer = Trainer(cfg, run_dir, ctx=ctx, log=log, overwrite=overwrite)
         result = trainer.fit()
         history = list(trainer.history)
@@ -132,7 +143,7 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
             raster = first_layer_raster(trainer.model, trainer.test_data)
             if raster is not None:
                 plot_raster(out_dir / f"raster_{kind}.png", raster, f"{kind}: first hidden layer, one test sample")
-        extra: dict[str, Any] = {"seed": cfg["seed"], "hidden": cfg["model"].get("hidden"),
+        extra: dict[str, Any] = {**split_extra, "seed": cfg["seed"], "hidden": cfg["model"].get("hidden"),
                                  "test_correct": test_correctness(trainer.model, trainer.test_data)}
         if evaluation:
             from ..analysis.summary import quick_evaluation
@@ -149,7 +160,7 @@ def train_kind(source, kind: str, out_dir: str | Path, overrides: Sequence[str] 
         raise
     except Exception as err:  # one kind failing must not stop the comparison; keep it visible
         line = _record_failure(out_dir, name, err, traceback.format_exc())
-        return make_row(kind, error=line, seed=seed, wall_seconds=time.perf_counter() - start), []
+        return make_row(kind, error=line, seed=seed, wall_seconds=time.perf_counter() - start, **split_extra), []
 
 
 class _WorkerConsole(logging.Handler):
@@ -176,12 +187,14 @@ def _log_info(text: str) -> None:
 def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: Sequence[str] | None = None, *,
                   log: Callable[[str], None] | None = _log_info, rasters: bool = True, progress: bool | None = None,
                   workers: int = 1, evaluation: bool = True, seeds: Sequence[int] | None = None,
-                  kind_overrides: dict[str, Sequence[str]] | None = None, overwrite: bool = False
-                  ) -> tuple[list[dict[str, Any]], dict[str, dict[int | None, list[dict]]]]:
+                  kind_overrides: dict[str, Sequence[str]] | None = None, overwrite: bool = False,
+                  splits: Sequence[str] | None = None, split_kinds: dict[str, Sequence[str]] | None = None
+                  ) -> tuple[list[dict[str, Any]], dict]:
     """Train every kind in ``kinds`` (once per seed of ``seeds``) with the config ``source``.
 
     Returns (rows in ``kinds`` then ``seeds`` order, ``{kind: {seed: history}}``). ``seeds=None`` trains once
-    with the config's seed (history key None). ``log`` takes one-line progress messages (default: INFO
+    with the config's seed (history key None). With ``splits`` the histories are ``{split: {kind: {seed:
+    history}}}`` and ``split_kinds`` may name the kinds of a split (a subset of ``kinds``; default all). ``log`` takes one-line progress messages (default: INFO
     records of this module's logger; None silences them and the per-epoch lines).
 
     A kind listed twice is trained once (two trainings into one run folder would corrupt it), and ``out_dir`` is
@@ -193,34 +206,65 @@ def compare_kinds(source, kinds: Sequence[str], out_dir: str | Path, overrides: 
     seed_list: list[int | None] = [None] if seeds is None else [int(s) for s in seeds]
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be distinct and not empty, got {list(seeds or [])}")
+    split_jobs = _split_jobs(kinds, splits, split_kinds)
     with RunLock(out_dir):
-        return _compare(source, kinds, out_dir, overrides, seed_list, log=log, rasters=rasters, progress=progress,
-                        workers=workers, evaluation=evaluation, kind_overrides=kind_overrides, overwrite=overwrite)
+        rows, histories = _compare(source, split_jobs, out_dir, overrides, seed_list, log=log, rasters=rasters,
+                                   progress=progress, workers=workers, evaluation=evaluation,
+                                   kind_overrides=kind_overrides, overwrite=overwrite)
+    if splits is None:
+        return rows, histories[None]
+    return rows, histories
 
 
-def _compare(source, kinds, out_dir: Path, overrides, seed_list, *, log, rasters, progress, workers, evaluation,
-             kind_overrides, overwrite):
+def _split_jobs(kinds: list[str], splits: Sequence[str] | None,
+                split_kinds: dict[str, Sequence[str]] | None) -> list[tuple[str | None, list[str]]]:
+    """``[(split, kinds of that split)]``; ``[(None, kinds)]`` without splits."""
+    if splits is None:
+        if split_kinds:
+            raise ValueError("split_kinds needs splits")
+        return [(None, kinds)]
+    split_list = list(dict.fromkeys(splits))
+    if not split_list:
+        raise ValueError("splits must not be empty (leave it None for the config's split)")
+    unknown = [s for s in split_kinds or {} if s not in split_list]
+    if unknown:
+        raise ValueError(f"split_kinds names split {unknown[0]!r}, which is not in splits {split_list}")
+    out = []
+    for split in split_list:
+        chosen = list(dict.fromkeys((split_kinds or {}).get(split, kinds)))
+        stray = [k for k in chosen if k not in kinds]
+        if stray:
+            raise ValueError(f"split_kinds[{split!r}] names kind {stray[0]!r}, which is not compared; kinds: "
+                             f"{', '.join(kinds)}")
+        out.append((split, chosen))
+    return out
+
+
+def _compare(source, split_jobs, out_dir: Path, overrides, seed_list, *, log, rasters, progress, workers,
+             evaluation, kind_overrides, overwrite):
     per_seed_dirs = len(seed_list) > 1
-    jobs = [(kind, seed) for kind in kinds for seed in seed_list]
+    jobs = [(kind, seed, split) for split, kinds in split_jobs for kind in kinds for seed in seed_list]
+    first_split = split_jobs[0][0]
 
-    def job_kwargs(kind: str, seed: int | None) -> dict:
-        return dict(rasters=rasters and seed == seed_list[0], evaluation=evaluation,
-                    seed=seed if per_seed_dirs else None, overwrite=overwrite)
+    def job_kwargs(kind: str, seed: int | None, split: str | None) -> dict:
+        return dict(rasters=rasters and seed == seed_list[0] and split == first_split, evaluation=evaluation,
+                    seed=seed if per_seed_dirs else None, overwrite=overwrite, split=split)
 
-    def job_overrides(kind: str, seed: int | None) -> list[str]:
+    def job_overrides(kind: str, seed: int | None, split: str | None) -> list[str]:
         over = list(overrides or []) + list((kind_overrides or {}).get(kind, []))
         if seed is not None and not per_seed_dirs:
             over.append(f"seed={seed}")
         return over
 
-    results: dict[tuple[str, int | None], tuple[dict, list]] = {}
+    results: dict[tuple[str, int | None, str | None], tuple[dict, list]] = {}
     verbose = log is not None
     if workers <= 1 or len(jobs) <= 1:
-        for i, (kind, seed) in enumerate(jobs):
+        for i, (kind, seed, split) in enumerate(jobs):
             if log:
-                log(f"[{i + 1}/{len(jobs)}] {_run_name(kind, seed if per_seed_dirs else None)}")
-            results[kind, seed] = train_kind(source, kind, out_dir, job_overrides(kind, seed), verbose=verbose,
-                                             progress=progress, **job_kwargs(kind, seed))
+                log(f"[{i + 1}/{len(jobs)}] {_run_name(kind, seed if per_seed_dirs else None, split)}")
+            results[kind, seed, split] = train_kind(source, kind, out_dir, job_overrides(kind, seed, split),
+                                                    verbose=verbose, progress=progress,
+                                                    **job_kwargs(kind, seed, split))
     else:
         # spawn: a fresh interpreter per worker (fork would copy this process's thread pools and locks)
         context = multiprocessing.get_context("spawn")
@@ -232,12 +276,13 @@ def _compare(source, kinds, out_dir: Path, overrides, seed_list, *, log, rasters
                                         progress=False, **job_kwargs(*job))
                        for job in jobs}
             for i, job in enumerate(jobs):
-                name = _run_name(job[0], job[1] if per_seed_dirs else None)
+                name = _run_name(job[0], job[1] if per_seed_dirs else None, job[2])
                 try:
                     results[job] = futures[job].result()
                 except BrokenProcessPool as err:  # the worker died (killed, out of memory, crash in C code)
                     line = _record_failure(out_dir, name, err, "the worker process training this kind died\n")
-                    results[job] = (make_row(job[0], error=line, seed=job[1]), [])
+                    results[job] = (make_row(job[0], error=line, seed=job[1],
+                                             **({} if job[2] is None else {"split": job[2]})), [])
                 if log:
                     row = results[job][0]
                     status = (f"failed ({row['error']})" if row.get("error")
@@ -248,7 +293,8 @@ def _compare(source, kinds, out_dir: Path, overrides, seed_list, *, log, rasters
             raise
         pool.shutdown()
     rows = [results[job][0] for job in jobs]
-    histories: dict[str, dict[int | None, list[dict]]] = {k: {} for k in kinds}
-    for (kind, seed), (_, history) in results.items():
-        histories[kind][seed] = history
+    histories: dict[str | None, dict[str, dict[int | None, list[dict]]]] = {
+        split: {k: {} for k in kinds} for split, kinds in split_jobs}
+    for (kind, seed, split), (_, history) in results.items():
+        histories[split][kind][seed] = history
     return rows, histories

@@ -22,7 +22,7 @@ from ..analysis.statistics import (BOOTSTRAP_METHOD, PAIRED_T_METHOD, paired_boo
 from .checkpoint import atomic_write, write_json
 
 __all__ = ["make_row", "markdown_table", "summarize_rows", "pairwise_significance", "summary_table",
-           "pairwise_table", "write_report", "plot_raster", "SUMMARY_METRICS"]
+           "pairwise_table", "write_report", "plot_raster", "SUMMARY_METRICS", "pairwise_sections"]
 
 logger = logging.getLogger(__name__)
 
@@ -220,24 +220,27 @@ def _histories(histories: Mapping[str, Any]) -> dict[str, dict]:
     return {k: (dict(h) if isinstance(h, Mapping) else {None: list(h)}) for k, h in histories.items()}
 
 
-def _figures(out_dir: Path, rows: Sequence[dict], summary: dict, histories: dict) -> list[tuple[str, str]]:
-    """Draw every figure; returns (caption, file name) of those drawn."""
+def _figures(out_dir: Path, rows: Sequence[dict], summary: dict, histories: dict,
+             suffix: str = "") -> list[tuple[str, str]]:
+    """Draw every figure (file names end in ``suffix``, e.g. ``_speaker``); returns (caption, file name) of those
+    drawn."""
     drawn = []
+    name = lambda stem: f"{stem}{suffix}.png"  # noqa: E731
     per_seed_acc = {k: [r["test_accuracy"] for r in _ok(rows, k)] for k in summary}
-    if plots.plot_accuracy_intervals(out_dir / "accuracy.png", summary, per_seed_acc):
-        drawn.append(("test accuracy per kind (95 % interval over seeds)", "accuracy.png"))
-    if plots.plot_tradeoff(out_dir / "accuracy_vs_energy.png", summary, "energy_uj", "energy (μJ per sample)"):
-        drawn.append(("accuracy vs energy, Pareto front dashed", "accuracy_vs_energy.png"))
-    if plots.plot_tradeoff(out_dir / "accuracy_vs_robustness.png", summary, "overall_robustness",
+    if plots.plot_accuracy_intervals(out_dir / name("accuracy"), summary, per_seed_acc):
+        drawn.append(("test accuracy per kind (95 % interval over seeds)", name("accuracy")))
+    if plots.plot_tradeoff(out_dir / name("accuracy_vs_energy"), summary, "energy_uj", "energy (μJ per sample)"):
+        drawn.append(("accuracy vs energy, Pareto front dashed", name("accuracy_vs_energy")))
+    if plots.plot_tradeoff(out_dir / name("accuracy_vs_robustness"), summary, "overall_robustness",
                            "overall robustness (%)", minimize_x=False):
-        drawn.append(("accuracy vs robustness, Pareto front dashed", "accuracy_vs_robustness.png"))
+        drawn.append(("accuracy vs robustness, Pareto front dashed", name("accuracy_vs_robustness")))
     settings = {k: [r["robustness_settings"] for r in _ok(rows, k) if r.get("robustness_settings")] for k in summary}
     clean = {k: [r["test_accuracy"] for r in _ok(rows, k)] for k in summary}
-    if any(settings.values()) and plots.plot_robustness_curves(out_dir / "robustness_curves.png",
+    if any(settings.values()) and plots.plot_robustness_curves(out_dir / name("robustness_curves"),
                                                                 {k: v for k, v in settings.items() if v}, clean):
-        drawn.append(("robustness curves per kind", "robustness_curves.png"))
-    plots.plot_seed_learning_curves(out_dir / "learning_curves.png", histories)
-    drawn.append(("learning curves (mean over seeds, ±1 std band)", "learning_curves.png"))
+        drawn.append(("robustness curves per kind", name("robustness_curves")))
+    plots.plot_seed_learning_curves(out_dir / name("learning_curves"), histories)
+    drawn.append(("learning curves (mean over seeds, ±1 std band)", name("learning_curves")))
     return drawn
 
 
@@ -248,6 +251,15 @@ def write_report(out_dir: Path, rows: Sequence[dict], histories: Mapping[str, An
     figures (accuracy, accuracy vs energy / robustness, robustness curves, learning curves); returns the
     summary table."""
     out_dir = Path(out_dir)
+    splits = list(dict.fromkeys(r.get("split") for r in rows))
+    if len(splits) > 1:
+        from .report_splits import write_split_report
+
+        return write_split_report(out_dir, rows, histories, title, command=command, extra_columns=extra_columns,
+                                  notes=notes, budget=budget, alpha=alpha)
+    if splits and splits[0] is not None and splits[0] in histories:  # one split of compare_kinds(splits=[...])
+        histories = histories[splits[0]]
+        extra_columns = [("split", "split", "{}"), *extra_columns]
     histories = _histories(histories)
     summary = summarize_rows(rows)
     pairwise = pairwise_significance(rows, alpha)
@@ -266,13 +278,7 @@ def write_report(out_dir: Path, rows: Sequence[dict], histories: Mapping[str, An
     lines += ["## Pairwise differences", "",
               f"Significance at α = {alpha}. Per metric: {PAIRED_T_METHOD} (needs ≥ 2 seeds). For test accuracy "
               f"also: {BOOTSTRAP_METHOD}.", ""]
-    for key, header, fmt in SUMMARY_METRICS:
-        text = pairwise_table(pairwise[key], fmt, header)
-        if text:
-            lines += [f"### {header}: paired t-test over seeds", "", text, ""]
-    boot = pairwise_table(pairwise["test_accuracy_bootstrap"], "pct", "test acc")
-    if boot:
-        lines += ["### test accuracy: paired bootstrap over test samples", "", boot, ""]
+    lines += pairwise_sections(pairwise)
     lines += ["## Per-seed rows", "", markdown_table(rows, extra_columns), ""]
     rasters = [k for k in summary if (out_dir / f"raster_{k}.png").exists()]
     if rasters:
@@ -283,6 +289,19 @@ def write_report(out_dir: Path, rows: Sequence[dict], histories: Mapping[str, An
                                          "summary": summary, "pairwise": pairwise, "budget": dict(budget or {})})
     logger.debug("report written to %s", out_dir / "report.md")
     return table
+
+
+def pairwise_sections(pairwise: Mapping, level: str = "###") -> list[str]:
+    """Markdown lines of the pairwise tables of :func:`pairwise_significance` (tables with no test left out)."""
+    lines: list[str] = []
+    for key, header, fmt in SUMMARY_METRICS:
+        text = pairwise_table(pairwise[key], fmt, header)
+        if text:
+            lines += [f"{level} {header}: paired t-test over seeds", "", text, ""]
+    boot = pairwise_table(pairwise["test_accuracy_bootstrap"], "pct", "test acc")
+    if boot:
+        lines += [f"{level} test accuracy: paired bootstrap over test samples", "", boot, ""]
+    return lines
 
 
 def _budget_text(budget: Mapping) -> str:

@@ -23,6 +23,7 @@ _COMMON = ("norm", "bilinear_sparsity", "per_channel", "readout")
 #: the model options each vision architecture takes besides arch/kind/neuron
 VISION_OPTIONS: dict[str, tuple[str, ...]] = {
     "vgg11": _COMMON + ("width", "pool", "conv_bias", "bilinear_stages"),
+    "resnet17": _COMMON + ("width", "block", "bilinear_stages"),
     "resnet18": _COMMON + ("width", "block", "bilinear_stages"),
     "resnet19": _COMMON + ("width", "block", "bilinear_stages"),
     "cnn": _COMMON + ("channels", "pool", "conv_bias", "bilinear_stages"),
@@ -40,7 +41,7 @@ def build_vision_model(arch: str, options: dict, *, in_channels: int, num_classe
                   time_steps=time_steps, **options)
     if arch == "vgg11":
         return SpikingVGG(**common)
-    if arch in ("resnet18", "resnet19"):
+    if arch in ("resnet17", "resnet18", "resnet19"):
         return SpikingResNet(depth=int(arch[-2:]), **common)
     if arch == "cnn":
         return SpikingCNN(**common)

@@ -1,9 +1,14 @@
-"""Spiking ResNet-18 and ResNet-19 with CIFAR stems, time-first ``[T, B, C, H, W]``, any registered neuron kind.
+"""Spiking ResNet-17, ResNet-18 and ResNet-19 with CIFAR stems, time-first ``[T, B, C, H, W]``, any registered neuron kind.
 
 * ResNet-18 (He et al. 2016, CIFAR form): 3×3 stem conv (64, stride 1, no max-pool), four stages of two basic
   blocks with 64/128/256/512 channels (strides 1, 2, 2, 2), global average pool, Linear(512, classes).
 * ResNet-19 (Zheng et al. 2021, tdBN): 3×3 stem conv (128), three stages of 3/3/2 basic blocks with 128/256/512
   channels (strides 1, 2, 2), global average pool, FC 256 + neuron, FC to the classes.
+* ResNet-17 (the STBP-tdBN network of DVS-Gesture, used by the DLIF paper there): a reconstruction, since the
+  layer table was not found (docs/vision.md): tdBN's counting of ResNet-19 (stem + 2 per block + 2 FC) with
+  7 blocks: 3×3 stem conv (64), stages of 1/2/2/2 basic blocks with 64/128/256/512 channels (strides 1, 2, 2,
+  2), global average pool, FC 256 + neuron, FC. 11.23 M parameters for 2 input channels and 11 classes, against
+  the 11.18 M quoted for tdBN's ResNet-17 in SEW ResNet's DVS-Gesture table.
 
 Blocks (``block=``):
 
@@ -32,6 +37,7 @@ __all__ = ["SpikingResNet", "RESNETS", "BasicBlock", "PreActBlock"]
 RESNETS = {
     18: (64, ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)), None),
     19: (128, ((128, 3, 1), (256, 3, 2), (512, 2, 2)), 256),
+    17: (64, ((64, 1, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)), 256),
 }
 BLOCKS = ("basic", "preact")
 
@@ -83,11 +89,11 @@ class PreActBlock(nn.Module):
 
 
 class SpikingResNet(VisionNet):
-    """Spiking ResNet-18/19 ``x [T, B, C, 32, 32] -> logits [B, classes]`` (see the module docstring).
+    """Spiking ResNet-17/18/19 ``x [T, B, C, H, W] -> logits [B, classes]`` (see the module docstring).
 
     Args:
         in_channels, num_classes: input channels and classes.
-        depth: 18 or 19. ``block``: ``"basic"`` | ``"preact"``. ``width``: scales every channel count.
+        depth: 17, 18 or 19. ``block``: ``"basic"`` | ``"preact"``. ``width``: scales every channel count.
         kind, neuron_kw, per_channel: the neuron (as :class:`~dendrix.models.vision.vgg.SpikingVGG`).
         norm: ``"tdbn"`` | ``"bn"`` | ``"none"``.
         bilinear_stages, bilinear_sparsity: DLIF's bilinear term (default stages (1, 2) for DLIF, dense K).
