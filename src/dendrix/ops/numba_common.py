@@ -66,9 +66,9 @@ def block_size(neurons: int, workers: int) -> int:
     return max(16, -(-per_block // 16) * 16)
 
 
-def segments(n_steps: int) -> int:
-    """How many ``SEGMENT``-step segments cover ``n_steps`` (rows of the saved state checkpoints)."""
-    return -(-n_steps // SEGMENT)
+def segments(n_steps: int, segment: int) -> int:
+    """How many ``segment``-step segments cover ``n_steps`` (rows of the saved state checkpoints)."""
+    return -(-n_steps // segment)
 
 
 @intrinsic

@@ -177,7 +177,7 @@ class ALIFNumbaFunction(torch.autograd.Function):
         u_seq = torch.empty(x.shape, dtype=dtype)
         a_last = torch.empty(u0.shape, dtype=dtype)
         keep = any(ctx.needs_input_grad[:6])
-        a_kept = torch.empty((segments(x.shape[0]), u0.numel()) if keep else (1, 1), dtype=dtype)
+        a_kept = torch.empty((segments(x.shape[0], SEGMENT), u0.numel()) if keep else (1, 1), dtype=dtype)
         coefs = [k.step(c, u0) for c in (alpha, 1.0 - alpha, rho, 1.0 - rho)]
         workers = workers_for(x.numel(), u0.numel())
         with numba_threads(workers):
@@ -185,6 +185,7 @@ class ALIFNumbaFunction(torch.autograd.Function):
                      k.scalar(1.0), k.rows(spikes), k.rows(u_seq), k.flat(a_last), keep, a_kept.numpy(), SEGMENT,
                      block_size(u0.numel(), workers))
         ctx.b0, ctx.beta, ctx.surrogate = float(b0), float(beta), surrogate
+        ctx.segment = SEGMENT                                   # the checkpoints' spacing
         need_alpha = ctx.needs_input_grad[4]
         ctx.save_for_backward(x if need_alpha else None, u_seq, u0, a0, s0, alpha, rho, a_kept)
         ctx.set_materialize_grads(False)
@@ -207,7 +208,7 @@ class ALIFNumbaFunction(torch.autograd.Function):
         workers = workers_for(u_seq.numel(), m)
         with numba_threads(workers):
             _backward(k.rows(u_seq), k.rows(x), k.flat(u0), k.flat(a0), k.flat(s0), *coefs, k.scalar(ctx.beta),
-                      k.scalar(ctx.b0), kind, sc, a_kept.numpy(), SEGMENT, block_size(m, workers),
+                      k.scalar(ctx.b0), kind, sc, a_kept.numpy(), ctx.segment, block_size(m, workers),
                       k.rows(g_spikes), g_spikes is not None, k.rows(g_u), g_u is not None,
                       k.flat(None if g_alast is None else g_alast.expand(u0.shape)), g_alast is not None,
                       k.rows(g_x), need_x, k.flat(acc_alpha), need_alpha, k.flat(acc_rho), need_rho,

@@ -185,8 +185,8 @@ class RFNumbaFunction(torch.autograd.Function):
         spikes, u_seq = torch.empty_like(x), torch.empty_like(x)
         v_last, q_last = torch.empty_like(step), torch.empty_like(step)
         keep = any(ctx.needs_input_grad[:6])
-        v_kept = torch.empty((segments(x.shape[0]), m) if keep else (1, 1), dtype=dtype)
-        q_kept = torch.empty((segments(x.shape[0]), m) if keep and balanced else (1, 1), dtype=dtype)
+        v_kept = torch.empty((segments(x.shape[0], SEGMENT), m) if keep else (1, 1), dtype=dtype)
+        q_kept = torch.empty((segments(x.shape[0], SEGMENT), m) if keep and balanced else (1, 1), dtype=dtype)
         workers = workers_for(x.numel(), m)
         with numba_threads(workers):
             _forward(k.rows(x), *(k.step(t, step) for t in (omega, b0, u0, v0, q0)),
