@@ -194,6 +194,7 @@ class RFNumbaFunction(torch.autograd.Function):
                      k.rows(spikes), k.rows(u_seq), k.flat(v_last), k.flat(q_last),
                      keep, v_kept.numpy(), q_kept.numpy(), SEGMENT, block_size(m, workers))
         ctx.dt, ctx.theta, ctx.balanced, ctx.surrogate = dt, theta, balanced, surrogate
+        ctx.segment = SEGMENT                                   # the checkpoints' spacing
         ctx.shapes = (omega.shape, b0.shape, u0.shape, v0.shape, q0.shape)
         ctx.save_for_backward(omega, b0, u0, v0, q0, u_seq, v_kept, q_kept)
         # Absent output gradients stay None (the kernel skips them) instead of zero [T, M] tensors to read.
@@ -215,7 +216,7 @@ class RFNumbaFunction(torch.autograd.Function):
         with numba_threads(workers):
             _backward(k.rows(u_seq), *(k.step(t, step) for t in (omega, b0, u0, v0, q0)),
                       k.scalar(ctx.dt), k.scalar(ctx.theta), k.scalar(0.9), bool(ctx.balanced), kind, sc,
-                      v_kept.numpy(), q_kept.numpy(), SEGMENT, block_size(m, workers),
+                      v_kept.numpy(), q_kept.numpy(), ctx.segment, block_size(m, workers),
                       k.rows(g_spikes), g_spikes is not None, k.rows(g_us), g_us is not None,
                       k.step(g_v_last, step), g_v_last is not None, k.step(g_q_last, step), g_q_last is not None,
                       k.rows(g_x), *(k.flat(o) for o in outs))
