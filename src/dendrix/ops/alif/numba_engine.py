@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import reduce_to
-from ..numba_common import (SEGMENT, KernelArguments, block_size, fma, segments, surrogate_arguments,
-                            surrogate_derivatives, numba_threads, workers_for, unsupported_reason as _unsupported)
+from ..numba_common import (kernel, SEGMENT, KernelArguments, block_size, fma, segments, surrogate_arguments,
+                            surrogate_derivatives, workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["ALIFNumbaFunction", "unsupported_reason"]
 
@@ -33,7 +33,7 @@ def unsupported_reason(x: Tensor, u0: Tensor, surrogate) -> str | None:
     return _unsupported((x, u0), surrogate)
 
 
-@njit(parallel=True, cache=True)
+@kernel
 def _forward(x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, one, spikes, u_seq, a_last, keep, a_kept, segment,
              block):
     """Writes spikes, U [T, M], a[T-1] [M] and, when ``keep``, a before every ``segment``-th step [T/segment, M]."""
@@ -64,7 +64,7 @@ def _forward(x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, one, spikes, u_seq, 
             a_last[lo + j] = a[j]
 
 
-@njit(parallel=True, cache=True)
+@kernel
 def _backward(u_seq, x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, kind, sc, a_kept, segment, block,
               g_spikes, has_gs, g_u, has_gu, g_alast, has_ga, g_x, need_x, acc_alpha, need_alpha, acc_rho, need_rho,
               g_u0, g_a0, g_s0):
@@ -180,10 +180,9 @@ class ALIFNumbaFunction(torch.autograd.Function):
         a_kept = torch.empty((segments(x.shape[0], SEGMENT), u0.numel()) if keep else (1, 1), dtype=dtype)
         coefs = [k.step(c, u0) for c in (alpha, 1.0 - alpha, rho, 1.0 - rho)]
         workers = workers_for(x.numel(), u0.numel())
-        with numba_threads(workers):
-            _forward(k.rows(x), k.flat(u0), k.flat(a0), k.flat(s0), *coefs, k.scalar(beta), k.scalar(b0),
-                     k.scalar(1.0), k.rows(spikes), k.rows(u_seq), k.flat(a_last), keep, a_kept.numpy(), SEGMENT,
-                     block_size(u0.numel(), workers))
+        _forward(workers, k.rows(x), k.flat(u0), k.flat(a0), k.flat(s0), *coefs, k.scalar(beta), k.scalar(b0),
+                 k.scalar(1.0), k.rows(spikes), k.rows(u_seq), k.flat(a_last), keep, a_kept.numpy(), SEGMENT,
+                 block_size(u0.numel(), workers))
         ctx.b0, ctx.beta, ctx.surrogate = float(b0), float(beta), surrogate
         ctx.segment = SEGMENT                                   # the checkpoints' spacing
         need_alpha = ctx.needs_input_grad[4]
@@ -206,13 +205,12 @@ class ALIFNumbaFunction(torch.autograd.Function):
         g_u0, g_a0, g_s0 = (torch.empty(u0.shape, dtype=dtype) for _ in range(3))
         coefs = [k.step(c, u0) for c in (alpha, 1.0 - alpha, rho, 1.0 - rho)]
         workers = workers_for(u_seq.numel(), m)
-        with numba_threads(workers):
-            _backward(k.rows(u_seq), k.rows(x), k.flat(u0), k.flat(a0), k.flat(s0), *coefs, k.scalar(ctx.beta),
-                      k.scalar(ctx.b0), kind, sc, a_kept.numpy(), ctx.segment, block_size(m, workers),
-                      k.rows(g_spikes), g_spikes is not None, k.rows(g_u), g_u is not None,
-                      k.flat(None if g_alast is None else g_alast.expand(u0.shape)), g_alast is not None,
-                      k.rows(g_x), need_x, k.flat(acc_alpha), need_alpha, k.flat(acc_rho), need_rho,
-                      k.flat(g_u0), k.flat(g_a0), k.flat(g_s0))
+        _backward(workers, k.rows(u_seq), k.rows(x), k.flat(u0), k.flat(a0), k.flat(s0), *coefs, k.scalar(ctx.beta),
+                  k.scalar(ctx.b0), kind, sc, a_kept.numpy(), ctx.segment, block_size(m, workers),
+                  k.rows(g_spikes), g_spikes is not None, k.rows(g_u), g_u is not None,
+                  k.flat(None if g_alast is None else g_alast.expand(u0.shape)), g_alast is not None,
+                  k.rows(g_x), need_x, k.flat(acc_alpha), need_alpha, k.flat(acc_rho), need_rho,
+                  k.flat(g_u0), k.flat(g_a0), k.flat(g_s0))
         return (g_x, g_u0 if need_u0 else None, g_a0 if need_a0 else None, g_s0 if need_s0 else None,
                 reduce_to(acc_alpha, alpha.shape) if need_alpha else None,
                 reduce_to(acc_rho, rho.shape) if need_rho else None, None, None, None)

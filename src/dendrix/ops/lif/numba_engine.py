@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import as_python_scalar, reduce_to
-from ..numba_common import (KernelArguments, block_size, fma, surrogate_arguments, surrogate_derivatives,
-                            numba_threads, workers_for, unsupported_reason as _unsupported)
+from ..numba_common import (kernel, KernelArguments, block_size, fma, surrogate_arguments, surrogate_derivatives,
+                            workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["LeakyNumbaFunction", "unsupported_reason"]
 
@@ -32,7 +32,7 @@ def unsupported_reason(x: Tensor, v0: Tensor, surrogate) -> str | None:
     return _unsupported((x, v0), surrogate)
 
 
-@njit(parallel=True, cache=True)
+@kernel
 def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, hard, one, spikes, h, v_last, block):
     """x, spikes, h: [T, M]; nv0 = -v0, leak, ngain = -gain, bias, v_last: [M]. Writes spikes, H and V[T-1]."""
     n_steps, m = x.shape
@@ -60,7 +60,7 @@ def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, h
             v_last[lo + j] = -nv[j]
 
 
-@njit(parallel=True, cache=True)
+@kernel
 def _backward(h, x, v0, leak, gain, theta, v_reset, hard, detach, kind, sc,
               g_spikes, has_gs, g_h, has_gh, g_vlast, has_gv,
               g_x, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0, block):
@@ -159,11 +159,10 @@ class LeakyNumbaFunction(torch.autograd.Function):
         h = torch.empty(x.shape, dtype=dtype)
         v_last = torch.empty(v0.shape, dtype=dtype)
         workers = workers_for(x.numel(), v0.numel())
-        with numba_threads(workers):
-            _forward(k.rows(x), k.flat(torch.neg(v0)), k.step(leak_v, v0), k.step(neg_gain, v0),
-                     k.step(bias_v if has_bias else 0.0, v0), has_bias, k.scalar(-theta), k.scalar(theta),
-                     k.scalar(0.0 if v_reset is None else -float(v_reset)), v_reset is not None, k.scalar(1.0),
-                     k.rows(spikes), k.rows(h), k.flat(v_last), block_size(v0.numel(), workers))
+        _forward(workers, k.rows(x), k.flat(torch.neg(v0)), k.step(leak_v, v0), k.step(neg_gain, v0),
+                 k.step(bias_v if has_bias else 0.0, v0), has_bias, k.scalar(-theta), k.scalar(theta),
+                 k.scalar(0.0 if v_reset is None else -float(v_reset)), v_reset is not None, k.scalar(1.0),
+                 k.rows(spikes), k.rows(h), k.flat(v_last), block_size(v0.numel(), workers))
         ctx.theta, ctx.v_reset, ctx.detach_reset, ctx.surrogate = theta, v_reset, detach_reset, surrogate
         ctx.shapes = tuple(p.shape if isinstance(p, Tensor) else None for p in (leak, gain, bias))
         ctx.coefs = (leak_v, gain_v)
@@ -190,14 +189,13 @@ class LeakyNumbaFunction(torch.autograd.Function):
         accs = [torch.empty(v0.shape, dtype=dtype) if need else None for need in (need_leak, need_gain, need_bias)]
         g_v0 = torch.empty(v0.shape, dtype=dtype)
         workers = workers_for(h.numel(), m)
-        with numba_threads(workers):
-            _backward(k.rows(h), k.rows(x), k.flat(v0), k.step(leak_v, v0), k.step(gain_v, v0), k.scalar(ctx.theta),
-                      k.scalar(0.0 if ctx.v_reset is None else ctx.v_reset), ctx.v_reset is not None,
-                      bool(ctx.detach_reset), kind, sc,
-                      k.rows(g_spikes), g_spikes is not None, k.rows(g_h), g_h is not None,
-                      k.flat(None if g_vlast is None else g_vlast.expand(v0.shape)), g_vlast is not None,
-                      k.rows(g_x), need_x, k.flat(accs[0]), need_leak, k.flat(accs[1]), need_gain,
-                      k.flat(accs[2]), need_bias, k.flat(g_v0), block_size(m, workers))
+        _backward(workers, k.rows(h), k.rows(x), k.flat(v0), k.step(leak_v, v0), k.step(gain_v, v0),
+                  k.scalar(ctx.theta), k.scalar(0.0 if ctx.v_reset is None else ctx.v_reset), ctx.v_reset is not None,
+                  bool(ctx.detach_reset), kind, sc,
+                  k.rows(g_spikes), g_spikes is not None, k.rows(g_h), g_h is not None,
+                  k.flat(None if g_vlast is None else g_vlast.expand(v0.shape)), g_vlast is not None,
+                  k.rows(g_x), need_x, k.flat(accs[0]), need_leak, k.flat(accs[1]), need_gain,
+                  k.flat(accs[2]), need_bias, k.flat(g_v0), block_size(m, workers))
         leak_shape, gain_shape, bias_shape = ctx.shapes
         g_leak = reduce_to(accs[0], leak_shape) if need_leak else None
         g_gain = reduce_to(accs[1], gain_shape) if need_gain else None

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..numba_common import (SEGMENT, KernelArguments, block_size, segments, surrogate_arguments,
-                            surrogate_derivatives, numba_threads, workers_for, unsupported_reason as _unsupported)
+from ..numba_common import (kernel, SEGMENT, KernelArguments, block_size, segments, surrogate_arguments,
+                            surrogate_derivatives, workers_for, unsupported_reason as _unsupported)
 from .fused import _sum_to
 
 __all__ = ["RFNumbaFunction", "unsupported_reason"]
@@ -32,7 +32,7 @@ def unsupported_reason(x: Tensor, omega, b0, u0, v0, q0, surrogate) -> str | Non
     return _unsupported((x, omega, b0, u0, v0, q0), surrogate)
 
 
-@njit(parallel=True, cache=True)
+@kernel
 def _forward(x, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, one, spikes, u_seq, v_last, q_last,
              keep, v_kept, q_kept, segment, block):
     """Writes spikes, u [T, M], v and q after the last step [M] and, when ``keep``, v (and BRF's q) before every
@@ -70,7 +70,7 @@ def _forward(x, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, one, spikes
             q_last[lo + j] = q[j]
 
 
-@njit(parallel=True, cache=True)
+@kernel
 def _backward(u_seq, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, kind, sc, v_kept, q_kept, segment, block,
               g_spikes, has_gs, g_u, has_gu, g_vlast, has_gv, g_qlast, has_gq,
               g_x, g_omega, g_b0, g_u0, g_v0, g_q0):
@@ -188,11 +188,10 @@ class RFNumbaFunction(torch.autograd.Function):
         v_kept = torch.empty((segments(x.shape[0], SEGMENT), m) if keep else (1, 1), dtype=dtype)
         q_kept = torch.empty((segments(x.shape[0], SEGMENT), m) if keep and balanced else (1, 1), dtype=dtype)
         workers = workers_for(x.numel(), m)
-        with numba_threads(workers):
-            _forward(k.rows(x), *(k.step(t, step) for t in (omega, b0, u0, v0, q0)),
-                     k.scalar(dt), k.scalar(theta), k.scalar(0.9), bool(balanced), k.scalar(1.0),
-                     k.rows(spikes), k.rows(u_seq), k.flat(v_last), k.flat(q_last),
-                     keep, v_kept.numpy(), q_kept.numpy(), SEGMENT, block_size(m, workers))
+        _forward(workers, k.rows(x), *(k.step(t, step) for t in (omega, b0, u0, v0, q0)),
+                 k.scalar(dt), k.scalar(theta), k.scalar(0.9), bool(balanced), k.scalar(1.0),
+                 k.rows(spikes), k.rows(u_seq), k.flat(v_last), k.flat(q_last),
+                 keep, v_kept.numpy(), q_kept.numpy(), SEGMENT, block_size(m, workers))
         ctx.dt, ctx.theta, ctx.balanced, ctx.surrogate = dt, theta, balanced, surrogate
         ctx.segment = SEGMENT                                   # the checkpoints' spacing
         ctx.shapes = (omega.shape, b0.shape, u0.shape, v0.shape, q0.shape)
@@ -213,13 +212,12 @@ class RFNumbaFunction(torch.autograd.Function):
         g_x = torch.empty_like(u_seq)
         outs = [torch.empty_like(step) for _ in range(5)]          # omega, b0, u0, v0, q0
         workers = workers_for(u_seq.numel(), m)
-        with numba_threads(workers):
-            _backward(k.rows(u_seq), *(k.step(t, step) for t in (omega, b0, u0, v0, q0)),
-                      k.scalar(ctx.dt), k.scalar(ctx.theta), k.scalar(0.9), bool(ctx.balanced), kind, sc,
-                      v_kept.numpy(), q_kept.numpy(), ctx.segment, block_size(m, workers),
-                      k.rows(g_spikes), g_spikes is not None, k.rows(g_us), g_us is not None,
-                      k.step(g_v_last, step), g_v_last is not None, k.step(g_q_last, step), g_q_last is not None,
-                      k.rows(g_x), *(k.flat(o) for o in outs))
+        _backward(workers, k.rows(u_seq), *(k.step(t, step) for t in (omega, b0, u0, v0, q0)),
+                  k.scalar(ctx.dt), k.scalar(ctx.theta), k.scalar(0.9), bool(ctx.balanced), kind, sc,
+                  v_kept.numpy(), q_kept.numpy(), ctx.segment, block_size(m, workers),
+                  k.rows(g_spikes), g_spikes is not None, k.rows(g_us), g_us is not None,
+                  k.step(g_v_last, step), g_v_last is not None, k.step(g_q_last, step), g_q_last is not None,
+                  k.rows(g_x), *(k.flat(o) for o in outs))
         grads = [g_x] + [_sum_to(o, shape) if need else None
                          for o, shape, need in zip(outs, ctx.shapes, ctx.needs_input_grad[1:6])]
         return (*grads, None, None, None, None)
