@@ -6,17 +6,25 @@ The floor of an op is the time the bytes it must move take at this machine's cop
 * forward: input ``x``, output spikes, one saved ``[T, B, N]`` tensor (the membrane, an output): 3 × 4 B per
   element in float32;
 * forward+backward: the forward, then the saved tensor and the spike gradient read and the input gradient
-  written: 6 × 4 B per element. (Per-neuron parameters and states are one step and are left out.)
+  written: 6 × 4 B per element; 7 × 4 B for the kinds whose parameter gradient needs the input ``x`` again
+  (PLIF's and DA-LIF's gain, ALIF's alpha: ``dH/dgain = X``, ``dU/dalpha = U[t-1] - X``). Per-neuron parameters
+  and states are one step and are left out, and so are the ALIF/RF state checkpoints (1/32 of a tensor).
 
 Every kind of the compiled family runs through its op (``dendrix.ops``) on each engine asked for: ``lif``
 (float decay), ``plif`` (learnable scalar decay), ``dalif`` (per-channel learnable leak and gain), ``alif``
-(per-channel alpha, rho), ``rf``, ``brf`` (per-channel omega, b0). The backward starts from a dense spike
+(per-channel alpha, rho), ``rf``, ``brf`` (per-channel omega, b0; the input is scaled ×30 once, outside the
+timed call). The backward starts from a dense spike
 gradient (as from a next layer). Each round times every case (median of ``--repeat`` calls); the table gives
 the median over rounds and the spread (min–max). The scaling sweep times forward+backward for
 T = 256 … 4096 and reports the time per step, which is flat when the cost grows linearly with T.
 
     PYTHONPATH=src python benchmarks/bench_floor.py --threads 2 --rounds 5
     PYTHONPATH=src python benchmarks/bench_floor.py --threads 1 --kinds lif,alif --engines numba --no-sweep
+    PYTHONPATH=src python benchmarks/bench_floor.py --threads 1 --clock cpu --engines numba --no-sweep
+
+``--clock cpu`` times with ``time.process_time`` (this process's CPU time, all threads summed): on a machine
+shared with other work it leaves out the time the process waits descheduled; with ``--threads 1`` it is the
+op's own time. The default ``wall`` is what a user waits.
 
 Do not record figures from a loaded machine as results (``uptime`` is printed with them).
 """
@@ -42,6 +50,14 @@ from dendrix.ops.rf import divergence_boundary, rf_sequence  # noqa: E402
 KINDS = ("lif", "plif", "dalif", "alif", "rf", "brf")
 BYTES_FORWARD = 3      # x, spikes, saved membrane (elements of 4 B in float32)
 BYTES_BACKWARD = 3     # saved membrane, spike gradient, input gradient
+X_IN_BACKWARD = {"plif", "dalif", "alif"}   # a parameter gradient reads x again in the backward
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+
+
+def backward_elements(kind: str) -> int:
+    """Tensors of [T, B, N] the backward of ``kind`` must move (see the module docstring)."""
+    return BYTES_BACKWARD + (kind in X_IN_BACKWARD)
 
 
 def build(kind: str, t: int, b: int, n: int, engine: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], list]:
@@ -66,9 +82,9 @@ def build(kind: str, t: int, b: int, n: int, engine: str) -> tuple[Callable[[tor
         offset = 0.5 * torch.rand(n, generator=g)
         balanced = kind == "brf"
 
-        def run(x):
+        def run(x):  # x arrives scaled by 30 (time_case): a scaling here would be two more passes each way
             b0 = divergence_boundary(omega, 0.01) - offset if balanced else -1.0 - offset
-            return rf_sequence(30 * x, omega, b0, step, step, balanced=balanced, backend=engine)[0]
+            return rf_sequence(x, omega, b0, step, step, balanced=balanced, backend=engine)[0]
         return run, [omega]
     raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")
 
@@ -77,9 +93,9 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     fn()
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return 1e3 * statistics.median(times)
 
 
@@ -94,7 +110,8 @@ def copy_bandwidth(megabytes: int, repeat: int) -> float:
 def time_case(kind: str, engine: str, t: int, b: int, n: int, repeat: int) -> tuple[float, float]:
     """(forward ms, forward+backward ms)."""
     run, leaves = build(kind, t, b, n, engine)
-    x = (0.4 * torch.randn(t, b, n) + 0.3).requires_grad_()
+    x = 0.4 * torch.randn(t, b, n) + 0.3
+    x = (30 * x if kind in ("rf", "brf") else x).requires_grad_()
     grad = torch.randn(t, b, n)
     x_nograd = x.detach()
 
@@ -127,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-kinds", default="lif,alif,rf", help="kinds of the scaling sweep")
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--copy-mb", type=int, default=256, help="size of the tensor whose copy gives the bandwidth")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall: perf_counter; cpu: process_time (CPU time of this process, all threads)")
     parser.add_argument("--quick", action="store_true", help="small shape, one round (a smoke run, not a result)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    global clock
+    clock = CLOCKS[args.clock]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for k in kinds:
@@ -143,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     print(f"# bench_floor · {machine_line()}")
+    print(f"clock: {args.clock} · threads: {args.threads}")
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in load) if load else 'n/a'} · {os.cpu_count()} CPUs")
     bandwidths = [copy_bandwidth(args.copy_mb, args.repeat) for _ in range(args.rounds)]
     bw = statistics.median(bandwidths)
@@ -151,18 +173,21 @@ def main(argv: list[str] | None = None) -> int:
     for t, b, n in shapes:
         elems = t * b * n
         floor_f = BYTES_FORWARD * 4 * elems / bw * 1e3
-        floor_fb = (BYTES_FORWARD + BYTES_BACKWARD) * 4 * elems / bw * 1e3
-        print(f"\n## (T, B, N) = ({t}, {b}, {n}): floor forward {floor_f:.2f} ms, forward+backward {floor_fb:.2f} ms\n")
-        print("| kind | engine | fwd ms | fwd × floor | fwd+bwd ms | fwd+bwd × floor |")
-        print("|---|---|---|---|---|---|")
+        print(f"\n## (T, B, N) = ({t}, {b}, {n}): floor forward {floor_f:.2f} ms, forward+backward "
+              f"{(BYTES_FORWARD + BYTES_BACKWARD) * 4 * elems / bw * 1e3:.2f} ms (7 tensors: "
+              f"{(BYTES_FORWARD + BYTES_BACKWARD + 1) * 4 * elems / bw * 1e3:.2f} ms)\n")
+        print("| kind | engine | fwd ms | fwd × floor | fwd+bwd tensors | fwd+bwd ms | fwd+bwd × floor |")
+        print("|---|---|---|---|---|---|---|")
         for kind in kinds:
+            moved = BYTES_FORWARD + backward_elements(kind)
+            floor_fb = moved * 4 * elems / bw * 1e3
             for engine in engines:
                 fw, fb = [], []
                 for _ in range(args.rounds):
                     f, fbw = time_case(kind, engine, t, b, n, args.repeat)
                     fw.append(f)
                     fb.append(fbw)
-                print(f"| {kind} | {engine} | {spread(fw)} | {spread([v / floor_f for v in fw])} | {spread(fb)} | "
+                print(f"| {kind} | {engine} | {spread(fw)} | {spread([v / floor_f for v in fw])} | {moved} | {spread(fb)} | "
                       f"{spread([v / floor_fb for v in fb])} |", flush=True)
 
     if not args.no_sweep:

@@ -54,6 +54,37 @@ def _same(a, b):
     return torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)) and torch.equal(a.isnan(), b.isnan())
 
 
+def _gradients(call, base, weights, backends):
+    """The gradients of ``sum(output · weight)`` with respect to every tensor of ``base``, per backend."""
+    grads = {}
+    for be in backends:
+        leaves = [p.clone().requires_grad_() for p in base]
+        out = call(*leaves, backend=be)
+        sum((o * w).sum() for o, w in zip(out, weights)).backward()
+        grads[be] = [p.grad for p in leaves]
+    return [grads[be] for be in backends]
+
+
+def _check_equals_fused(call, base, weights, tol, x_poisoned=None):
+    """Outputs bit for bit equal to the fused engine's on a poisoned input (``x_poisoned``, default ``base[0]``),
+    gradients within ``tol``; returns the numba outputs of the poisoned input."""
+    poisoned = [_poison(base[0] if x_poisoned is None else x_poisoned)] + base[1:]
+    outs = {be: call(*poisoned, backend=be) for be in ("fused", "numba")}
+    for a, c in zip(outs["fused"], outs["numba"]):
+        assert _same(a, c)
+    expected, got = _gradients(call, base, weights, ("fused", "numba"))
+    for a, c in zip(expected, got):
+        torch.testing.assert_close(c, a, rtol=tol, atol=tol)
+    return outs["numba"]
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of at most 256 neurons, so small test shapes span several blocks, the last one partial."""
+    import dendrix.ops.numba_common as common
+    monkeypatch.setattr(common, "BLOCK_MAX", 256)
+
+
 def test_torch_cpu_kernels_round_add_alpha_and_addcmul_once():
     """The bit-exactness of the numba engines rests on this: ATen's add(alpha) and addcmul are fused
     multiply-adds on this CPU (the kernels use llvm.fma in the same places)."""
@@ -69,28 +100,19 @@ LIF_CASES = list(itertools.product([0.0, None, -0.2], [False, True], sorted(SURR
 
 
 @pytest.mark.parametrize("v_reset,detach,surrogate", LIF_CASES)
-def test_leaky_numba_equals_fused_bit_for_bit_and_in_gradients(v_reset, detach, surrogate):
+def test_leaky_numba_equals_fused_bit_for_bit_and_in_gradients(small_blocks, v_reset, detach, surrogate):
     g = torch.Generator().manual_seed(1)
-    t, b, n = 40, 3, 300                      # two blocks of neurons, one partial
-    x = _poison(1.5 * torch.randn(t, b, n, generator=g))
+    t, b, n = 40, 3, 300                      # four blocks of neurons, the last one partial
+    x_poisoned = 1.5 * torch.randn(t, b, n, generator=g)
     v0 = 0.3 * torch.randn(b, n, generator=g)
     leak, gain, bias = 0.3 + 0.5 * torch.rand(n, generator=g), 0.5 + torch.rand(1, n, generator=g), 0.1 * torch.randn(n, generator=g)
-    outs = {be: leaky_sequence(x, v0, leak, gain, bias, v_reset=v_reset, detach_reset=detach, surrogate=surrogate,
-                               backend=be) for be in ("fused", "numba")}
-    for a, c in zip(outs["fused"], outs["numba"]):
-        assert _same(a, c)
-    assert outs["numba"][0][3].view(-1)[5] == 0 and outs["numba"][1][3].view(-1)[5].isnan()   # NaN: no spike
-
     x = 1.5 * torch.randn(t, b, n, generator=g)
     weights = [torch.randn(t, b, n, generator=g), 0.1 * torch.randn(t, b, n, generator=g), torch.randn(b, n, generator=g)]
-    grads = {}
-    for be in ("fused", "numba"):
-        leaves = [p.clone().requires_grad_() for p in (x, v0, leak, gain, bias)]
-        out = leaky_sequence(*leaves, v_reset=v_reset, detach_reset=detach, surrogate=surrogate, backend=be)
-        sum((o * w).sum() for o, w in zip(out, weights)).backward()
-        grads[be] = [p.grad for p in leaves]
-    for a, c in zip(grads["fused"], grads["numba"]):
-        torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-5)
+
+    def call(*a, backend):
+        return leaky_sequence(*a, v_reset=v_reset, detach_reset=detach, surrogate=surrogate, backend=backend)
+    out = _check_equals_fused(call, [x, v0, leak, gain, bias], weights, 1e-5, x_poisoned)
+    assert out[0][3].view(-1)[5] == 0 and out[1][3].view(-1)[5].isnan()   # NaN: no spike
 
 
 @pytest.mark.parametrize("decay", [0.5, "per-channel", "scalar-tensor"])
@@ -148,44 +170,6 @@ def _alif_inputs(g, t, b, n, dtype, per_channel):
     return [x, u0, a0, s0, alpha, rho]
 
 
-@pytest.mark.parametrize("surrogate,per_channel", list(itertools.product(["double_gaussian", "atan", "triangle"], [False, True])))
-def test_alif_numba_equals_fused_bit_for_bit_and_in_gradients(surrogate, per_channel):
-    g = torch.Generator().manual_seed(5)
-    base = _alif_inputs(g, 40, 3, 140, torch.float32, per_channel)
-    poisoned = [_poison(base[0])] + base[1:]
-    outs = {be: alif_sequence(*poisoned, surrogate=surrogate, backend=be) for be in ("fused", "numba")}
-    assert all(_same(a, c) for a, c in zip(outs["fused"], outs["numba"]))
-    weights = [torch.randn(40, 3, 140, generator=g), 0.1 * torch.randn(40, 3, 140, generator=g), torch.randn(3, 140, generator=g)]
-    grads = {}
-    for be in ("fused", "numba"):
-        leaves = [p.clone().requires_grad_() for p in base]
-        out = alif_sequence(*leaves, surrogate=surrogate, backend=be)
-        sum((o * w).sum() for o, w in zip(out, weights)).backward()
-        grads[be] = [p.grad for p in leaves]
-    for a, c in zip(grads["fused"], grads["numba"]):
-        torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-4)
-
-
-def test_alif_numba_gradients_equal_reference_and_gradcheck_in_float64():
-    g = torch.Generator().manual_seed(6)
-    base = _alif_inputs(g, 8, 2, 3, torch.float64, True)
-    weights = [torch.randn(8, 2, 3, generator=g, dtype=torch.float64), torch.randn(8, 2, 3, generator=g, dtype=torch.float64),
-               torch.randn(2, 3, generator=g, dtype=torch.float64)]
-    grads = {}
-    for be in ("reference", "numba"):
-        leaves = [p.clone().requires_grad_() for p in base]
-        out = alif_sequence(*leaves, surrogate="double_gaussian", backend=be)
-        sum((o * w).sum() for o, w in zip(out, weights)).backward()
-        grads[be] = [p.grad for p in leaves]
-    for a, c in zip(grads["reference"], grads["numba"]):
-        torch.testing.assert_close(c, a, rtol=1e-9, atol=1e-11)
-    leaves = [p.clone().requires_grad_() for p in base]
-    zero = _ZeroNumbaSurrogate()
-    assert 0 < alif_sequence(*leaves, surrogate=zero, backend="numba")[0].mean() < 1
-    assert torch.autograd.gradcheck(lambda *a: alif_sequence(*a, surrogate=zero, backend="numba"), leaves,
-                                    eps=1e-7, atol=1e-6)
-
-
 def _rf_inputs(g, t, b, n, dtype, balanced):
     x = 30 * torch.randn(t, b, n, generator=g, dtype=dtype)
     omega = 5 + 20 * torch.rand(n, generator=g, dtype=dtype)
@@ -195,46 +179,62 @@ def _rf_inputs(g, t, b, n, dtype, balanced):
     return [x, omega, b0, u0, v0, 0.2 * torch.rand(b, n, generator=g, dtype=dtype)]
 
 
-@pytest.mark.parametrize("balanced,surrogate", list(itertools.product([False, True], ["double_gaussian", "fast_sigmoid"])))
-def test_rf_numba_equals_fused_bit_for_bit_and_in_gradients(balanced, surrogate):
-    g = torch.Generator().manual_seed(7)
-    base = _rf_inputs(g, 50, 3, 140, torch.float32, balanced)
-    poisoned = [_poison(base[0])] + base[1:]
-    outs = {be: rf_sequence(*poisoned, balanced=balanced, surrogate=surrogate, backend=be) for be in ("fused", "numba")}
-    assert all(_same(a, c) for a, c in zip(outs["fused"], outs["numba"]))
-    assert outs["numba"][0].sum() > 0
-    weights = [torch.randn(50, 3, 140, generator=g), 0.01 * torch.randn(50, 3, 140, generator=g)] + \
-        [torch.randn(3, 140, generator=g) for _ in range(2)]
-    grads = {}
-    for be in ("fused", "numba"):
-        leaves = [p.clone().requires_grad_() for p in base]
-        out = rf_sequence(*leaves, balanced=balanced, surrogate=surrogate, backend=be)
-        sum((o * w).sum() for o, w in zip(out, weights)).backward()
-        grads[be] = [p.grad for p in leaves]
-    for a, c in zip(grads["fused"], grads["numba"]):
-        torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-4)
+def _call(op, surrogate=None):
+    """``call(*tensors, backend)`` of an op of ALIF, RF or BRF (its default surrogate when None)."""
+    extra = {} if surrogate is None else {"surrogate": surrogate}
+    if op == "alif":
+        return lambda *a, backend: alif_sequence(*a, backend=backend, **extra)
+    return lambda *a, backend: rf_sequence(*a, balanced=op == "brf", backend=backend, **extra)
 
 
-@pytest.mark.parametrize("balanced", [False, True])
-def test_rf_numba_gradients_equal_reference_and_gradcheck_in_float64(balanced):
-    g = torch.Generator().manual_seed(8)
-    base = _rf_inputs(g, 12, 2, 3, torch.float64, balanced)
-    base[0] = base[0] * 4
-    weights = [torch.randn(12, 2, 3, generator=g, dtype=torch.float64), torch.randn(12, 2, 3, generator=g, dtype=torch.float64)] + \
-        [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(2)]
-    grads = {}
-    for be in ("reference", "numba"):
-        leaves = [p.clone().requires_grad_() for p in base]
-        out = rf_sequence(*leaves, balanced=balanced, backend=be)
-        sum((o * w).sum() for o, w in zip(out, weights)).backward()
-        grads[be] = [p.grad for p in leaves]
-    for a, c in zip(grads["reference"], grads["numba"]):
+def _inputs(op, g, t, b, n, dtype, per_channel=True):
+    return _alif_inputs(g, t, b, n, dtype, per_channel) if op == "alif" else _rf_inputs(g, t, b, n, dtype, op == "brf")
+
+
+def _weights(op, g, t, b, n, membrane, dtype=torch.float32):
+    """Weights of each output: spikes, the membrane (times ``membrane``), the final states."""
+    finals = 1 if op == "alif" else 2
+    return [torch.randn(t, b, n, generator=g, dtype=dtype), membrane * torch.randn(t, b, n, generator=g, dtype=dtype)] + \
+        [torch.randn(b, n, generator=g, dtype=dtype) for _ in range(finals)]
+
+
+FUSED_CASES = ([("alif", s, p) for s, p in itertools.product(["double_gaussian", "atan", "triangle"], [False, True])] +
+               [(op, s, True) for op, s in itertools.product(["rf", "brf"], ["double_gaussian", "fast_sigmoid"])])
+
+
+@pytest.mark.parametrize("op,surrogate,per_channel", FUSED_CASES)
+def test_alif_rf_numba_equals_fused_bit_for_bit_and_in_gradients(op, surrogate, per_channel):
+    """T = 40 and 50: two segments of the backward's checkpoints, the last one partial."""
+    g = torch.Generator().manual_seed(5 if op == "alif" else 7)
+    t, b, n = (40, 3, 140) if op == "alif" else (50, 3, 140)
+    base = _inputs(op, g, t, b, n, torch.float32, per_channel)
+    weights = _weights(op, g, t, b, n, 0.1 if op == "alif" else 0.01)     # RF's u is large
+    out = _check_equals_fused(_call(op, surrogate), base, weights, 1e-4)
+    if op != "alif":
+        assert out[0].sum() > 0
+
+
+@pytest.mark.parametrize("op,segment", list(itertools.product(["alif", "rf", "brf"], [None, 3])))
+def test_alif_rf_numba_gradients_equal_reference_and_gradcheck_in_float64(monkeypatch, op, segment):
+    """``segment=3``: the backward's checkpoints every 3 steps (several segments, the last one partial)."""
+    if segment is not None:
+        import importlib
+        monkeypatch.setattr(importlib.import_module(f"dendrix.ops.{'alif' if op == 'alif' else 'rf'}.numba_engine"),
+                            "SEGMENT", segment)
+    g = torch.Generator().manual_seed(6 if op == "alif" else 8)
+    t = 8 if op == "alif" else 12
+    base = _inputs(op, g, t, 2, 3, torch.float64)
+    if op != "alif":
+        base[0] = base[0] * 4
+    weights = _weights(op, g, t, 2, 3, 1.0, torch.float64)
+    surrogate = "double_gaussian" if op == "alif" else None
+    expected, got = _gradients(_call(op, surrogate), base, weights, ("reference", "numba"))
+    for a, c in zip(expected, got):
         torch.testing.assert_close(c, a, rtol=1e-9, atol=1e-11)
     leaves = [p.clone().requires_grad_() for p in base]
-    zero = _ZeroNumbaSurrogate()
-    assert rf_sequence(*leaves, balanced=balanced, surrogate=zero, backend="numba")[0].sum() > 0
-    assert torch.autograd.gradcheck(lambda *a: rf_sequence(*a, balanced=balanced, surrogate=zero, backend="numba"),
-                                    leaves, eps=1e-7, atol=1e-6)
+    zero = _call(op, _ZeroNumbaSurrogate())
+    assert 0 < zero(*leaves, backend="numba")[0].mean() < 1
+    assert torch.autograd.gradcheck(lambda *a: zero(*a, backend="numba"), leaves, eps=1e-7, atol=1e-6)
 
 
 def test_auto_runs_numba_on_cpu_and_a_forced_numba_refuses_what_it_cannot_run():
@@ -274,38 +274,33 @@ def parallel_builds(monkeypatch):
 
 @pytest.mark.parametrize("op", ["leaky", "alif", "rf", "brf"])
 def test_parallel_build_equals_fused_bit_for_bit_and_in_gradients(parallel_builds, op):
-    from dendrix.ops.numba_common import workers_for
-    assert workers_for(1, 900) == 2
+    from dendrix.ops.numba_common import block_size, workers_for
+    assert workers_for(1, 900) == 2 and block_size(900, 2) == 464
     g = torch.Generator().manual_seed(9)
-    t, b, n = 30, 3, 300                                     # 900 neurons: four blocks, the last one partial
+    t, b, n = 30, 3, 300                                     # 900 neurons: two blocks, the last one partial
     if op == "leaky":
         base = [torch.randn(t, b, n, generator=g) + 0.3, 0.2 * torch.randn(b, n, generator=g),
                 0.4 + 0.5 * torch.rand(n, generator=g), 0.5 + torch.rand(n, generator=g), 0.1 * torch.randn(n, generator=g)]
 
         def call(*a, backend):
             return leaky_sequence(*a, backend=backend)
-    elif op == "alif":
-        base = _alif_inputs(g, t, b, n, torch.float32, True)
-
-        def call(*a, backend):
-            return alif_sequence(*a, backend=backend)
     else:
-        base = _rf_inputs(g, t, b, n, torch.float32, op == "brf")
+        base = _inputs(op, g, t, b, n, torch.float32)
+        call = _call(op)
+    with torch.no_grad():
+        shapes = [o.shape for o in call(*base, backend="fused")]
+    weights = [torch.linspace(-1, 1, shape.numel()).view(shape) for shape in shapes]
+    _check_equals_fused(call, base, weights, 1e-4)
 
-        def call(*a, backend):
-            return rf_sequence(*a, balanced=op == "brf", backend=backend)
-    poisoned = [_poison(base[0])] + base[1:]
-    outs = {be: call(*poisoned, backend=be) for be in ("fused", "numba")}
-    assert all(_same(a, c) for a, c in zip(outs["fused"], outs["numba"]))
-    grads = {}
-    for be in ("fused", "numba"):
-        leaves = [p.clone().requires_grad_() for p in base]
-        out = call(*leaves, backend=be)
-        weights = [torch.linspace(-1, 1, o.numel()).view_as(o) for o in out]
-        sum((o * w).sum() for o, w in zip(out, weights)).backward()
-        grads[be] = [p.grad for p in leaves]
-    for a, c in zip(grads["fused"], grads["numba"]):
-        torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize("neurons,workers", [(16, 1), (900, 1), (900, 2), (4096, 2), (5000, 1), (10_000, 2),
+                                             (100_000, 2)])
+def test_blocks_split_the_neurons_evenly_in_whole_lines(neurons, workers):
+    from dendrix.ops.numba_common import BLOCK_MAX, block_size
+    size = block_size(neurons, workers)
+    blocks = -(-neurons // size)
+    assert size % 16 == 0 and size <= BLOCK_MAX and blocks % workers == 0
+    assert size - (-(-neurons // blocks)) < 16                  # as even as whole lines allow
 
 
 def test_float32_exponential_of_the_kernels_is_within_two_ulp():

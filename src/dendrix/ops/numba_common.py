@@ -2,9 +2,13 @@
 
 The engines (``dendrix.ops.lif.numba_engine``, ``dendrix.ops.alif.numba_engine``, ``dendrix.ops.rf.numba_engine``)
 run the whole time loop inside one compiled function: the neurons of one step (``M = B·N`` of them) are split
-into blocks of ``BLOCK`` contiguous neurons, ``prange`` hands the blocks to threads, and each block walks the
-time axis with its state in registers/L1 (the inner loop over the block's neurons is contiguous, so LLVM
-vectorises it). Nothing of size ``[T, M]`` is allocated besides the outputs and the input gradient.
+into as few blocks as there are threads, of at most ``BLOCK_MAX`` contiguous neurons (:func:`block_size`);
+``prange`` hands the blocks to threads, and each block walks the time axis with its state in L1/L2. The inner
+loop over a block's neurons is contiguous (LLVM vectorises it), and each step reads and writes long contiguous
+row pieces, which the hardware prefetchers stream: blocks of 256 or 64 neurons (1 kB or 256 B pieces, a whole
+row apart, so each step starts a new 4 kB page) made the LIF forward 1.5x or 2.5x slower on one thread (AMD EPYC,
+T = 1024, M = 4096, CPU time). Nothing of size ``[T, M]`` is allocated besides the outputs
+and the input gradient.
 
 Bit-exactness with the fused engines: those run ATen operators whose vectorised CPU kernels compute
 ``add(a, b, alpha=c)`` and ``addcmul(a, b, c)`` as one fused multiply-add (checked in
@@ -14,8 +18,9 @@ is written in the same order and precision as the fused engine, so spikes and po
 
 from __future__ import annotations
 
+import types
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numba
 import numpy as np
@@ -25,10 +30,18 @@ from numba import njit
 from numba.core import types as nb_types
 from numba.extending import intrinsic, overload
 
-__all__ = ["BLOCK", "PARALLEL_MIN_ELEMENTS", "workers_for", "numba_threads", "fma", "exp_like", "surrogate_derivatives",
-           "surrogate_arguments", "as_numpy_dtype", "as_array", "step_array", "unsupported_reason"]
+__all__ = ["kernel", "Kernel", "BLOCK_MAX", "SEGMENT", "PARALLEL_MIN_ELEMENTS", "MIN_PARALLEL_NEURONS", "block_size",
+           "segments", "workers_for", "numba_threads", "fma", "exp_like", "surrogate_derivatives", "surrogate_arguments",
+           "as_numpy_dtype", "as_array", "step_array", "KernelArguments", "unsupported_reason"]
 
-BLOCK = 256  # neurons per block: 1 kB of float32 per row of a [T, M] tensor, several blocks per thread
+# Neurons per block at most: a block's state and per-neuron coefficients (a few [BLOCK_MAX] arrays, 16 kB each in
+# float32) and the backward's segment scratch (SEGMENT rows) stay in L2.
+BLOCK_MAX = 4096
+# Steps per segment of the ALIF/RF backward: the forward keeps the state at every SEGMENT-th step (1/SEGMENT of
+# a [T, M] tensor), the backward recomputes one segment's hidden state into a [SEGMENT, block] scratch and
+# sweeps it in reverse while the segment's rows of U are still in cache.
+SEGMENT = 32
+MIN_PARALLEL_NEURONS = 512  # fewer neurons per step run on one thread (half a block each is not worth a join)
 # Below this many [T, M] elements a call runs on one thread: the whole call then takes well under a
 # millisecond, and waking and joining workers costs more than it saves. On a loaded machine the join can wait a
 # whole scheduler time slice for a descheduled worker (measured: 6-20 ms per call at (T, B, N) = (64, 4, 64)
@@ -38,12 +51,53 @@ PARALLEL_MIN_ELEMENTS = 1 << 18
 
 def workers_for(elements: int, neurons: int) -> int:
     """Threads for one call: as many as torch's intra-op pool (``torch.set_num_threads`` governs both), capped
-    by numba's limit and the number of 64-neuron blocks; one for small calls or fewer than two blocks of
-    ``BLOCK`` neurons."""
+    by numba's limit and the number of 64-neuron pieces; one for small calls or fewer than
+    ``MIN_PARALLEL_NEURONS`` neurons per step."""
     workers = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, -(-neurons // 64))
-    if workers > 1 and elements >= PARALLEL_MIN_ELEMENTS and neurons >= 2 * BLOCK:
+    if workers > 1 and elements >= PARALLEL_MIN_ELEMENTS and neurons >= MIN_PARALLEL_NEURONS:
         return workers
     return 1
+
+
+def block_size(neurons: int, workers: int) -> int:
+    """Neurons per block: the fewest blocks of at most ``BLOCK_MAX`` neurons, a multiple of ``workers`` of them
+    (an even split between threads), each a multiple of 16 neurons (whole 64-byte lines of float32)."""
+    blocks = workers * max(1, -(-neurons // (workers * BLOCK_MAX)))
+    per_block = -(-neurons // blocks)
+    return max(16, -(-per_block // 16) * 16)
+
+
+def segments(n_steps: int, segment: int) -> int:
+    """How many ``segment``-step segments cover ``n_steps`` (rows of the saved state checkpoints)."""
+    return -(-n_steps // segment)
+
+
+class Kernel:
+    """A kernel compiled twice: ``parallel`` (``prange`` over blocks on numba's thread pool) and ``serial``
+    (``prange`` as ``range``, on the calling thread only). ``kernel(workers, *args)`` runs the serial build for
+    one worker: numba's OpenMP pool, once woken, spins its idle threads after every parallel loop, and on one
+    thread that spinning cost as much CPU time as the kernel itself (LIF forward, (250, 32, 256): 7.5-15 ms of
+    process CPU time against 3.5-8 ms of the calling thread's, loaded AMD EPYC machine)."""
+
+    def __init__(self, py_func: Callable):
+        self.parallel = njit(parallel=True, cache=True)(py_func)
+        serial = types.FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + "_serial",
+                                    py_func.__defaults__, py_func.__closure__)
+        serial.__qualname__ = py_func.__qualname__ + "_serial"     # its own cache files
+        serial.__module__ = py_func.__module__
+        self.serial = njit(cache=True)(serial)
+        self.__doc__ = py_func.__doc__
+
+    def __call__(self, workers: int, *args):
+        if workers > 1:
+            with numba_threads(workers):
+                return self.parallel(*args)
+        return self.serial(*args)
+
+
+def kernel(py_func: Callable) -> Kernel:
+    """Decorator: the engines' kernels, as a :class:`Kernel`."""
+    return Kernel(py_func)
 
 
 @intrinsic
@@ -150,6 +204,35 @@ def surrogate_arguments(surrogate, dtype: torch.dtype) -> tuple[int, np.ndarray]
 def as_numpy_dtype(dtype: torch.dtype):
     """The numpy scalar type of a float32 or float64 torch dtype."""
     return np.float32 if dtype == torch.float32 else np.float64
+
+
+class KernelArguments:
+    """Tensors and numbers as the kernels take them, for one call in ``dtype`` over ``n_steps`` steps: scalars
+    in the array dtype, ``[T, M]`` and ``[M]`` numpy views, and a placeholder (never read) for an absent
+    gradient."""
+
+    _ABSENT: dict = {}
+
+    def __init__(self, dtype: torch.dtype, n_steps: int):
+        self.dtype, self.np_dtype, self.n_steps = dtype, as_numpy_dtype(dtype), n_steps
+        if dtype not in self._ABSENT:
+            self._ABSENT[dtype] = np.zeros((1, 1), dtype=self.np_dtype)
+        self.absent = self._ABSENT[dtype]
+
+    def scalar(self, value) -> np.generic:
+        return self.np_dtype(value)
+
+    def rows(self, t: torch.Tensor | None) -> np.ndarray:
+        """``[T, *]`` as ``[T, M]`` (the placeholder for None)."""
+        return self.absent if t is None else as_array(t).reshape(self.n_steps, -1)
+
+    def flat(self, t: torch.Tensor | None) -> np.ndarray:
+        """One step ``[*]`` as ``[M]`` (the placeholder for None)."""
+        return self.absent[0] if t is None else as_array(t).reshape(-1)
+
+    def step(self, value, like: torch.Tensor | None) -> np.ndarray:
+        """A float or tensor broadcast to one step ``like`` (:func:`step_array`); the placeholder for None."""
+        return self.absent[0] if value is None else step_array(value, like)
 
 
 def as_array(t: torch.Tensor) -> np.ndarray:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import as_python_scalar, reduce_to
-from ..numba_common import (BLOCK, as_array, fma, step_array, surrogate_arguments, surrogate_derivatives,
-                            numba_threads, workers_for, unsupported_reason as _unsupported)
+from ..numba_common import (kernel, KernelArguments, block_size, fma, surrogate_arguments, surrogate_derivatives,
+                            workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["LeakyNumbaFunction", "unsupported_reason"]
 
@@ -32,14 +32,14 @@ def unsupported_reason(x: Tensor, v0: Tensor, surrogate) -> str | None:
     return _unsupported((x, v0), surrogate)
 
 
-@njit(parallel=True, cache=True)
-def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, hard, one, spikes, h, v_last):
+@kernel
+def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, hard, one, spikes, h, v_last, block):
     """x, spikes, h: [T, M]; nv0 = -v0, leak, ngain = -gain, bias, v_last: [M]. Writes spikes, H and V[T-1]."""
     n_steps, m = x.shape
     zero = one - one
-    for blk in prange((m + BLOCK - 1) // BLOCK):
-        lo = blk * BLOCK
-        hi = min(m, lo + BLOCK)
+    for blk in prange((m + block - 1) // block):
+        lo = blk * block
+        hi = min(m, lo + block)
         nv = nv0[lo:hi].copy()                        # -V of the block
         lk, ng, bs = leak[lo:hi], ngain[lo:hi], bias[lo:hi]
         for t in range(n_steps):
@@ -60,17 +60,17 @@ def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, h
             v_last[lo + j] = -nv[j]
 
 
-@njit(parallel=True, cache=True)
+@kernel
 def _backward(h, x, v0, leak, gain, theta, v_reset, hard, detach, kind, sc,
               g_spikes, has_gs, g_h, has_gh, g_vlast, has_gv,
-              g_x, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0):
+              g_x, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0, block):
     """Reverse sweep: writes g_x [T, M] (times gain), the per-neuron sums acc_* [M] and g_v0 [M] (= leak gH[0])."""
     n_steps, m = h.shape
     one = sc[5]
     zero = one - one
-    for blk in prange((m + BLOCK - 1) // BLOCK):
-        lo = blk * BLOCK
-        hi = min(m, lo + BLOCK)
+    for blk in prange((m + block - 1) // block):
+        lo = blk * block
+        hi = min(m, lo + block)
         n = hi - lo
         carry = np.empty(n, dtype=h.dtype)           # dL/dV[t] of the step being processed
         for j in range(n):
@@ -143,20 +143,6 @@ def _backward(h, x, v0, leak, gain, theta, v_reset, hard, detach, kind, sc,
                 acc_bias[lo + j] = a_bias[j]
 
 
-def _scalar(value, dtype) -> np.generic:
-    return np.dtype(np.float32 if dtype == torch.float32 else np.float64).type(value)
-
-
-_EMPTY = {}
-
-
-def _empty_2d(dtype):
-    """A [1, 1] placeholder for an absent gradient (the kernels never read it)."""
-    if dtype not in _EMPTY:
-        _EMPTY[dtype] = np.zeros((1, 1), dtype=np.float32 if dtype == torch.float32 else np.float64)
-    return _EMPTY[dtype]
-
-
 class LeakyNumbaFunction(torch.autograd.Function):
     """``(x [T,*], v0 [*], leak, gain, bias) -> (spikes [T,*], H [T,*], V[T-1] [*])``, as ``LeakyFunction``."""
 
@@ -168,17 +154,15 @@ class LeakyNumbaFunction(torch.autograd.Function):
         has_bias = isinstance(bias_v, Tensor) or bias_v != 0.0
         theta = float(v_threshold)
         neg_gain = -gain_v if isinstance(gain_v, float) else gain_v.neg()
-        n_steps = x.shape[0]
-        x2 = as_array(x).reshape(n_steps, -1)
+        k = KernelArguments(dtype, x.shape[0])
         spikes = torch.empty(x.shape, dtype=dtype)
         h = torch.empty(x.shape, dtype=dtype)
         v_last = torch.empty(v0.shape, dtype=dtype)
-        with numba_threads(workers_for(x.numel(), v0.numel())):
-            _forward(x2, as_array(torch.neg(v0)).reshape(-1), step_array(leak_v, v0), step_array(neg_gain, v0),
-                     step_array(bias_v if has_bias else 0.0, v0), has_bias, _scalar(-theta, dtype),
-                     _scalar(theta, dtype), _scalar(0.0 if v_reset is None else -float(v_reset), dtype),
-                     v_reset is not None, _scalar(1.0, dtype), spikes.numpy().reshape(n_steps, -1), h.numpy().reshape(n_steps, -1),
-                     v_last.numpy().reshape(-1))
+        workers = workers_for(x.numel(), v0.numel())
+        _forward(workers, k.rows(x), k.flat(torch.neg(v0)), k.step(leak_v, v0), k.step(neg_gain, v0),
+                 k.step(bias_v if has_bias else 0.0, v0), has_bias, k.scalar(-theta), k.scalar(theta),
+                 k.scalar(0.0 if v_reset is None else -float(v_reset)), v_reset is not None, k.scalar(1.0),
+                 k.rows(spikes), k.rows(h), k.flat(v_last), block_size(v0.numel(), workers))
         ctx.theta, ctx.v_reset, ctx.detach_reset, ctx.surrogate = theta, v_reset, detach_reset, surrogate
         ctx.shapes = tuple(p.shape if isinstance(p, Tensor) else None for p in (leak, gain, bias))
         ctx.coefs = (leak_v, gain_v)
@@ -197,29 +181,21 @@ class LeakyNumbaFunction(torch.autograd.Function):
         v0 = torch.zeros(ctx.step_shape, dtype=dtype) if v0_saved is None else v0_saved   # read only for dleak
         need_x, need_v0, need_leak, need_gain, need_bias = ctx.needs_input_grad[:5]
         leak_v, gain_v = ctx.coefs
-        n_steps = h.shape[0]
         m = v0.numel()
+        k = KernelArguments(dtype, h.shape[0])
         kind, sc = surrogate_arguments(ctx.surrogate, dtype)
-        empty = _empty_2d(dtype)
         g_x = torch.empty(h.shape, dtype=dtype) if need_x else None
-        accs = [torch.zeros(v0.shape, dtype=dtype) if need else None for need in (need_leak, need_gain, need_bias)]
+        # Every neuron's sum is written by the kernel: empty, not zero-filled.
+        accs = [torch.empty(v0.shape, dtype=dtype) if need else None for need in (need_leak, need_gain, need_bias)]
         g_v0 = torch.empty(v0.shape, dtype=dtype)
-
-        def arr2(t):
-            return empty if t is None else as_array(t).reshape(n_steps, -1)
-
-        def arr1(t):
-            return empty[0] if t is None else as_array(t).reshape(-1)
-
-        with numba_threads(workers_for(h.numel(), m)):
-            _backward(as_array(h).reshape(n_steps, -1), arr2(x), as_array(v0).reshape(-1),
-                      step_array(leak_v, v0), step_array(gain_v, v0), _scalar(ctx.theta, dtype),
-                      _scalar(0.0 if ctx.v_reset is None else ctx.v_reset, dtype), ctx.v_reset is not None,
-                      bool(ctx.detach_reset), kind, sc,
-                      arr2(g_spikes), g_spikes is not None, arr2(g_h), g_h is not None,
-                      arr1(None if g_vlast is None else g_vlast.expand(v0.shape)), g_vlast is not None,
-                      arr2(g_x), need_x, arr1(accs[0]), need_leak, arr1(accs[1]), need_gain,
-                      arr1(accs[2]), need_bias, g_v0.numpy().reshape(-1))
+        workers = workers_for(h.numel(), m)
+        _backward(workers, k.rows(h), k.rows(x), k.flat(v0), k.step(leak_v, v0), k.step(gain_v, v0),
+                  k.scalar(ctx.theta), k.scalar(0.0 if ctx.v_reset is None else ctx.v_reset), ctx.v_reset is not None,
+                  bool(ctx.detach_reset), kind, sc,
+                  k.rows(g_spikes), g_spikes is not None, k.rows(g_h), g_h is not None,
+                  k.flat(None if g_vlast is None else g_vlast.expand(v0.shape)), g_vlast is not None,
+                  k.rows(g_x), need_x, k.flat(accs[0]), need_leak, k.flat(accs[1]), need_gain,
+                  k.flat(accs[2]), need_bias, k.flat(g_v0), block_size(m, workers))
         leak_shape, gain_shape, bias_shape = ctx.shapes
         g_leak = reduce_to(accs[0], leak_shape) if need_leak else None
         g_gain = reduce_to(accs[1], gain_shape) if need_gain else None
