@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from ..contract import Neuron
-from ..neurons.dgn import DGN, configure_gated_membrane
-from ..ops.dgn import apply_gate, dgn_membrane, trace_linear
+from ..neurons.dgn import DGN
+from ..ops.dgn import apply_gate, check_finite, dgn_membrane, membrane_options, trace_linear
 from ..registry import register
 from ..surrogate import SurrogateLike
 from ..validation import check_int
@@ -90,8 +90,10 @@ class DGNLinear(Neuron):
         self.in_features = check_int("in_features", in_features, minimum=1)
         self.out_features = check_int("out_features", out_features, minimum=1)
         self.recurrent, self.shared_reversal = bool(recurrent), bool(shared_reversal)
-        reversal_init = configure_gated_membrane(self, tau_s, g_leak, dt, threshold, gate, surrogate, detach_reset,
-                                                 reversal_init, backend)
+        options = membrane_options(tau_s, g_leak, dt, threshold, gate, surrogate, detach_reset, backend)
+        for name, value in options._asdict().items():
+            setattr(self, name, value)
+        reversal_init = check_finite("reversal_init", reversal_init)
 
         n_in, n_out = self.in_features, self.out_features
         if self.shared_reversal:

@@ -14,38 +14,17 @@ With ``shared_reversal=True`` (S-DGN) ``w_h = E_h c_h``. The numerics are :mod:`
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ..contract import Neuron
-from ..ops.dgn import BACKENDS, GATES, dgn_membrane, synaptic_trace
-from ..surrogate import SurrogateLike, get_surrogate
-from ..validation import check_choice, check_int, check_nonnegative, check_positive
+from ..ops.dgn import check_finite, dgn_membrane, membrane_options, synaptic_trace
+from ..surrogate import SurrogateLike
+from ..validation import check_int
 
 __all__ = ["DGN", "DGNNeuronState"]
-
-
-def configure_gated_membrane(module: nn.Module, tau_s: float, g_leak: float, dt: float, threshold: float, gate: str,
-                             surrogate: SurrogateLike, detach_reset: bool, reversal_init: float, backend: str) -> float:
-    """Check the membrane options shared by :class:`DGN` and :class:`~dendrix.layers.dgn.DGNLinear` and set them
-    on ``module`` (``tau_s``, ``g_leak``, ``dt``, ``threshold``, ``gate``, ``surrogate``, ``detach_reset``,
-    ``backend`` and the trace decay ``decay = exp(−dt/τ_s)``); returns ``reversal_init`` as a finite float."""
-    module.tau_s = check_positive("tau_s", tau_s)
-    module.g_leak = check_nonnegative("g_leak", g_leak)
-    module.dt = check_positive("dt", dt)
-    module.threshold = check_positive("threshold", threshold)
-    module.gate = check_choice("gate", gate, GATES)
-    module.surrogate = get_surrogate(surrogate)
-    module.detach_reset = bool(detach_reset)
-    module.backend = check_choice("backend", backend, BACKENDS)
-    module.decay = math.exp(-module.dt / module.tau_s)
-    reversal_init = float(reversal_init)
-    if not math.isfinite(reversal_init):
-        raise ValueError(f"reversal_init must be finite, got {reversal_init!r}")
-    return reversal_init
 
 
 class DGNNeuronState(NamedTuple):
@@ -75,8 +54,10 @@ class DGN(Neuron):
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         self.shared_reversal = bool(shared_reversal)
-        reversal_init = configure_gated_membrane(self, tau_s, g_leak, dt, threshold, gate, surrogate, detach_reset,
-                                                 reversal_init, backend)
+        options = membrane_options(tau_s, g_leak, dt, threshold, gate, surrogate, detach_reset, backend)
+        for name, value in options._asdict().items():
+            setattr(self, name, value)
+        reversal_init = check_finite("reversal_init", reversal_init)
         n = self.channels
         if self.shared_reversal:
             self.conductance = nn.Parameter(torch.empty(n).uniform_(-1.0, 1.0))

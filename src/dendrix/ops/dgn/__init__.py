@@ -20,20 +20,22 @@ neurons), else ``"fused"``. A forced backend is always used as asked, or fails w
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...surrogate import SurrogateLike, get_surrogate
-from ...validation import check_choice
+from ...surrogate import Surrogate, SurrogateLike, get_surrogate
+from ...validation import check_choice, check_nonnegative, check_positive
 from ..custom_ops import compiling
 from ..dispatch import LazyEngine, cuda_first, resolve
 from . import compiled
 from .fused import DGNMembraneFunction, SynapticTraceFunction, exponential_filter
 from .reference import GATES, apply_gate, dgn_membrane_reference, gate_derivative, synaptic_trace_reference
 
-__all__ = ["synaptic_trace", "trace_linear", "SPARSE_MAX_DENSITY", "dgn_membrane", "apply_gate", "gate_derivative", "GATES", "BACKENDS",
+__all__ = ["MembraneOptions", "membrane_options", "check_finite", "synaptic_trace", "trace_linear", "SPARSE_MAX_DENSITY", "dgn_membrane", "apply_gate", "gate_derivative", "GATES", "BACKENDS",
            "resolve_backend", "AUTO_MAX_RECURRENT_FEATURES"]
 
 BACKENDS = ("auto", "fused", "triton", "reference")
@@ -46,6 +48,37 @@ NUMBA_ENGINE = LazyEngine("dendrix.ops.dgn.numba_engine", package="numba", insta
 # trace_linear's sparse path runs while at most this fraction of the input is non-zero: its multiply-adds
 # then stay below a fifth of the dense product's (SHD-like inputs have about 5 % spikes).
 SPARSE_MAX_DENSITY = 0.2
+
+
+class MembraneOptions(NamedTuple):
+    """The checked options of the gated membrane, shared by :class:`~dendrix.neurons.dgn.DGN` and
+    :class:`~dendrix.layers.dgn.DGNLinear` (which set each as an attribute of the same name)."""
+    tau_s: float
+    g_leak: float
+    dt: float
+    threshold: float
+    gate: str
+    surrogate: Surrogate
+    detach_reset: bool
+    backend: str
+    decay: float  # exp(−dt/τ_s), the trace decay per step
+
+
+def membrane_options(tau_s: float, g_leak: float, dt: float, threshold: float, gate: str, surrogate: SurrogateLike,
+                     detach_reset: bool, backend: str) -> MembraneOptions:
+    """Check the gated membrane's constructor options (one clear error per bad value)."""
+    tau_s, dt = check_positive("tau_s", tau_s), check_positive("dt", dt)
+    return MembraneOptions(tau_s, check_nonnegative("g_leak", g_leak), dt, check_positive("threshold", threshold),
+                           check_choice("gate", gate, GATES), get_surrogate(surrogate), bool(detach_reset),
+                           check_choice("backend", backend, BACKENDS), math.exp(-dt / tau_s))
+
+
+def check_finite(name: str, value: float) -> float:
+    """``value`` as a float, or a ValueError naming ``name`` if it is not finite."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
 
 
 def resolve_backend(backend: str, tensors: dict[str, Tensor | None], surrogate=None,

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit
 from torch import Tensor
 
-from ..numba_common import as_array, numba_threads
+from ..numba_common import as_array
 
 __all__ = ["SpikeLinearFunction", "spike_linear", "unsupported_reason", "compress_rows"]
 
-# Below this many rows·outputs a call runs on one thread (waking workers costs more than it saves).
-_PARALLEL_MIN = 1 << 20
+# One thread: numba's parallel loops run on an OpenMP team of their own, whose workers keep spinning after each
+# call and then compete with torch's intra-op threads for the cores (measured on the shared 2-core CPU with 2
+# torch threads: the recurrent DGN layer 6-40x slower than with these serial kernels).
 
 
 @njit(cache=True)
@@ -66,14 +67,6 @@ def _forward_serial(indptr, cols, vals, wt, out):
     _rows_times_weight(indptr, cols, vals, wt, out, 0, out.shape[0])
 
 
-@njit(cache=True, parallel=True)
-def _forward_parallel(indptr, cols, vals, wt, out, tasks):
-    R = out.shape[0]
-    step = (R + tasks - 1) // tasks
-    for t in prange(tasks):
-        _rows_times_weight(indptr, cols, vals, wt, out, t * step, min(R, (t + 1) * step))
-
-
 @njit(cache=True)
 def _weight_grad_columns(indptr, cols, vals, g, gwt, k0, k1):
     """gwt[:, k0:k1] = Σ_r Σ_p vals[p] g[r, k0:k1] into rows cols[p] (rows of z in order)."""
@@ -91,18 +84,6 @@ def _weight_grad_serial(indptr, cols, vals, g, gwt):
     _weight_grad_columns(indptr, cols, vals, g, gwt, 0, g.shape[1])
 
 
-@njit(cache=True, parallel=True)
-def _weight_grad_parallel(indptr, cols, vals, g, gwt, tasks):
-    n_out = g.shape[1]
-    step = (n_out + tasks - 1) // tasks
-    for t in prange(tasks):
-        _weight_grad_columns(indptr, cols, vals, g, gwt, t * step, min(n_out, (t + 1) * step))
-
-
-def _workers(work: int) -> int:
-    return torch.get_num_threads() if work >= _PARALLEL_MIN else 1
-
-
 def compress_rows(z2: Tensor) -> tuple:
     """The non-zeros of ``z2`` [R, in] (a contiguous CPU tensor) as numpy row pointer, columns and values."""
     return _compress_rows(as_array(z2))
@@ -114,12 +95,7 @@ def spike_linear_forward(rows: tuple, weight: Tensor) -> Tensor:
     R = indptr.shape[0] - 1
     out = torch.empty(R, weight.shape[0], dtype=weight.dtype)
     wt = as_array(weight.detach().t().contiguous())
-    workers = _workers(R * weight.shape[1])
-    if workers == 1:
-        _forward_serial(indptr, cols, vals, wt, out.numpy())
-    else:
-        with numba_threads(workers):
-            _forward_parallel(indptr, cols, vals, wt, out.numpy(), workers)
+    _forward_serial(indptr, cols, vals, wt, out.numpy())
     return out
 
 
@@ -128,12 +104,7 @@ def spike_linear_weight_grad(rows: tuple, g2: Tensor, n_in: int) -> Tensor:
     indptr, cols, vals = rows
     gwt = torch.empty(n_in, g2.shape[1], dtype=g2.dtype)
     gn = as_array(g2)
-    workers = _workers((indptr.shape[0] - 1) * g2.shape[1])
-    if workers == 1:
-        _weight_grad_serial(indptr, cols, vals, gn, gwt.numpy())
-    else:
-        with numba_threads(workers):
-            _weight_grad_parallel(indptr, cols, vals, gn, gwt.numpy(), workers)
+    _weight_grad_serial(indptr, cols, vals, gn, gwt.numpy())
     return gwt.t()
 
 
@@ -144,12 +115,14 @@ class SpikeLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z2: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
         rows = compress_rows(z2)
-        ctx.rows, ctx.n_in = rows, z2.shape[1]  # numpy arrays (nnz-sized), kept for the weight gradient
+        ctx.n_in = z2.shape[1]
+        ctx.save_for_backward(*(torch.from_numpy(a) for a in rows))  # nnz-sized, for the weight gradient
         return spike_linear_forward(rows, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        g_weight = spike_linear_weight_grad(ctx.rows, grad, ctx.n_in) if ctx.needs_input_grad[1] else None
+        rows = tuple(t.numpy() for t in ctx.saved_tensors)
+        g_weight = spike_linear_weight_grad(rows, grad, ctx.n_in) if ctx.needs_input_grad[1] else None
         return None, g_weight
 
 
