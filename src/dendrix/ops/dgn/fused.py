@@ -16,6 +16,7 @@ Adjoint equations (g_X = dL/dX, t = T..1, quantities at T+1 are zero):
 
 from __future__ import annotations
 
+import contextlib
 
 import torch
 from torch import Tensor
@@ -27,11 +28,11 @@ from .reference import apply_gate
 __all__ = ["SynapticTraceFunction", "DGNMembraneFunction", "exponential_filter"]
 
 
-# Threads: the whole-sequence work before and after the loops (gate, surrogate slope, weight-gradient matmul)
-# keeps all threads. The time loops run on one intra-op thread (ops/threads.py) while a step is small: the
-# recurrent per-step [B, out]x[out, 2*out] addmm gained a little from a second thread on a quiet machine, but on
-# the shared 2-core CPU under load every step's hand-off waited for a descheduled worker (issue 18: the recurrent
-# 700 -> 128 layer 7-17x Linear+LIF on 2 threads, against 1.6x on one; docs/benchmarks.md, "Margins").
+# Threads (CPU): the feed-forward kernel keeps all intra-op threads for its whole-sequence work (gate,
+# surrogate slope) and runs its loop on one thread (ops/threads.py). The recurrent kernel runs entirely on one
+# thread: its per-step [B, out]x[out, 2*out] addmm gained a little from a second thread on a quiet machine, but
+# on the loaded 2-core CPU of issue 18 every step's hand-off waited for a descheduled worker, and OpenMP workers
+# spinning after the whole-sequence operators were charged to the process (docs/benchmarks.md, "Margins").
 
 
 def exponential_filter(z: Tensor, d0: Tensor, decay: float) -> Tensor:
@@ -61,6 +62,11 @@ class SynapticTraceFunction(torch.autograd.Function):
         return grad_z, decay * acc, None
 
 
+def _serial_if_recurrent(recurrent: bool, like: Tensor):
+    """The whole recurrent kernel on one intra-op thread on CPU (the feed-forward one keeps its threads)."""
+    return serial_on_cpu(like.device, 0) if recurrent else contextlib.nullcontext()
+
+
 class DGNMembraneFunction(torch.autograd.Function):
     """The gated DGN membrane over the whole sequence (feed-forward or recurrent) in one autograd node, with a
     hand-written backward loop that applies the surrogate (equations in the package docstring)."""
@@ -70,12 +76,14 @@ class DGNMembraneFunction(torch.autograd.Function):
                 dt: float, threshold: float, gate: str, surrogate: Surrogate, detach_reset: bool,
                 rec_decay: float):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        return _membrane_forward(ctx, conductance, current, v0, s0, rec_weight, rec_conductance, rec_trace0,
-                                 dt, threshold, gate, surrogate, detach_reset, rec_decay)
+        with _serial_if_recurrent(rec_weight is not None, v0):
+            return _membrane_forward(ctx, conductance, current, v0, s0, rec_weight, rec_conductance, rec_trace0,
+                                     dt, threshold, gate, surrogate, detach_reset, rec_decay)
 
     @staticmethod
     def backward(ctx, grad_s: Tensor | None, grad_v: Tensor | None, grad_rec_last: Tensor | None = None):  # type: ignore[override]
-        return _membrane_backward(ctx, grad_s, grad_v, grad_rec_last)
+        with _serial_if_recurrent(ctx.recurrent, ctx.saved_tensors[0]):
+            return _membrane_backward(ctx, grad_s, grad_v, grad_rec_last)
 
 
 def _membrane_forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor,
