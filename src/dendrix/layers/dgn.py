@@ -9,15 +9,14 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..contract import Neuron
 from ..neurons.dgn import DGN
-from ..ops.dgn import BACKENDS, GATES, apply_gate, dgn_membrane, synaptic_trace
+from ..ops.dgn import apply_gate, check_finite, dgn_membrane, membrane_options, trace_linear
 from ..registry import register
-from ..surrogate import SurrogateLike, get_surrogate
-from ..validation import check_choice, check_int, check_nonnegative, check_positive
+from ..surrogate import SurrogateLike
+from ..validation import check_int
 
 __all__ = ["DGNLinear", "DGNState", "DGNRecurrentState", "dgn_linear", "sdgn_linear"]
 
@@ -91,18 +90,10 @@ class DGNLinear(Neuron):
         self.in_features = check_int("in_features", in_features, minimum=1)
         self.out_features = check_int("out_features", out_features, minimum=1)
         self.recurrent, self.shared_reversal = bool(recurrent), bool(shared_reversal)
-        self.tau_s = check_positive("tau_s", tau_s)
-        self.g_leak = check_nonnegative("g_leak", g_leak)
-        self.dt = check_positive("dt", dt)
-        self.threshold = check_positive("threshold", threshold)
-        self.gate = check_choice("gate", gate, GATES)
-        self.surrogate = get_surrogate(surrogate)
-        self.detach_reset = bool(detach_reset)
-        self.backend = check_choice("backend", backend, BACKENDS)
-        self.decay = math.exp(-self.dt / self.tau_s)
-        reversal_init = float(reversal_init)
-        if not math.isfinite(reversal_init):
-            raise ValueError(f"reversal_init must be finite, got {reversal_init!r}")
+        options = membrane_options(tau_s, g_leak, dt, threshold, gate, surrogate, detach_reset, backend)
+        for name, value in options._asdict().items():
+            setattr(self, name, value)
+        reversal_init = check_finite("reversal_init", reversal_init)
 
         n_in, n_out = self.in_features, self.out_features
         if self.shared_reversal:
@@ -162,12 +153,13 @@ class DGNLinear(Neuron):
         dtype = self.conductance.dtype
         z = x.to(dtype)
 
-        trace = synaptic_trace(z, self.decay, state.trace.to(dtype), backend=self.backend)
-        # Matmuls over all T·B rows at once. S-DGN needs only C·D: W·D = E ⊙ (C·D), so it costs one matmul
-        # like LIF's Linear; DGN needs C·D and W·D, done as ONE matmul with the stacked [C; W] ([2·out, in]):
-        # one pass over the trace instead of two, forward and for the weight gradients.
+        d0 = state.trace.to(dtype)
+        # Matmuls over all T·B rows at once (trace_linear: on CPU with sparse input spikes the traces are taken
+        # after the matmul, which visits only the non-zero inputs). S-DGN needs only C·D: W·D = E ⊙ (C·D), so it
+        # costs one matmul like LIF's Linear; DGN needs C·D and W·D, done as ONE matmul with the stacked
+        # [C; W] ([2·out, in]): one pass over the input instead of two, forward and for the weight gradients.
         if self.shared_reversal:
-            cd = F.linear(trace, self.conductance)
+            cd, last_trace = trace_linear(z, self.conductance, None, self.decay, d0, backend=self.backend)
             conductance = cd + self.g_leak
             current = cd * self.reversal if self.bias is None else torch.addcmul(self.bias, cd, self.reversal)
         else:
@@ -178,7 +170,8 @@ class DGNLinear(Neuron):
                 stacked_bias[n_out:] = 0.0
             else:
                 stacked_bias = torch.cat([stacked_bias[:n_out], self.bias])
-            both = F.linear(trace, torch.cat([self.conductance, self.weight], 0), stacked_bias)
+            both, last_trace = trace_linear(z, torch.cat([self.conductance, self.weight], 0), stacked_bias,
+                                            self.decay, d0, backend=self.backend)
             # unbind (not two slices): its backward is one stack instead of two zero-filled full-size buffers.
             conductance, current = both.unflatten(-1, (2, n_out)).unbind(-2)
 
@@ -194,9 +187,9 @@ class DGNLinear(Neuron):
         if self.recording and not self.recurrent:
             self.record_state("gate", self.gate_values(conductance.detach()))
         if self.recurrent:
-            new_state = DGNRecurrentState(trace[-1], rec_last, v[-1], spikes[-1])
+            new_state = DGNRecurrentState(last_trace, rec_last, v[-1], spikes[-1])
         else:
-            new_state = DGNState(trace[-1], v[-1], spikes[-1])
+            new_state = DGNState(last_trace, v[-1], spikes[-1])
         return spikes.to(out_dtype), new_state
 
     owns_synapses = True  # its input is presynaptic spikes (energy counting, noise injection)

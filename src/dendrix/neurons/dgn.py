@@ -14,16 +14,15 @@ With ``shared_reversal=True`` (S-DGN) ``w_h = E_h c_h``. The numerics are :mod:`
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ..contract import Neuron
-from ..ops.dgn import BACKENDS, GATES, dgn_membrane, synaptic_trace
-from ..surrogate import SurrogateLike, get_surrogate
-from ..validation import check_choice, check_int, check_nonnegative, check_positive
+from ..ops.dgn import check_finite, dgn_membrane, membrane_options, synaptic_trace
+from ..surrogate import SurrogateLike
+from ..validation import check_int
 
 __all__ = ["DGN", "DGNNeuronState"]
 
@@ -55,18 +54,10 @@ class DGN(Neuron):
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         self.shared_reversal = bool(shared_reversal)
-        self.tau_s = check_positive("tau_s", tau_s)
-        self.g_leak = check_nonnegative("g_leak", g_leak)
-        self.dt = check_positive("dt", dt)
-        self.threshold = check_positive("threshold", threshold)
-        self.gate = check_choice("gate", gate, GATES)
-        self.surrogate = get_surrogate(surrogate)
-        self.detach_reset = bool(detach_reset)
-        self.backend = check_choice("backend", backend, BACKENDS)
-        self.decay = math.exp(-self.dt / self.tau_s)
-        reversal_init = float(reversal_init)
-        if not math.isfinite(reversal_init):
-            raise ValueError(f"reversal_init must be finite, got {reversal_init!r}")
+        options = membrane_options(tau_s, g_leak, dt, threshold, gate, surrogate, detach_reset, backend)
+        for name, value in options._asdict().items():
+            setattr(self, name, value)
+        reversal_init = check_finite("reversal_init", reversal_init)
         n = self.channels
         if self.shared_reversal:
             self.conductance = nn.Parameter(torch.empty(n).uniform_(-1.0, 1.0))

@@ -16,6 +16,7 @@ Adjoint equations (g_X = dL/dX, t = T..1, quantities at T+1 are zero):
 
 from __future__ import annotations
 
+import contextlib
 
 import torch
 from torch import Tensor
@@ -27,10 +28,11 @@ from .reference import apply_gate
 __all__ = ["SynapticTraceFunction", "DGNMembraneFunction", "exponential_filter"]
 
 
-# Threads: the whole-sequence work before and after the loops (gate, surrogate slope, weight-gradient matmul)
-# keeps all threads, and so do the recurrent loops, whose per-step [B, out]x[out, 2*out] addmm gains from a
-# second thread on a quiet machine (docs/benchmarks.md, "Measurements behind the kernels"). The feed-forward
-# loop has only elementwise ops and runs on one intra-op thread (ops/threads.py) so large steps avoid hand-offs.
+# Threads (CPU): the feed-forward kernel keeps all intra-op threads for its whole-sequence work (gate,
+# surrogate slope) and runs its loop on one thread (ops/threads.py). The recurrent kernel runs entirely on one
+# thread: its per-step [B, out]x[out, 2*out] addmm gained a little from a second thread on a quiet machine, but
+# on the loaded 2-core CPU of issue 18 every step's hand-off waited for a descheduled worker, and OpenMP workers
+# spinning after the whole-sequence operators were charged to the process (docs/benchmarks.md, "Margins").
 
 
 def exponential_filter(z: Tensor, d0: Tensor, decay: float) -> Tensor:
@@ -60,6 +62,11 @@ class SynapticTraceFunction(torch.autograd.Function):
         return grad_z, decay * acc, None
 
 
+def _serial_if_recurrent(recurrent: bool, like: Tensor):
+    """The whole recurrent kernel on one intra-op thread on CPU (the feed-forward one keeps its threads)."""
+    return serial_on_cpu(like.device, 0) if recurrent else contextlib.nullcontext()
+
+
 class DGNMembraneFunction(torch.autograd.Function):
     """The gated DGN membrane over the whole sequence (feed-forward or recurrent) in one autograd node, with a
     hand-written backward loop that applies the surrogate (equations in the package docstring)."""
@@ -69,12 +76,14 @@ class DGNMembraneFunction(torch.autograd.Function):
                 dt: float, threshold: float, gate: str, surrogate: Surrogate, detach_reset: bool,
                 rec_decay: float):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        return _membrane_forward(ctx, conductance, current, v0, s0, rec_weight, rec_conductance, rec_trace0,
-                                 dt, threshold, gate, surrogate, detach_reset, rec_decay)
+        with _serial_if_recurrent(rec_weight is not None, v0):
+            return _membrane_forward(ctx, conductance, current, v0, s0, rec_weight, rec_conductance, rec_trace0,
+                                     dt, threshold, gate, surrogate, detach_reset, rec_decay)
 
     @staticmethod
     def backward(ctx, grad_s: Tensor | None, grad_v: Tensor | None, grad_rec_last: Tensor | None = None):  # type: ignore[override]
-        return _membrane_backward(ctx, grad_s, grad_v, grad_rec_last)
+        with _serial_if_recurrent(ctx.recurrent, ctx.saved_tensors[0]):
+            return _membrane_backward(ctx, grad_s, grad_v, grad_rec_last)
 
 
 def _membrane_forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor,
@@ -119,14 +128,15 @@ def _membrane_forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0:
         # Spikes go straight into the float output: no bool temporaries, no dtype casts in the loop.
         dr_t, v_t, s_t = dr_seq.unbind(0), v_seq.unbind(0), s_seq.unbind(0)
         dr = rec_trace0
-        for t in range(T):
-            dr = torch.add(s, dr, alpha=rec_decay, out=dr_t[t])
-            pre_t[t].addmm_(dr, scaled_t)
-            a = a_t[t]
-            rho = torch.clamp(a, 0.0, 1.0, out=rho_buf) if clamp_gate else torch.sigmoid(a, out=rho_buf)
-            v = torch.addcmul(drive_t[t], rho, v, out=v_t[t])
-            v.add_(s, alpha=-threshold)
-            s = torch.ge(v, threshold, out=s_t[t])
+        with serial_on_cpu(v0.device, v0.numel()):
+            for t in range(T):
+                dr = torch.add(s, dr, alpha=rec_decay, out=dr_t[t])
+                pre_t[t].addmm_(dr, scaled_t)
+                a = a_t[t]
+                rho = torch.clamp(a, 0.0, 1.0, out=rho_buf) if clamp_gate else torch.sigmoid(a, out=rho_buf)
+                v = torch.addcmul(drive_t[t], rho, v, out=v_t[t])
+                v.add_(s, alpha=-threshold)
+                s = torch.ge(v, threshold, out=s_t[t])
         ctx.save_for_backward(pre, v_seq, v0, dr_seq, scaled)
         rec_last = dr_seq[-1].clone()
     ctx.recurrent, ctx.dt, ctx.threshold, ctx.gate = recurrent, dt, threshold, gate
@@ -185,22 +195,23 @@ def _membrane_backward(ctx, grad_s: Tensor | None, grad_v: Tensor | None, grad_r
     slope_t, rho_t, coef_t = slope.unbind(0), rho.unbind(0), coef_a.unbind(0)
     g_pre_t, g_a_t, g_v_t = g_pre.unbind(0), g_pre[..., :n_out].unbind(0), g_pre[..., n_out:].unbind(0)
     grad_s_t = grad_s.unbind(0) if grad_s is not None else None
-    for t in range(T - 1, -1, -1):
-        # Every step writes into preallocated buffers (g_pre, g_dr, carry_s): no allocation in the loop.
-        if grad_s_t is None:
-            g = torch.mul(carry_s, slope_t[t], out=g_v_t[t])
-        else:
-            g = torch.add(grad_s_t[t], carry_s, out=g_v_t[t]).mul_(slope_t[t])
-        if grad_v is not None:
-            g.add_(grad_v[t])
-        if t + 1 < T:
-            g.addcmul_(rho_t[t + 1], g_next)
-        torch.mul(g, coef_t[t], out=g_a_t[t])
-        g_dr.addmm_(g_pre_t[t], scaled, beta=lam)
-        if t == T - 1 and grad_rec_last is not None:
-            g_dr.add_(grad_rec_last)
-        carry_s = torch.add(g_dr, g, alpha=reset_coef, out=carry_buf) if reset_coef != 0.0 else g_dr
-        g_next = g
+    with serial_on_cpu(v0.device, v0.numel()):
+        for t in range(T - 1, -1, -1):
+            # Every step writes into preallocated buffers (g_pre, g_dr, carry_s): no allocation in the loop.
+            if grad_s_t is None:
+                g = torch.mul(carry_s, slope_t[t], out=g_v_t[t])
+            else:
+                g = torch.add(grad_s_t[t], carry_s, out=g_v_t[t]).mul_(slope_t[t])
+            if grad_v is not None:
+                g.add_(grad_v[t])
+            if t + 1 < T:
+                g.addcmul_(rho_t[t + 1], g_next)
+            torch.mul(g, coef_t[t], out=g_a_t[t])
+            g_dr.addmm_(g_pre_t[t], scaled, beta=lam)
+            if t == T - 1 and grad_rec_last is not None:
+                g_dr.add_(grad_rec_last)
+            carry_s = torch.add(g_dr, g, alpha=reset_coef, out=carry_buf) if reset_coef != 0.0 else g_dr
+            g_next = g
     grad_s0 = carry_s
     grad_dr0 = lam * g_dr
     grad_v0 = rho[0] * g_next
