@@ -64,32 +64,30 @@ def blocked_modal_response(u: Tensor, decay: Tensor, bbar: Tensor, c: Tensor, z0
     carry = c.unsqueeze(-1) * powers[..., 1:]                        # c a^{t+1}  [H, N, L]
     carry = torch.cat([carry.real, -carry.imag], 1).transpose(1, 2).to(rdt)  # [H, L, 2N]
 
-    x = u.reshape(T, M, H)
+    x = u.reshape(T, M * H)
     if J * L != T:
-        x = torch.cat([x, x.new_zeros(J * L - T, M, H)])
-    # [T', M, H] -> [H, J, L, M]: one 2-D transpose puts each channel's (block, step) rows together, so every
-    # product below is a bmm over the H·J (channel, block) pairs on contiguous [L, M] slices
-    xb = x.reshape(J * L * M, H).t().contiguous().reshape(H * J, L, M)
-
-    def per_block(w: Tensor) -> Tensor:  # [H, r, c] -> [H·J, r, c], the channel's matrix for each of its blocks
-        return w.unsqueeze(1).expand(H, J, *w.shape[1:]).reshape(H * J, *w.shape[1:])
-
-    ends = torch.bmm(per_block(to_end), xb).reshape(H, J, 2, N, M)
-    ends = torch.complex(ends[:, :, 0], ends[:, :, 1]).transpose(0, 1)     # [J, H, N, M]
-    start = None if z0 is None else z0.reshape(M, H, N).permute(1, 2, 0).to(ends.dtype)
+        x = torch.cat([x, x.new_zeros(J * L - T, M * H)])
+    # [J·L, M·H] -> [H, M·J, L]: a 2-D transpose (a tiled copy) and a copy of whole rows (a general permute costs
+    # several times more). Time last, so each (sample, block) row of a channel is contiguous, and every product
+    # is one bmm over the H channels with the channel's own small matrix on the right
+    xb = x.t().contiguous().reshape(M, H, J * L).transpose(0, 1).reshape(H, M * J, L)
+    ends = torch.bmm(xb, to_end.transpose(1, 2)).reshape(H, M, J, 2 * N)
+    ends = torch.complex(ends[..., :N], ends[..., N:]).permute(2, 0, 1, 3)   # [J, H, M, N]
+    start = None if z0 is None else z0.reshape(M, H, N).transpose(0, 1).to(ends.dtype)
     # state after each block; the state entering block j is the one after block j-1 (z0 for the first)
-    after = loop_recurrence(powers[..., L].unsqueeze(-1), ends, start)     # [J, H, N, M]
-    first = after.new_zeros(1, H, N, M) if start is None else start.unsqueeze(0)
+    after = loop_recurrence(powers[..., L].unsqueeze(1), ends, start)      # [J, H, M, N]
+    first = after.new_zeros(1, H, M, N) if start is None else start.unsqueeze(0)
     entering = torch.cat([first, after[:-1]])
-    entering = torch.cat([entering.real, entering.imag], 2).transpose(0, 1).reshape(H * J, 2 * N, M)
-    y = torch.baddbmm(torch.bmm(per_block(toeplitz.to(rdt)), xb), per_block(carry), entering)  # [H·J, L, M]
-    y = y.reshape(H, J * L * M).t()[:T * M].reshape(T, *lead, H).contiguous()
+    entering = torch.cat([entering.real, entering.imag], 3).permute(1, 2, 0, 3).reshape(H, M * J, 2 * N)
+    # in place: baddbmm out of place would first copy the in-block product (bmm's backward needs no output)
+    y = torch.bmm(xb, toeplitz.to(rdt).transpose(1, 2)).baddbmm_(entering, carry.transpose(1, 2))
+    y = y.reshape(H, M, J * L).transpose(0, 1).reshape(M * H, J * L).t()[:T].contiguous().reshape(T, *lead, H)
     if not want_state:
         return y, None
     # z[T-1] from the state entering the last block and its r = T - (J-1)L real steps
     r = T - (J - 1) * L
-    tail = x[(J - 1) * L:T].to(decay.dtype)                           # [r, M, H]
+    tail = x[(J - 1) * L:T].reshape(r, M, H).to(decay.dtype)           # [r, M, H]
     weights = bbar.unsqueeze(-1) * powers[..., :r].flip(-1)          # b̄ a^{r-1-s}  [H, N, r]
-    last_entering = (first[0] if J == 1 else after[J - 2]).permute(2, 0, 1)   # [M, H, N]
+    last_entering = (first[0] if J == 1 else after[J - 2]).transpose(0, 1)    # [M, H, N]
     z_last = torch.einsum("smh,hns->mhn", tail, weights) + powers[..., r] * last_entering
     return y, z_last.reshape(*lead, H, N)
