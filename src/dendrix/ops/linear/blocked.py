@@ -67,27 +67,40 @@ def blocked_modal_response(u: Tensor, decay: Tensor, bbar: Tensor, c: Tensor, z0
     x = u.reshape(T, M * H)
     if J * L != T:
         x = torch.cat([x, x.new_zeros(J * L - T, M * H)])
-    # [J·L, M·H] -> [H, M·J, L]: a 2-D transpose (a tiled copy) and a copy of whole rows (a general permute costs
-    # several times more). Time last, so each (sample, block) row of a channel is contiguous, and every product
-    # is one bmm over the H channels with the channel's own small matrix on the right
-    xb = x.t().contiguous().reshape(M, H, J * L).transpose(0, 1).reshape(H, M * J, L)
-    ends = torch.bmm(xb, to_end.transpose(1, 2)).reshape(H, M, J, 2 * N)
-    ends = torch.complex(ends[..., :N], ends[..., N:]).permute(2, 0, 1, 3)   # [J, H, M, N]
-    start = None if z0 is None else z0.reshape(M, H, N).transpose(0, 1).to(ends.dtype)
+    # Time last by one 2-D transpose (a tiled copy; a general permute costs several times more): [J·L, M·H] ->
+    # [M, H, J, L], each (sample, channel, block) row contiguous, and every product is a bmm with the channel's
+    # own small matrix on the right. Batched over the M·H (sample, channel) pairs, those matrices are copied per
+    # sample (M·H·L² values); over the H channels, the rows of a channel are gathered instead (two copies of the
+    # M·H·T values): the first moves less data once T >= 3L²/4, but only without autograd (the backward of M·H
+    # tiny products costs more than the copies it saves; docs/benchmarks.md)
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, decay, bbar, c, z0))
+    per_sample = not grad and 4 * T >= 3 * L * L
+    xt = x.t().contiguous()
+    xb = xt.reshape(M * H, J, L) if per_sample else xt.reshape(M, H, J * L).transpose(0, 1).reshape(H, M * J, L)
+
+    def matrices(w: Tensor) -> Tensor:  # [H, r, c] -> one per batch of the products
+        return w.expand(M, *w.shape).reshape(M * H, *w.shape[1:]) if per_sample else w
+
+    ends = torch.bmm(xb, matrices(to_end.transpose(1, 2)))
+    ends = ends.reshape(M, H, J, 2 * N) if per_sample else ends.reshape(H, M, J, 2 * N).transpose(0, 1)
+    ends = torch.complex(ends[..., :N], ends[..., N:]).permute(2, 0, 1, 3)   # [J, M, H, N]
+    start = None if z0 is None else z0.reshape(M, H, N).to(ends.dtype)
     # state after each block; the state entering block j is the one after block j-1 (z0 for the first)
-    after = loop_recurrence(powers[..., L].unsqueeze(1), ends, start)      # [J, H, M, N]
-    first = after.new_zeros(1, H, M, N) if start is None else start.unsqueeze(0)
+    after = loop_recurrence(powers[..., L], ends, start)                    # [J, M, H, N]
+    first = after.new_zeros(1, M, H, N) if start is None else start.unsqueeze(0)
     entering = torch.cat([first, after[:-1]])
-    entering = torch.cat([entering.real, entering.imag], 3).permute(1, 2, 0, 3).reshape(H, M * J, 2 * N)
+    entering = torch.cat([entering.real, entering.imag], 3).permute(1, 2, 0, 3)   # [M, H, J, 2N]
+    entering = entering.reshape(M * H, J, 2 * N) if per_sample else entering.transpose(0, 1).reshape(H, M * J, 2 * N)
     # in place: baddbmm out of place would first copy the in-block product (bmm's backward needs no output)
-    y = torch.bmm(xb, toeplitz.to(rdt).transpose(1, 2)).baddbmm_(entering, carry.transpose(1, 2))
-    y = y.reshape(H, M, J * L).transpose(0, 1).reshape(M * H, J * L).t()[:T].contiguous().reshape(T, *lead, H)
+    y = torch.bmm(xb, matrices(toeplitz.to(rdt).transpose(1, 2))).baddbmm_(entering, matrices(carry.transpose(1, 2)))
+    y = y.reshape(M * H, J * L) if per_sample else y.reshape(H, M, J * L).transpose(0, 1).reshape(M * H, J * L)
+    y = y.t()[:T].contiguous().reshape(T, *lead, H)
     if not want_state:
         return y, None
     # z[T-1] from the state entering the last block and its r = T - (J-1)L real steps
     r = T - (J - 1) * L
     tail = x[(J - 1) * L:T].reshape(r, M, H).to(decay.dtype)           # [r, M, H]
     weights = bbar.unsqueeze(-1) * powers[..., :r].flip(-1)          # b̄ a^{r-1-s}  [H, N, r]
-    last_entering = (first[0] if J == 1 else after[J - 2]).transpose(0, 1)    # [M, H, N]
+    last_entering = first[0] if J == 1 else after[J - 2]                # [M, H, N]
     z_last = torch.einsum("smh,hns->mhn", tail, weights) + powers[..., r] * last_entering
     return y, z_last.reshape(*lead, H, N)
