@@ -11,8 +11,10 @@ multiply-adds the modal form needs. Here time is cut into J blocks of L steps an
   J blocks only (:func:`dendrix.ops.linear.linear_recurrence`);
 * what that state adds inside the block, ``Re Σ_n c_n a_n^{t+1} z_in[j]`` (an L×2N real matrix).
 
-All three products are one ``bmm`` each over the channels, and autograd differentiates them as such (no per-step
-graph). It is exact up to rounding, which is elementwise-relative like a direct sum (the FFT's is relative to the
+The input is put time last by one 2-D transpose (``[T, M·H] -> [M·H, T]``, a tiled copy) and the output back by
+another; between them each product is one ``bmm`` with the block rows on the left and the channel's small matrix
+(transposed) on the right, over the H channels (with autograd) or over the M·H (sample, channel) pairs (without,
+for T >= 3L²/4). Autograd differentiates the products as such (no per-step graph). It is exact up to rounding, which is elementwise-relative like a direct sum (the FFT's is relative to the
 largest output). The plain reference is :func:`dendrix.ops.linear.sequential_recurrence`.
 """
 
@@ -29,6 +31,8 @@ __all__ = ["blocked_modal_response", "DEFAULT_BLOCK"]
 # 32 steps per block: the L×L in-block product (L multiply-adds per sample) and the 6N of the state products
 # balance for N = 4 modes (docs/benchmarks.md, "PMSN, D-RF and sliding PSN against their authors' code").
 DEFAULT_BLOCK = 32
+# Without autograd, from T >= 0.75·L² the products run per (sample, channel) pair (see blocked_modal_response)
+_PER_SAMPLE_FACTOR = 0.75
 
 
 def blocked_modal_response(u: Tensor, decay: Tensor, bbar: Tensor, c: Tensor, z0: Tensor | None = None, *,
@@ -74,7 +78,7 @@ def blocked_modal_response(u: Tensor, decay: Tensor, bbar: Tensor, c: Tensor, z0
     # M·H·T values): the first moves less data once T >= 3L²/4, but only without autograd (the backward of M·H
     # tiny products costs more than the copies it saves; docs/benchmarks.md)
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, decay, bbar, c, z0))
-    per_sample = not grad and 4 * T >= 3 * L * L
+    per_sample = not grad and T >= _PER_SAMPLE_FACTOR * L * L
     xt = x.t().contiguous()
     xb = xt.reshape(M * H, J, L) if per_sample else xt.reshape(M, H, J * L).transpose(0, 1).reshape(H, M * J, L)
 
