@@ -122,7 +122,7 @@ def test_sliding_psn_paths_match_the_gemm_reference(k):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("th,burst", [(1.0, False), (0.7, False), (1.0, True), (0.7, True)])
 @pytest.mark.parametrize("with_residual", [False, True])
-def test_cumulative_soma_numba_equals_the_torch_form_bit_for_bit(dtype, th, burst, with_residual):
+def test_cumulative_numba_soma_equals_the_torch_form_bit_for_bit(dtype, th, burst, with_residual):
     pytest.importorskip("numba")
     from dendrix.ops.linear import cumulative_soma
 

@@ -9,7 +9,7 @@ Two engines give the same numbers bit for bit (``tests/test_peers.py``):
 
 * ``"torch"``: the plain tensor form (:func:`cumulative_soma_reference`): the running sum row by row in a
   float64 copy of the drive, then a pass per operation. Runs everywhere, also under ``torch.compile``.
-* ``"numba"``: the time loop compiled (``soma_numba.py``, optional ``numba`` package, CPU tensors): blocks of
+* ``"numba"``: the time loop compiled (``numba_soma.py``, optional ``numba`` package, CPU tensors): blocks of
   columns in parallel, the float64 sum in registers, one read of the drive and one write of each output, so no
   float64 tensor of size ``[T, *]`` is ever formed.
 
@@ -27,7 +27,7 @@ from ..dispatch import LazyEngine, cuda_first, resolve
 __all__ = ["cumulative_soma", "cumulative_soma_reference", "SOMA_BACKENDS"]
 
 SOMA_BACKENDS = ("auto", "torch", "numba")
-NUMBA_ENGINE = LazyEngine("dendrix.ops.linear.soma_numba", package="numba", install="pip install numba, or dendrix[fast]")
+NUMBA_ENGINE = LazyEngine("dendrix.ops.linear.numba_soma", package="numba", install="pip install numba, or dendrix[fast]")
 
 
 def cumulative_soma_reference(drive: Tensor, residual0: Tensor | None, th: float,
@@ -66,4 +66,4 @@ def cumulative_soma(drive: Tensor, residual0: Tensor | None, th: float, burst: b
                      checks={"numba": NUMBA_ENGINE.check(drive, residual0)})
     if engine == "torch":
         return cumulative_soma_reference(drive, residual0, th, burst)
-    return NUMBA_ENGINE.load().cumulative_soma_numba(drive, residual0, th, burst)
+    return NUMBA_ENGINE.load().cumulative_numba_soma(drive, residual0, th, burst)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..numba_common import BLOCK, as_array, numba_threads, workers_for
 
-__all__ = ["cumulative_soma_numba", "unsupported_reason"]
+__all__ = ["cumulative_numba_soma", "unsupported_reason"]
 
 
 def unsupported_reason(drive: Tensor, residual0: Tensor | None) -> str | None:
@@ -68,7 +68,7 @@ def _soma(drive, start, th, unit, burst, count, delta, last):
             last[lo + j] = dl[j] - th * np.floor(dl[j] / th)
 
 
-def cumulative_soma_numba(drive: Tensor, residual0: Tensor | None, th: float,
+def cumulative_numba_soma(drive: Tensor, residual0: Tensor | None, th: float,
                           burst: bool) -> tuple[Tensor, Tensor, Tensor]:
     """``(count, δ, last)`` as :func:`dendrix.ops.linear.soma.cumulative_soma_reference`, bit for bit."""
     T = drive.shape[0]
