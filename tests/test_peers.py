@@ -96,6 +96,9 @@ def test_blocked_modal_response_matches_sequential_reference(T, lead, block, wit
     z = sequential_recurrence(decay, u.unsqueeze(-1) * bbar, z0)
     y_ref = (c * z).real.sum(-1)
     assert torch.allclose(y, y_ref, atol=1e-12) and torch.allclose(z_last, z[-1], atol=1e-12)
+    with torch.no_grad():  # without autograd, long blocks (T >= 3L²/4) batch the products per (sample, channel)
+        y_ng, z_ng = blocked_modal_response(u, decay, bbar, c, z0, block=block, want_state=True)
+    assert torch.allclose(y_ng, y_ref, atol=1e-12) and torch.allclose(z_ng, z[-1], atol=1e-12)
     g = torch.randn_like(y)
     (grad,) = torch.autograd.grad((y * g).sum(), u)
     (grad_ref,) = torch.autograd.grad((y_ref * g).sum(), u)
@@ -114,3 +117,30 @@ def test_sliding_psn_paths_match_the_gemm_reference(k):
     y1, s1 = m.run(x[:17])
     y2, _ = m.run(x[17:], s1)
     assert torch.equal(torch.cat([y1, y2]), m(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("th,burst", [(1.0, False), (0.7, False), (1.0, True), (0.7, True)])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_cumulative_numba_soma_equals_the_torch_form_bit_for_bit(dtype, th, burst, with_residual):
+    pytest.importorskip("numba")
+    from dendrix.ops.linear import cumulative_soma
+
+    torch.manual_seed(3)
+    drive = (2 * torch.randn(300, 3, 700, dtype=dtype)).relu()  # 2100 columns: several blocks and a partial one
+    drive[5, 0, 3], drive[7, 1, 2] = float("inf"), float("nan")
+    r0 = torch.rand(3, 700, dtype=dtype) * th if with_residual else None
+    ref = cumulative_soma(drive, r0, th, burst, backend="torch")
+    fast = cumulative_soma(drive, r0, th, burst, backend="numba")
+    for a, b in zip(ref, fast):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape
+        assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+    assert ref[0].nansum() > 0 and ref[0][8:, 1, 2].isnan().all()
+
+
+def test_cumulative_soma_forced_numba_on_an_unsupported_call_says_why():
+    pytest.importorskip("numba")
+    from dendrix.ops.linear import cumulative_soma
+
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        cumulative_soma(torch.ones(4, 2, dtype=torch.bfloat16), None, 1.0, False, backend="numba")

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..contract import Neuron
 from ..dtypes import to_compute
+from ..ops.linear.soma import cumulative_soma
 from ..ops.linear import (blocked_modal_response, causal_conv, complex_dtype, final_modes, free_response,
                           modal_kernel, zoh)
 from ..registry import register
@@ -145,31 +146,9 @@ class PMSN(Neuron):
         ``δ[t] = Z[t] − V_th·floor(Z[t−1]/V_th)`` with ``Z`` summed in float64 (from the residual of a previous
         chunk, ``Z[−1] = residual0``); each step's ``floor(Z/V_th)`` is formed once and shifted by one step."""
         th = self.v_threshold
-        total = drive.detach().to(torch.float64, copy=True)
-        if residual0 is not None:
-            start = residual0.detach().to(torch.float64)
-            total[0] += start
-        # the running sum row by row, in place: the same additions in the same order as torch.cumsum(0), whose
-        # CPU kernel is several times slower along a leading dimension (docs/benchmarks.md)
-        for t in range(1, total.shape[0]):
-            total[t] += total[t - 1]
-        scaled = total if th == 1.0 else total / th  # x / 1 == x exactly: skip the pass
-        fired = torch.floor(scaled)
-        delta = torch.empty_like(total)
-        if th == 1.0:
-            torch.sub(total[1:], fired[:-1], out=delta[1:])
-        else:
-            torch.sub(total[1:], fired[:-1] * th, out=delta[1:])
-        delta[0] = total[0] if residual0 is None else total[0] - torch.floor(start / th) * th
-        ratio = delta if th == 1.0 else delta / th
-        count = torch.floor(ratio)  # clamped in place; a NaN drive stays a NaN count (docs/reliability.md)
-        count = (count.clamp_min_(0) if self.burst else count.clamp_(0, 1)).to(drive.dtype)
-        # + 0·drive: an infinite drive makes a NaN count at its own step too, not only after it (docs/reliability.md)
-        count.addcmul_(drive.detach(), drive.new_zeros(()))
-        last = delta[-1] - th * torch.floor(delta[-1] / th)
-        delta = delta.to(drive.dtype)
+        count, delta, last = cumulative_soma(drive, residual0, th, self.burst)
         spikes = _SomaSurrogate.apply(drive, count, delta, th, self.surrogate_width, self.burst)
-        return spikes, delta, last.to(drive.dtype)
+        return spikes, delta, last
 
     def forward(self, x: Tensor) -> Tensor:
         return self._parallel(x, None, need_state=False)[0]
@@ -239,4 +218,4 @@ class PMSN(Neuron):
 
 register("pmsn", PMSN, family="dendritic", width="channels",
          description="PMSN (Chen et al. 2024): multi-compartment eigenbasis SSM (FFT) with cumulative-sum reset",
-         cpu_engine="FFT (ops.linear)", gpu_engine="FFT (ops.linear)")
+         cpu_engine="blocked modal response, numba soma (ops.linear)", gpu_engine="FFT (ops.linear)")

@@ -37,10 +37,12 @@ from .blocked import blocked_modal_response
 from .fft import fft_causal_conv, fft_recurrence, mode_powers
 from .modal import (ZOH, complex_dtype, complex_expm1, diagonalise, final_modes, free_response, real_system,
                     zoh)
+from .soma import cumulative_soma, cumulative_soma_reference
 from .reference import direct_causal_conv, direct_modal_kernel, sequential_recurrence
 from .scan import loop_recurrence, scan_recurrence
 
-__all__ = ["linear_recurrence", "causal_conv", "modal_kernel", "blocked_modal_response", "complex_expm1", "RECURRENCE_METHODS",
+__all__ = ["linear_recurrence", "causal_conv", "modal_kernel", "blocked_modal_response", "cumulative_soma",
+           "cumulative_soma_reference", "complex_expm1", "RECURRENCE_METHODS",
            "RECURRENCE_BACKENDS", "CONV_METHODS", "sequential_recurrence", "direct_causal_conv",
            "direct_modal_kernel", "mode_powers", "ZOH", "complex_dtype", "diagonalise", "zoh", "real_system",
            "free_response", "final_modes"]

@@ -11,8 +11,10 @@ multiply-adds the modal form needs. Here time is cut into J blocks of L steps an
   J blocks only (:func:`dendrix.ops.linear.linear_recurrence`);
 * what that state adds inside the block, ``Re Σ_n c_n a_n^{t+1} z_in[j]`` (an L×2N real matrix).
 
-All three products are one ``bmm`` each over the channels, and autograd differentiates them as such (no per-step
-graph). It is exact up to rounding, which is elementwise-relative like a direct sum (the FFT's is relative to the
+The input is put time last by one 2-D transpose (``[T, M·H] -> [M·H, T]``, a tiled copy) and the output back by
+another; between them each product is one ``bmm`` with the block rows on the left and the channel's small matrix
+(transposed) on the right, over the H channels (with autograd) or over the M·H (sample, channel) pairs (without,
+for T >= 3L²/4). Autograd differentiates the products as such (no per-step graph). It is exact up to rounding, which is elementwise-relative like a direct sum (the FFT's is relative to the
 largest output). The plain reference is :func:`dendrix.ops.linear.sequential_recurrence`.
 """
 
@@ -29,6 +31,8 @@ __all__ = ["blocked_modal_response", "DEFAULT_BLOCK"]
 # 32 steps per block: the L×L in-block product (L multiply-adds per sample) and the 6N of the state products
 # balance for N = 4 modes (docs/benchmarks.md, "PMSN, D-RF and sliding PSN against their authors' code").
 DEFAULT_BLOCK = 32
+# Without autograd, from T >= 0.75·L² the products run per (sample, channel) pair (see blocked_modal_response)
+_PER_SAMPLE_FACTOR = 0.75
 
 
 def blocked_modal_response(u: Tensor, decay: Tensor, bbar: Tensor, c: Tensor, z0: Tensor | None = None, *,
@@ -64,32 +68,43 @@ def blocked_modal_response(u: Tensor, decay: Tensor, bbar: Tensor, c: Tensor, z0
     carry = c.unsqueeze(-1) * powers[..., 1:]                        # c a^{t+1}  [H, N, L]
     carry = torch.cat([carry.real, -carry.imag], 1).transpose(1, 2).to(rdt)  # [H, L, 2N]
 
-    x = u.reshape(T, M, H)
+    x = u.reshape(T, M * H)
     if J * L != T:
-        x = torch.cat([x, x.new_zeros(J * L - T, M, H)])
-    # [T', M, H] -> [H, J, L, M]: one 2-D transpose puts each channel's (block, step) rows together, so every
-    # product below is a bmm over the H·J (channel, block) pairs on contiguous [L, M] slices
-    xb = x.reshape(J * L * M, H).t().contiguous().reshape(H * J, L, M)
+        x = torch.cat([x, x.new_zeros(J * L - T, M * H)])
+    # Time last by one 2-D transpose (a tiled copy; a general permute costs several times more): [J·L, M·H] ->
+    # [M, H, J, L], each (sample, channel, block) row contiguous, and every product is a bmm with the channel's
+    # own small matrix on the right. Batched over the M·H (sample, channel) pairs, those matrices are copied per
+    # sample (M·H·L² values); over the H channels, the rows of a channel are gathered instead (two copies of the
+    # M·H·T values): the first moves less data once T >= 3L²/4, but only without autograd (the backward of M·H
+    # tiny products costs more than the copies it saves; docs/benchmarks.md)
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, decay, bbar, c, z0))
+    per_sample = not grad and T >= _PER_SAMPLE_FACTOR * L * L
+    xt = x.t().contiguous()
+    xb = xt.reshape(M * H, J, L) if per_sample else xt.reshape(M, H, J * L).transpose(0, 1).reshape(H, M * J, L)
 
-    def per_block(w: Tensor) -> Tensor:  # [H, r, c] -> [H·J, r, c], the channel's matrix for each of its blocks
-        return w.unsqueeze(1).expand(H, J, *w.shape[1:]).reshape(H * J, *w.shape[1:])
+    def matrices(w: Tensor) -> Tensor:  # [H, r, c] -> one per batch of the products
+        return w.expand(M, *w.shape).reshape(M * H, *w.shape[1:]) if per_sample else w
 
-    ends = torch.bmm(per_block(to_end), xb).reshape(H, J, 2, N, M)
-    ends = torch.complex(ends[:, :, 0], ends[:, :, 1]).transpose(0, 1)     # [J, H, N, M]
-    start = None if z0 is None else z0.reshape(M, H, N).permute(1, 2, 0).to(ends.dtype)
+    ends = torch.bmm(xb, matrices(to_end.transpose(1, 2)))
+    ends = ends.reshape(M, H, J, 2 * N) if per_sample else ends.reshape(H, M, J, 2 * N).transpose(0, 1)
+    ends = torch.complex(ends[..., :N], ends[..., N:]).permute(2, 0, 1, 3)   # [J, M, H, N]
+    start = None if z0 is None else z0.reshape(M, H, N).to(ends.dtype)
     # state after each block; the state entering block j is the one after block j-1 (z0 for the first)
-    after = loop_recurrence(powers[..., L].unsqueeze(-1), ends, start)     # [J, H, N, M]
-    first = after.new_zeros(1, H, N, M) if start is None else start.unsqueeze(0)
+    after = loop_recurrence(powers[..., L], ends, start)                    # [J, M, H, N]
+    first = after.new_zeros(1, M, H, N) if start is None else start.unsqueeze(0)
     entering = torch.cat([first, after[:-1]])
-    entering = torch.cat([entering.real, entering.imag], 2).transpose(0, 1).reshape(H * J, 2 * N, M)
-    y = torch.baddbmm(torch.bmm(per_block(toeplitz.to(rdt)), xb), per_block(carry), entering)  # [H·J, L, M]
-    y = y.reshape(H, J * L * M).t()[:T * M].reshape(T, *lead, H).contiguous()
+    entering = torch.cat([entering.real, entering.imag], 3).permute(1, 2, 0, 3)   # [M, H, J, 2N]
+    entering = entering.reshape(M * H, J, 2 * N) if per_sample else entering.transpose(0, 1).reshape(H, M * J, 2 * N)
+    # in place: baddbmm out of place would first copy the in-block product (bmm's backward needs no output)
+    y = torch.bmm(xb, matrices(toeplitz.to(rdt).transpose(1, 2))).baddbmm_(entering, matrices(carry.transpose(1, 2)))
+    y = y.reshape(M * H, J * L) if per_sample else y.reshape(H, M, J * L).transpose(0, 1).reshape(M * H, J * L)
+    y = y.t()[:T].contiguous().reshape(T, *lead, H)
     if not want_state:
         return y, None
     # z[T-1] from the state entering the last block and its r = T - (J-1)L real steps
     r = T - (J - 1) * L
-    tail = x[(J - 1) * L:T].to(decay.dtype)                           # [r, M, H]
+    tail = x[(J - 1) * L:T].reshape(r, M, H).to(decay.dtype)           # [r, M, H]
     weights = bbar.unsqueeze(-1) * powers[..., :r].flip(-1)          # b̄ a^{r-1-s}  [H, N, r]
-    last_entering = (first[0] if J == 1 else after[J - 2]).permute(2, 0, 1)   # [M, H, N]
+    last_entering = first[0] if J == 1 else after[J - 2]                # [M, H, N]
     z_last = torch.einsum("smh,hns->mhn", tail, weights) + powers[..., r] * last_entering
     return y, z_last.reshape(*lead, H, N)
