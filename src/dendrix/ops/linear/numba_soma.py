@@ -1,6 +1,6 @@
 """Numba CPU engine of the cumulative-sum soma (``soma.py`` has the equations and the torch form).
 
-Blocks of ``BLOCK`` contiguous columns walk the time axis in parallel (``dendrix.ops.numba_common``), each with
+As few blocks of contiguous columns as there are threads (``block_size``) walk the time axis in parallel (``dendrix.ops.numba_common``), each with
 its float64 running sum and the previous step's ``floor(Z/V_th)`` in registers. Every operation is the torch
 form's, in the same order and precision (float64 sum, subtraction, floor, clamp; the casts to the drive's
 dtype at the end), and none is contracted into a fused multiply-add, so the outputs equal it bit for bit.
@@ -13,7 +13,7 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
-from ..numba_common import BLOCK, as_array, numba_threads, workers_for
+from ..numba_common import as_array, block_size, kernel, workers_for
 
 __all__ = ["cumulative_numba_soma", "unsupported_reason"]
 
@@ -36,14 +36,14 @@ def _floor_ratio(x, th, unit):
     return np.floor(x) if unit else np.floor(x / th)
 
 
-@njit(parallel=True, cache=True)
-def _soma(drive, start, th, unit, burst, count, delta, last):
+@kernel
+def _soma(drive, start, th, unit, burst, count, delta, last, block):
     """drive, count, delta: [T, M] (one dtype); start, last: [M] float64. Writes count, delta and last."""
     n_steps, m = drive.shape
     upper = np.inf if burst else 1.0
-    for blk in prange((m + BLOCK - 1) // BLOCK):
-        lo = blk * BLOCK
-        hi = min(m, lo + BLOCK)
+    for blk in prange((m + block - 1) // block):
+        lo = blk * block
+        hi = min(m, lo + block)
         n = hi - lo
         total = start[lo:hi].copy()
         fired = np.empty(n, dtype=np.float64)
@@ -79,8 +79,8 @@ def cumulative_numba_soma(drive: Tensor, residual0: Tensor | None, th: float,
     count, delta = torch.empty_like(flat), torch.empty_like(flat)
     last = torch.empty(m, dtype=torch.float64)
     if m > 0:
-        with numba_threads(workers_for(T * m, m)):
-            _soma(as_array(flat), as_array(start), float(th), float(th) == 1.0, bool(burst), count.numpy(), delta.numpy(),
-                  last.numpy())
+        workers = workers_for(T * m, m)
+        _soma(workers, as_array(flat), as_array(start), float(th), float(th) == 1.0, bool(burst), count.numpy(),
+              delta.numpy(), last.numpy(), block_size(m, workers))
     shape = drive.shape
     return count.reshape(shape), delta.reshape(shape), last.to(drive.dtype).reshape(shape[1:])
