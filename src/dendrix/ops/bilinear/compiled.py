@@ -34,6 +34,7 @@ def pack_layout(layout: PairLayout | IndependentLayout, device) -> tuple[Tensor,
 
 
 def unpack_layout(index_a: Tensor, index_b: Tensor, sizes: list[int], kind: str) -> PairLayout | IndependentLayout:
+    """The layout that :func:`pack_layout` packed."""
     if kind == "independent":
         return IndependentLayout(sizes[0], sizes[1], index_a, index_b)
     return PairLayout(sizes[0], sizes[2], sizes[1], index_a, index_b)
