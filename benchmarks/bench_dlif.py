@@ -5,6 +5,13 @@
     python benchmarks/bench_dlif.py --device cuda   # on a GPU ("auto": the Triton engine when Triton imports)
     python benchmarks/bench_dlif.py --device cuda --backend torch   # a given bilinear engine
     python benchmarks/bench_dlif.py --rates 0.05 --repeat 3 --skip-conv   # one shape only
+    python benchmarks/bench_dlif.py --targets --threads 1 --clock cpu --rounds 7   # issue 18's two ratios
+
+``--targets`` measures the two DLIFLinear(700 -> 128, sparsity 0.9) targets at T = 250, B = 32, 5 % input
+spikes, for both masks: as an OUTPUT layer (input needs no grad) against Linear+LIF, and as a HIDDEN layer
+(input requires grad) against Linear+LIF with the same input gradient. Forward+backward only; every round times
+each case once (interleaved) and forms the ratios of that round; the table gives the median ratio and its
+min–max over rounds, with the 1-minute load average before and after.
 
 Every DLIF row is measured with both masks, ``mask="independent"`` (the default) and ``mask="cyclic"``.
 
@@ -23,6 +30,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 
 import torch
 
@@ -89,6 +97,50 @@ def conv_case(c_in, c_out, T, B, hw, rate, repeat, sparsity):
                           for mask, d in layers.items()], repeat)
 
 
+def _fwd_bwd_once(fn, params, clock):
+    for p in params:
+        p.grad = None
+    t0 = clock()
+    fn().float().sum().backward()
+    return (clock() - t0) * 1e3
+
+
+def targets(rounds, clock, clock_name, T=250, B=32, n_in=700, n_out=128, rate=0.05, sparsity=0.9):
+    """Issue 18's ratios: DLIFLinear as an output layer / Linear+LIF, and as a hidden layer / Linear+LIF with the
+    input gradient, both masks, interleaved rounds; prints a markdown table."""
+    torch.manual_seed(0)
+    x = spikes((T, B, n_in), rate).to(DEVICE)
+    xg = x.clone().requires_grad_(True)
+    ref = SpikingLinear(n_in, n_out, LIF(v_reset=None)).to(DEVICE)
+    layers = {mask: DLIFLinear(n_in, n_out, sparsity=sparsity, backend=BACKEND, mask=mask).to(DEVICE)
+              for mask in ("independent", "cyclic")}
+    cases = {("output", "Linear+LIF"): (lambda: ref(x), list(ref.parameters())),
+             ("hidden", "Linear+LIF"): (lambda: ref(xg), list(ref.parameters()) + [xg])}
+    for mask, d in layers.items():
+        cases[("output", mask)] = ((lambda d=d: d(x)), list(d.parameters()))
+        cases[("hidden", mask)] = ((lambda d=d: d(xg)), list(d.parameters()) + [xg])
+    for fn, params in cases.values():  # warm-up: compilation, caches
+        _fwd_bwd_once(fn, params, clock)
+    load0 = os.getloadavg()[0]
+    times = {key: [] for key in cases}
+    for _ in range(rounds):
+        for key, (fn, params) in cases.items():
+            times[key].append(_fwd_bwd_once(fn, params, clock))
+    load1 = os.getloadavg()[0]
+    print(f"DLIFLinear({n_in} -> {n_out}, sparsity {sparsity:g}), T={T}, B={B}, input rate {100 * rate:g} %; "
+          f"forward+backward, {clock_name} clock, {torch.get_num_threads()} torch threads, {rounds} interleaved "
+          f"rounds; load (1 min) {load0:.2f} before, {load1:.2f} after\n")
+    print("| layer | mask | Linear+LIF ms (median) | DLIF ms (median) | ratio median | ratio min–max | target |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for role, target in (("output", 2.5), ("hidden", 4.0)):
+        base = times[(role, "Linear+LIF")]
+        for mask in layers:
+            mine = times[(role, mask)]
+            ratios = [a / b for a, b in zip(mine, base)]
+            print(f"| {role} | {mask} | {statistics.median(base):.1f} | {statistics.median(mine):.1f} | "
+                  f"{statistics.median(ratios):.2f}× | {min(ratios):.2f}–{max(ratios):.2f}× | ≤ {target:g}× |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes, one repeat")
@@ -98,7 +150,21 @@ def main(argv=None):
     ap.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.01, 0.20], help="input rates (full run)")
     ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds (full run)")
     ap.add_argument("--skip-conv", action="store_true", help="no DLIFConv2d table")
+    ap.add_argument("--targets", action="store_true",
+                    help="only issue 18's output-layer and hidden-layer ratios, both masks (see the docstring)")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of --targets")
+    ap.add_argument("--threads", type=int, default=None, help="torch (and numba) threads (default: theirs)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="--targets clock: wall (time.perf_counter) or cpu (time.process_time, CPU seconds of this "
+                         "process: with --threads 1 far less disturbed by other processes on a loaded machine)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        try:
+            import numba
+            numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        except ImportError:
+            pass
     global DEVICE, BACKEND
     DEVICE = torch.device(args.device)
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
@@ -107,6 +173,11 @@ def main(argv=None):
     engine = resolve_backend(BACKEND, DEVICE)  # raises if a forced engine cannot run here
     print(machine_line())
     print(f"bilinear engine: {engine} (--backend {BACKEND}, device {DEVICE})")
+    if args.targets:
+        if args.clock == "cpu" and DEVICE.type == "cuda":
+            ap.error("--clock cpu measures CPU time; use --clock wall on a GPU")
+        targets(args.rounds, time.process_time if args.clock == "cpu" else time.perf_counter, args.clock)
+        return
     if args.quick:
         settings = [dict(n_in=100, n_out=32, T=20, B=4, rate=0.05)]
         conv = dict(c_in=8, c_out=16, T=2, B=2, hw=8, rate=0.05)

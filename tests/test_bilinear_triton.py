@@ -10,7 +10,7 @@ import dendrix.ops.bilinear as bilinear_ops
 from dendrix.layers import DLIFLinear
 from dendrix.ops.bilinear import (PairLayout, bilinear_form, bilinear_reference, build_layout, dense_matrix,
                                   resolve_backend)
-from dendrix.ops.bilinear.sparse import SparseBilinear
+from dendrix.ops.bilinear.autograd import BilinearForm
 from triton_support import DEVICE, HAS_TRITON, INTERPRET, ON_CUDA, needs_kernels
 
 
@@ -118,7 +118,7 @@ def test_gradcheck_values():
     lay = layout_on_device(build_layout(5, 3, 0.5, generator=torch.Generator().manual_seed(1)))
     vals = torch.randn(lay.nnz, dtype=torch.float64, device=DEVICE, requires_grad=True)
     s = spikes(4, 5, rate=0.6, seed=3)
-    assert torch.autograd.gradcheck(lambda v: SparseBilinear.apply(s, v, lay, "triton", True), (vals,),
+    assert torch.autograd.gradcheck(lambda v: BilinearForm.apply(s, v, lay, "triton", True), (vals,),
                                     fast_mode=True)
 
 
@@ -129,7 +129,7 @@ def test_input_gradient_equals_quadratic_form_derivative():
     vals = torch.randn(lay.nnz, dtype=torch.float64, device=DEVICE)
     s = spikes(11, 8, rate=0.5, seed=4).requires_grad_(True)
     g = torch.randn(11, 3, dtype=torch.float64, device=DEVICE)
-    (gs,) = torch.autograd.grad(SparseBilinear.apply(s, vals, lay, "triton", True), s, g)
+    (gs,) = torch.autograd.grad(BilinearForm.apply(s, vals, lay, "triton", True), s, g)
     K = dense_matrix(vals, lay)
     torch.testing.assert_close(gs, 2 * torch.einsum("ro,oij,rj->ri", g, K, s.detach()))
 
@@ -141,7 +141,7 @@ def test_saves_active_lists_not_the_input():
     s = spikes(7, 10, rate=0.4, seed=6)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        SparseBilinear.apply(s, vals, lay, "triton", True)
+        BilinearForm.apply(s, vals, lay, "triton", True)
     assert [t.dtype for t in saved] == [torch.int64, torch.int32]  # row pointers, input indices
     assert saved[0].shape == (8,) and saved[1].numel() == int(s.sum())
 

@@ -50,9 +50,9 @@ def test_sparse_bilinear_custom_op_passes_opcheck(engine):
     layout = build_layout(12, 6, 0.4, torch.Generator().manual_seed(0))
     values = torch.randn(layout.nnz, dtype=torch.float64, requires_grad=True)
     s = spike_input("cpu", torch.float64, (5, 12)).requires_grad_(True)
-    args = (s, values, layout.start, layout.extra_pair, layout.in_features, layout.m, layout.out_features,
-            engine, True)
-    torch.library.opcheck(torch.ops.dendrix.sparse_bilinear.default, args)
+    args = (s, values, layout.start, layout.extra_pair, [layout.in_features, layout.m, layout.out_features],
+            "cyclic", engine, True)
+    torch.library.opcheck(torch.ops.dendrix.bilinear_form.default, args)
     # and the op's gradients are the eager autograd function's
     y = sparse_bilinear(s, values, layout, engine, True)
     gs, gv = torch.autograd.grad(y.sum(), (s, values))
@@ -70,8 +70,9 @@ def test_independent_bilinear_custom_op_passes_opcheck(engine):
     layout = build_independent_layout(12, 6, 0.4, torch.Generator().manual_seed(0))
     values = torch.randn(layout.nnz, dtype=torch.float64, requires_grad=True)
     s = spike_input("cpu", torch.float64, (5, 12)).requires_grad_(True)
-    args = (s, values, layout.ptr, layout.outputs, layout.in_features, layout.out_features, engine, True)
-    torch.library.opcheck(torch.ops.dendrix.independent_bilinear.default, args)
+    args = (s, values, layout.ptr, layout.outputs, [layout.in_features, layout.out_features], "independent",
+            engine, True)
+    torch.library.opcheck(torch.ops.dendrix.bilinear_form.default, args)
     y = sparse_bilinear(s, values, layout, engine, True)
     gs, gv = torch.autograd.grad(y.sum(), (s, values))
     y_ref = dendrix.ops.bilinear.bilinear_form(s, values, layout, backend=engine)

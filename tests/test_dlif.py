@@ -8,7 +8,7 @@ from dendrix.layers import DLIFConv2d, DLIFLinear, SpikingLinear
 from dendrix.neurons.lif import LIF
 from dendrix.ops.bilinear import (HAVE_NUMBA, bilinear_form, bilinear_reference, build_layout, dense_matrix,
                                   dlif_current_reference, low_rank_dense, low_rank_form)
-from dendrix.ops.bilinear.sparse import SparseBilinear
+from dendrix.ops.bilinear.autograd import BilinearForm
 
 ENGINES = ["torch"] + (["numba"] if HAVE_NUMBA else [])
 
@@ -43,7 +43,7 @@ def test_gradcheck_sparse_bilinear_values(engine):
     lay = build_layout(6, 4, 0.5, generator=torch.Generator().manual_seed(1))
     vals = torch.randn(lay.nnz, dtype=torch.float64, requires_grad=True)
     s = spikes(9, 6, rate=0.5, seed=3, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda v: SparseBilinear.apply(s, v, lay, engine, True), (vals,))
+    assert torch.autograd.gradcheck(lambda v: BilinearForm.apply(s, v, lay, engine, True), (vals,))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -53,7 +53,7 @@ def test_gradcheck_input_gradient_equals_quadratic_form_derivative(engine):
     vals = torch.randn(lay.nnz, dtype=torch.float64)
     s = spikes(11, 8, rate=0.5, seed=4, dtype=torch.float64).requires_grad_(True)
     g = torch.randn(11, 3, dtype=torch.float64)
-    (gs,) = torch.autograd.grad(SparseBilinear.apply(s, vals, lay, engine, True), s, g)
+    (gs,) = torch.autograd.grad(BilinearForm.apply(s, vals, lay, engine, True), s, g)
     K = dense_matrix(vals, lay)
     torch.testing.assert_close(gs, 2 * torch.einsum("ro,oij,rj->ri", g, K, s.detach()))
 

@@ -25,16 +25,17 @@ from torch import Tensor
 from ...validation import check_choice
 from ..custom_ops import compiling
 from ..dispatch import LazyEngine, resolve
+from .autograd import BilinearForm
 from .compiled import sparse_bilinear
-from .independent import IndependentBilinear, IndependentLayout, build_independent_layout
+from .independent import IndependentLayout, build_independent_layout
 from .layout import PairLayout, build_layout, num_pairs, pair_index, triu_pairs
 from .reference import bilinear_reference, dense_matrix, dlif_current_reference
-from .sparse import HAVE_NUMBA, SparseBilinear, active_pairs, check_binary
+from .sparse import HAVE_NUMBA, active_pairs, check_binary
 
 __all__ = ["bilinear_form", "low_rank_form", "low_rank_dense", "BACKENDS", "PairLayout", "build_layout",
            "dense_matrix", "bilinear_reference", "dlif_current_reference", "num_pairs", "pair_index",
            "triu_pairs", "active_pairs", "HAVE_NUMBA", "resolve_backend", "IndependentLayout",
-           "build_independent_layout", "MASKS", "build_mask"]
+           "build_independent_layout", "MASKS", "build_mask", "BilinearForm"]
 
 MASKS = ("independent", "cyclic")
 
@@ -95,9 +96,7 @@ def bilinear_form(s: Tensor, values: Tensor, layout: PairLayout | IndependentLay
         if check_input:
             check_binary(s)
         return s.new_zeros(s.shape[0], layout.out_features) + 0 * values.sum().to(s.dtype)
-    if independent:
-        return IndependentBilinear.apply(s, values, layout, engine, check_input)
-    return SparseBilinear.apply(s, values, layout, engine, check_input)
+    return BilinearForm.apply(s, values, layout, engine, check_input)
 
 
 def low_rank_form(s: Tensor, u: Tensor, v: Tensor) -> Tensor:

@@ -17,21 +17,21 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ..dispatch import compute_dtype
 from .layout import num_pairs, start_dtype, triu_pairs
 from .sparse import _active_pair_ids, _np, _workers, check_binary
 
-__all__ = ["IndependentLayout", "build_independent_layout", "IndependentBilinear", "independent_forward",
+__all__ = ["IndependentLayout", "build_independent_layout", "independent_forward",
            "independent_backward", "HAVE_NUMBA"]
 
 try:  # optional compiled CPU engine
     from . import kernels as _kernels
+    from . import kernels_grad_input as _gkernels
     from . import kernels_independent as _ikernels
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - depends on the environment
-    _kernels = _ikernels = None
+    _kernels = _gkernels = _ikernels = None
     HAVE_NUMBA = False
 
 _TORCH_CHUNK = 1 << 22  # entries expanded at once by the torch engine
@@ -153,7 +153,7 @@ def _torch_grad_input(s: Tensor, g: Tensor, values: Tensor, layout: IndependentL
     return gs.view(R, n)
 
 
-# ---------------------------------------------------------------------------------------------------- autograd
+# ---------------------------------------------------------------------------------------------------- engines
 def independent_forward(s: Tensor, values: Tensor, layout: IndependentLayout, engine: str,
                         check: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
     """``(y in s's dtype, what the backward needs)``: the numba engine's active lists, or ``s`` for torch."""
@@ -191,7 +191,10 @@ def independent_backward(grad: Tensor, values: Tensor | None, saved: tuple[Tenso
                                                                  layout.nnz, _workers(len(aidx), n)))
         if need_s:
             vd = values.detach().to(dtype).contiguous()
-            gs = _ikernels.grad_input(aptr, aidx, n, ptr, outputs, _np(vd), _np(g), _workers(len(aidx), g.shape[0]))
+            # rows grouped by active input (kernels_grad_input.py); kernels_independent.grad_input is the
+            # row-by-row version beside it, compared in the tests
+            gs = _gkernels.grad_input_csr(aptr, aidx, n, ptr, outputs, _np(vd), _np(g),
+                                          _workers(len(aidx), g.shape[0]))
             grad_s = torch.from_numpy(gs).to(s_dtype)
     else:
         sc = saved[0].detach().to(dtype).contiguous()
@@ -202,25 +205,3 @@ def independent_backward(grad: Tensor, values: Tensor | None, saved: tuple[Tenso
     if grad_values is not None:
         grad_values = grad_values.to(v_dtype)
     return grad_s, grad_values
-
-
-class IndependentBilinear(torch.autograd.Function):
-    """``y[r, o] = s_rᵀ K_o s_r`` for binary ``s`` ``[R, n]`` on an :class:`IndependentLayout` (engines
-    ``"numba"`` and ``"torch"``); gradients as :class:`~dendrix.ops.bilinear.sparse.SparseBilinear`'s."""
-
-    @staticmethod
-    def forward(ctx, s: Tensor, values: Tensor, layout: IndependentLayout, engine: str,  # type: ignore[override]
-                check: bool = True) -> Tensor:
-        out, saved = independent_forward(s, values, layout, engine, check)
-        ctx.layout, ctx.engine = layout, engine
-        ctx.s_dtype, ctx.v_dtype = s.dtype, values.dtype
-        ctx.save_for_backward(values if ctx.needs_input_grad[0] else None, *saved)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        values, *saved = ctx.saved_tensors
-        grad_s, grad_values = independent_backward(grad, values, tuple(saved), ctx.layout, ctx.engine, ctx.s_dtype,
-                                                   ctx.v_dtype, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return grad_s, grad_values, None, None, None

@@ -11,12 +11,15 @@ takes ``scale``).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from .kernels import _bucket_by_input
 
 __all__ = ["forward", "grad_values", "grad_input"]
+
+U = numba.uint64
 
 
 @njit(cache=True, inline="always")
@@ -29,13 +32,16 @@ def _forward_rows(aptr, aidx, n, ptr, outputs, values, out, r0, r1):
     # by first input (as kernels.py): the values of the pairs (i, ·) are one contiguous region, which stays in
     # cache while every row of the block where i fires is served
     start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+    flat = out.reshape(-1)
+    width = U(out.shape[1])
     for i in range(n):
         for q in range(start[i], start[i + 1]):
             r = rows[q]
+            ro = U(r) * width
             for y in range(pos[q] + 1, aptr[r + 1]):
                 p = _pair(i, aidx[y], n)
-                for k in range(ptr[p], ptr[p + 1]):
-                    out[r, outputs[k]] += values[k]
+                for k in range(U(ptr[p]), U(ptr[p + 1])):  # unsigned: no negative-index wrap-around code
+                    flat[ro + U(outputs[k])] += values[k]
 
 
 @njit(parallel=True, cache=True)
@@ -53,21 +59,24 @@ def forward(aptr, aidx, n, ptr, outputs, values, out_features, scale, blocks):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True)
 def grad_values(aptr, aidx, n, ptr, outputs, g, nnz, chunks):
     """``grad[k] = Σ_r g[r, outputs[k]]`` over the rows where value k's pair is active. The pairs (i, ·) own
     one contiguous range of values, so workers that take distinct first inputs i never write the same entry."""
     R = aptr.shape[0] - 1
     start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
     grad = np.zeros(nnz, g.dtype)
+    flat = g.reshape(-1)
+    width = U(g.shape[1])
     for c in prange(chunks):
         for i in range(c, n, chunks):  # strided: pairs (i, ·) get fewer as i grows
             for q in range(start[i], start[i + 1]):
                 r = rows[q]
+                ro = U(r) * width
                 for y in range(pos[q] + 1, aptr[r + 1]):
                     p = _pair(i, aidx[y], n)
-                    for k in range(ptr[p], ptr[p + 1]):
-                        grad[k] += g[r, outputs[k]]
+                    for k in range(U(ptr[p]), U(ptr[p + 1])):
+                        grad[k] += flat[ro + U(outputs[k])]
     return grad
 
 

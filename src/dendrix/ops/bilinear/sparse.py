@@ -1,6 +1,6 @@
 """Sparse bilinear form ``Σ_{i<j} K_o,ij s_i s_j`` for binary ``s``: exact, cost ~ active pairs × kept outputs.
 
-Three engines behind one autograd function (:class:`SparseBilinear`, hand-written backward):
+Three engines for cyclic-window layouts (``layout.py``), behind the autograd function of ``autograd.py``:
 
 * ``"numba"`` (CPU, needs the ``numba`` package): compiled loops over the active pairs, see ``kernels.py``.
 * ``"torch"`` (any device): the active pairs of every row are listed with tensor index arithmetic and their
@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ..dispatch import compute_dtype
 from .layout import PairLayout
 
-__all__ = ["SparseBilinear", "active_pairs", "HAVE_NUMBA", "check_binary", "sparse_forward", "sparse_backward",
+__all__ = ["active_pairs", "HAVE_NUMBA", "check_binary", "sparse_forward", "sparse_backward",
            "saved_lists"]
 
 try:  # optional compiled CPU engine
     from . import kernels as _kernels
+    from . import kernels_grad_input as _gkernels
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - depends on the environment
-    _kernels = None
+    _kernels = _gkernels = None
     HAVE_NUMBA = False
 
 # Entries expanded at once by the torch engine (index tensors of this many int64 each).
@@ -189,6 +189,16 @@ def _numba_grad_values(lists, g, start, layout):
 
 
 def _numba_grad_input(lists, g, main_val, extra_val, start, layout):
+    """Rows grouped by active input (``kernels_grad_input.py``); the row-by-row kernel of ``kernels.py`` is the
+    plain version beside it (``grad_input_rowwise``, compared in the tests)."""
+    aptr, aidx = (t.numpy() for t in lists)
+    args = (aptr, aidx, layout.in_features, layout.m, _np(start), _np(main_val), _np(extra_val), _np(g))
+    return torch.from_numpy(_gkernels.grad_input_window(*args, _workers(len(aidx), g.shape[0])))
+
+
+def grad_input_rowwise(lists, g, main_val, extra_val, start, layout):
+    """The row-by-row numba input gradient (one scalar gather per multiply-add): the reference of the grouped
+    kernel, same arguments as :func:`_numba_grad_input`."""
     aptr, aidx = (t.numpy() for t in lists)
     args = (aptr, aidx, layout.in_features, layout.m, _np(start), _np(main_val), _np(extra_val), _np(g))
     workers = _workers(len(aidx), g.shape[0])
@@ -266,31 +276,3 @@ def sparse_backward(grad: Tensor, values: Tensor | None, saved: tuple[Tensor, ..
             gs = _torch_grad_input(sc, g, main_val, extra_val, start, layout)
         grad_s = gs.to(s_dtype)
     return grad_s, grad_values
-
-
-# ---------------------------------------------------------------------------------------------------- autograd
-class SparseBilinear(torch.autograd.Function):
-    """``y[r, o] = s_rᵀ K_o s_r = 2 Σ_{i<j} K_o,ij s_ri s_rj`` for binary ``s`` ``[R, n]``.
-
-    Inputs: ``s``, ``values`` (all kept entries, layout order), the :class:`PairLayout`, the engine name, and
-    whether to refuse non-binary ``s`` (the numba engine counts offending entries during its scan, for free).
-    Gradients: ``d/dvalues = 2 Σ_r g[r, o] s_ri s_rj``; ``d/ds_b = 2 Σ_a K_o,ab s_a g[r, o]`` (the derivative
-    of the quadratic form, exact at binary points). Under ``torch.compile`` the same engines run behind the
-    custom op of ``compiled.py`` instead.
-    """
-
-    @staticmethod
-    def forward(ctx, s: Tensor, values: Tensor, layout: PairLayout, engine: str,  # type: ignore[override]
-                check: bool = True) -> Tensor:
-        out, saved = sparse_forward(s, values, layout, engine, check)
-        ctx.layout, ctx.engine, ctx.s_dtype, ctx.v_dtype = layout, engine, s.dtype, values.dtype
-        ctx.save_for_backward(values if ctx.needs_input_grad[0] else None, *saved)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        values, *saved = ctx.saved_tensors
-        grad_s, grad_values = sparse_backward(grad, values, tuple(saved), ctx.layout, ctx.engine, ctx.s_dtype,
-                                              ctx.v_dtype, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return grad_s, grad_values, None, None, None
