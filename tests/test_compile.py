@@ -43,35 +43,33 @@ def test_model_with_dlif_compiles_fullgraph():
     check_compiled_matches_eager(model, spike_input("cpu"), spike_equal=False, **GRAD_TOL)
 
 
+def _cyclic_case(layout):
+    """The cyclic-window masks' op and its schema arguments after ``(s, values)``."""
+    return (torch.ops.dendrix.sparse_bilinear.default,
+            (layout.start, layout.extra_pair, layout.in_features, layout.m, layout.out_features))
+
+
+def _independent_case(layout):
+    """The independent masks' op and its schema arguments after ``(s, values)``."""
+    return (torch.ops.dendrix.independent_bilinear.default,
+            (layout.ptr, layout.outputs, layout.in_features, layout.out_features))
+
+
+BILINEAR_OPS = {"cyclic": (build_layout, _cyclic_case), "independent": (build_independent_layout, _independent_case)}
+
+
+@pytest.mark.parametrize("masks", sorted(BILINEAR_OPS))
 @pytest.mark.parametrize("engine", ["numba", "torch"])
-def test_sparse_bilinear_custom_op_passes_opcheck(engine):
+def test_bilinear_custom_op_passes_opcheck_and_matches_eager(masks, engine):
     if engine == "numba" and not dendrix.ops.bilinear.HAVE_NUMBA:
         pytest.skip("numba is not installed")
-    layout = build_layout(12, 6, 0.4, torch.Generator().manual_seed(0))
+    build, case = BILINEAR_OPS[masks]
+    layout = build(12, 6, 0.4, torch.Generator().manual_seed(0))
     values = torch.randn(layout.nnz, dtype=torch.float64, requires_grad=True)
     s = spike_input("cpu", torch.float64, (5, 12)).requires_grad_(True)
-    args = (s, values, layout.start, layout.extra_pair, layout.in_features, layout.m, layout.out_features,
-            engine, True)
-    torch.library.opcheck(torch.ops.dendrix.sparse_bilinear.default, args)
+    op, layout_args = case(layout)
+    torch.library.opcheck(op, (s, values, *layout_args, engine, True))
     # and the op's gradients are the eager autograd function's
-    y = sparse_bilinear(s, values, layout, engine, True)
-    gs, gv = torch.autograd.grad(y.sum(), (s, values))
-    y_ref = dendrix.ops.bilinear.bilinear_form(s, values, layout, backend=engine)
-    gs_ref, gv_ref = torch.autograd.grad(y_ref.sum(), (s, values))
-    assert torch.equal(y, y_ref)
-    torch.testing.assert_close(gs, gs_ref)
-    torch.testing.assert_close(gv, gv_ref)
-
-
-@pytest.mark.parametrize("engine", ["numba", "torch"])
-def test_independent_bilinear_custom_op_passes_opcheck(engine):
-    if engine == "numba" and not dendrix.ops.bilinear.HAVE_NUMBA:
-        pytest.skip("numba is not installed")
-    layout = build_independent_layout(12, 6, 0.4, torch.Generator().manual_seed(0))
-    values = torch.randn(layout.nnz, dtype=torch.float64, requires_grad=True)
-    s = spike_input("cpu", torch.float64, (5, 12)).requires_grad_(True)
-    args = (s, values, layout.ptr, layout.outputs, layout.in_features, layout.out_features, engine, True)
-    torch.library.opcheck(torch.ops.dendrix.independent_bilinear.default, args)
     y = sparse_bilinear(s, values, layout, engine, True)
     gs, gv = torch.autograd.grad(y.sum(), (s, values))
     y_ref = dendrix.ops.bilinear.bilinear_form(s, values, layout, backend=engine)
