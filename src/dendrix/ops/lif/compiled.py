@@ -5,8 +5,9 @@ While ``torch.compile`` traces, :func:`~dendrix.ops.lif.leaky_sequence` calls :f
 grows with ``T`` (inductor took minutes for one layer); as a custom op the engine is one node forward and one
 backward, and runs exactly as in eager mode. ``engine`` (``"auto"``, ``"numba"`` or ``"fused"``) is resolved inside
 the op, when it runs (:func:`resolve_engine`): on CPU ``"auto"`` takes the numba engine where eager mode does, so
-compiled and eager code run the same kernel (Dynamo cannot trace numba, but it never sees it here). Each coefficient (``leak``, ``gain``, ``bias``) travels as an optional
-tensor beside a float (the float is used when the tensor is None); the surrogate as its name and parameters.
+compiled and eager code run the same kernel (Dynamo cannot trace numba, but it never sees it here). Each
+coefficient (``leak``, ``gain``, ``bias``) travels as an optional tensor beside a float (the float is used when
+the tensor is None); the surrogate as its name and parameters.
 """
 
 from __future__ import annotations
