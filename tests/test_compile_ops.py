@@ -7,11 +7,13 @@ import pytest
 import torch
 
 import dendrix
+from dendrix.ops.alif import NUMBA_ENGINE as ALIF_NUMBA
 from dendrix.ops.alif.compiled import alif_sequence_op
 from dendrix.ops.alif.fused import ALIFFunction
 from dendrix.ops.custom_ops import surrogate_args, surrogate_from_args
 from dendrix.ops.dgn.compiled import dgn_membrane_op, synaptic_trace_op
 from dendrix.ops.dgn.fused import DGNMembraneFunction, SynapticTraceFunction
+from dendrix.ops.lif import NUMBA_ENGINE
 from dendrix.ops.lif.compiled import leaky_sequence_op
 from dendrix.ops.lif.fused import LeakyFunction
 from dendrix.ops.rf.compiled import rf_sequence_op
@@ -52,9 +54,12 @@ def test_surrogate_travels_by_name_and_parameters():
     assert surrogate_args(Mine(1.0)) is None
 
 
+@pytest.mark.parametrize("engine", ["fused", "numba"])
 @pytest.mark.parametrize("v_reset", [0.0, None])
 @pytest.mark.parametrize("coefficients", ["per_channel", "floats", "scalar_tensors"])
-def test_leaky_sequence_op(v_reset, coefficients):
+def test_leaky_sequence_op(v_reset, coefficients, engine):
+    if engine == "numba" and NUMBA_ENGINE.load() is None:
+        pytest.skip("numba is not installed")
     torch.manual_seed(0)
     x, v0 = _rand(T, B, N, offset=0.5), _rand(B, N)
     leak, gain, bias = {"per_channel": (torch.rand(N, dtype=F64).requires_grad_(), _rand(1), 0.1),
@@ -63,24 +68,29 @@ def test_leaky_sequence_op(v_reset, coefficients):
     coeffs = (leak, gain, bias)
     schema_args = (x, v0, *[c if isinstance(c, torch.Tensor) else None for c in coeffs],
                    *[0.0 if isinstance(c, torch.Tensor) else float(c) for c in coeffs], 0.5, v_reset, False,
-                   "atan", [2.0])
+                   "atan", [2.0], engine)
     torch.library.opcheck(torch.ops.dendrix.leaky_sequence.default, schema_args)
     args = (x, v0, *coeffs, 0.5, v_reset, False, get_surrogate("atan"))
     inputs = [t for t in (x, v0, *coeffs) if isinstance(t, torch.Tensor)]
-    _check_same(leaky_sequence_op(*args), LeakyFunction.apply(*args), inputs)
+    function = NUMBA_ENGINE.load().LeakyNumbaFunction if engine == "numba" else LeakyFunction
+    _check_same(leaky_sequence_op(*args, engine=engine), function.apply(*args), inputs)
 
 
+@pytest.mark.parametrize("engine", ["fused", "numba"])
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_alif_sequence_op(per_channel):
+def test_alif_sequence_op(per_channel, engine):
+    if engine == "numba" and ALIF_NUMBA.load() is None:
+        pytest.skip("numba is not installed")
     torch.manual_seed(0)
     x, u0, a0 = _rand(T, B, N, scale=2.0), _rand(B, N), _rand(B, N)
     s0 = (torch.rand(B, N, dtype=F64) < 0.5).to(F64).requires_grad_(True)
     alpha, rho = (torch.rand(N, dtype=F64).requires_grad_(), torch.rand(N, dtype=F64).requires_grad_()) \
         if per_channel else (torch.tensor(0.9, dtype=F64), torch.tensor(0.8, dtype=F64, requires_grad=True))
     torch.library.opcheck(torch.ops.dendrix.alif_sequence.default,
-                          (x, u0, a0, s0, alpha, rho, 0.01, 1.8, "double_gaussian", [0.5, 0.15, 6.0]))
+                          (x, u0, a0, s0, alpha, rho, 0.01, 1.8, "double_gaussian", [0.5, 0.15, 6.0], engine))
     args = (x, u0, a0, s0, alpha, rho, 0.01, 1.8, get_surrogate("double_gaussian"))
-    _check_same(alif_sequence_op(*args), ALIFFunction.apply(*args),
+    function = ALIF_NUMBA.load().ALIFNumbaFunction if engine == "numba" else ALIFFunction
+    _check_same(alif_sequence_op(*args, engine=engine), function.apply(*args),
                 [t for t in args if isinstance(t, torch.Tensor) and t.requires_grad])
 
 

@@ -27,9 +27,9 @@ def _strong(module: nn.Module, gain: float = 4.0) -> nn.Module:
     return module.eval()
 
 
-def _spikes(seed: int = 1, width: int = IN) -> torch.Tensor:
+def _spikes(seed: int = 1, width: int = IN, batch: int = B) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(T, B, width, generator=g) < 0.5).float()
+    return (torch.rand(T, batch, width, generator=g) < 0.5).float()
 
 
 def _session(info) -> "ort.InferenceSession":
@@ -38,7 +38,7 @@ def _session(info) -> "ort.InferenceSession":
 
 def stream(info, x: torch.Tensor) -> torch.Tensor:
     """The streaming inference loop of docs/export.md: feed x_t and the state, keep the new state."""
-    session, state, ys = _session(info), list(info.initial_state), []
+    session, state, ys = _session(info), info.state_for(x.shape[1]), []
     for x_t in x.numpy():
         y_t, *state = session.run(None, {info.input_name: x_t, **dict(zip(info.state_names, state))})
         ys.append(y_t)
@@ -65,6 +65,28 @@ def test_step_export_reproduces_every_kind_spike_for_spike(kind, tmp_path):
         assert info.state_names and len(info.initial_state) == len(info.state_names)
         got = stream(info, x)
     assert torch.equal(got, want), f"{kind}: {int((got != want).sum())} spikes differ"
+    # the batch dimension is dynamic: the same file runs another batch size (and one sample)
+    for batch in (B + 3, 1):
+        x_other = _spikes(seed=5, batch=batch)
+        with torch.no_grad():
+            want_other = layer(x_other)
+        if layer.streaming:
+            got_other = stream(info, x_other)
+        else:
+            got_other = torch.from_numpy(_session(info).run(None, {"x": x_other.numpy()})[0])
+        assert torch.equal(got_other, want_other), f"{kind}, batch {batch}: {int((got_other != want_other).sum())} " \
+                                                   f"spikes differ"
+
+
+def test_export_from_a_single_sample_still_has_a_dynamic_batch(tmp_path):
+    layer, x = _layer("alif"), _spikes(batch=1)
+    info = to_onnx(layer, x[0], tmp_path / "one.onnx")
+    assert [a.shape for a in info.initial_state] == [(1, OUT)] * 3 and info.batch_axes == [0, 0, 0]
+    x4 = _spikes(seed=6, batch=4)
+    with torch.no_grad():
+        assert torch.equal(stream(info, x4), layer(x4)) and torch.equal(stream(info, x), layer(x))
+    inputs = _session(info).get_inputs()
+    assert all(i.shape[0] == "batch" for i in inputs), [i.shape for i in inputs]
 
 
 @pytest.mark.parametrize("kind", ["lif", "dlif", "dgn", "mmdend", "drf", "pmsn"])

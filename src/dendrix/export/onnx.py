@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .._optional import require
 from ..neurons.ssf import SSF, expand_integer_spikes
-from .errors import ONNXUnsupported
+from .errors import ExportError, ONNXUnsupported
 from .step import flatten_state, initial_state, reference_copy, step_model, streams, unflatten_state
 
 __all__ = ["to_onnx", "ONNXStep"]
@@ -41,9 +41,12 @@ class ONNXStep:
         state_names: the state inputs, in order (``"state_0"`` ...); output ``"new_state_i"`` is the new value
             of ``"state_i"``. Empty for a window export.
         output_name: ``"y"``.
-        initial_state: the resting state for the example's batch size, numpy arrays in ``state_names`` order.
+        initial_state: the resting state for the example's batch size, numpy arrays in ``state_names`` order
+            (:meth:`state_for` gives it for another batch size).
         window: True for a whole-window export (no state).
         substeps: the number of binary sub-steps per step in the output (``binary_substeps=True``), else None.
+        batch_axes: the batch axis of each state tensor (``None`` for one without, e.g. a step counter); the
+            graph's batch dimension is dynamic (axis 0 of a step input, axis 1 of a window).
     """
 
     path: Path
@@ -53,6 +56,20 @@ class ONNXStep:
     initial_state: list[Any] = field(repr=False)
     window: bool = False
     substeps: int | None = None
+    batch_axes: list[int | None] = field(default_factory=list)
+
+    def state_for(self, batch: int) -> list[Any]:
+        """The resting state for ``batch`` samples (the resting state is the same for every sample: the first
+        sample's, repeated along each state's batch axis)."""
+        import numpy as np
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"ONNXStep.state_for: batch must be an int >= 1, got {batch!r}")
+        states = []
+        for value, axis in zip(self.initial_state, self.batch_axes):
+            if axis is not None:
+                value = np.repeat(np.take(value, [0], axis=axis), batch, axis=axis)
+            states.append(value)
+        return states
 
 
 class _StepGraph(nn.Module):
@@ -91,6 +108,25 @@ def _integer_levels(model: nn.Module) -> int:
     return levels
 
 
+def _batch_axes(model: nn.Module, x_t: Tensor, flat: list[Tensor]) -> list[int | None]:
+    """The batch axis of each state tensor: the one axis whose size follows the input's batch size (found by
+    building the resting state for one more sample), or None for a state without one."""
+    bigger = torch.cat([x_t, x_t[:1]])
+    with torch.no_grad():
+        other, _ = flatten_state(initial_state(model, bigger))
+    batch, axes = x_t.shape[0], []
+    for a, b in zip(flat, other):
+        moved = [d for d in range(a.dim()) if a.shape[d] != b.shape[d]]
+        if not moved:
+            axes.append(None)
+        elif len(moved) == 1 and a.shape[moved[0]] == batch and b.shape[moved[0]] == batch + 1:
+            axes.append(moved[0])
+        else:
+            raise ExportError(f"to_onnx: a state of shape {tuple(a.shape)} does not carry the batch of "
+                              f"{batch} on one axis of its own, so the graph cannot have a dynamic batch size")
+    return axes
+
+
 def to_onnx(model: nn.Module, example_step_input: Tensor, path: str | Path, *, window: bool = False,
             binary_substeps: bool = False, opset_version: int | None = None) -> ONNXStep:
     """Export one time step of ``model`` with explicit state in and out to the ONNX file ``path``.
@@ -99,8 +135,8 @@ def to_onnx(model: nn.Module, example_step_input: Tensor, path: str | Path, *, w
         model: a dendrix neuron or layer (any registered kind), a :class:`~dendrix.models.SpikingMLP` (its step
             output is the per-step logits; apply the readout over time) or an ``nn.Sequential`` of neurons and
             time-first layers. The model itself is not changed (a copy is traced).
-        example_step_input: one time step ``x_t`` ``[B, *]`` (the graph is exported for this shape); with
-            ``window=True`` a whole window ``[T, B, *]``.
+        example_step_input: one time step ``x_t`` ``[B, *]`` (the graph is exported for this shape, with a
+            dynamic batch size ``B``); with ``window=True`` a whole window ``[T, B, *]`` (``T`` stays fixed).
         path: the ``.onnx`` file to write.
         window: export the whole window ``x -> y`` instead of a step: the form for kinds that do not stream.
         binary_substeps: the step output of an integer-spiking (MMDEND/SSF) model as its Ū binary sub-steps
@@ -120,31 +156,46 @@ def to_onnx(model: nn.Module, example_step_input: Tensor, path: str | Path, *, w
         raise TypeError(f"to_onnx: model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(example_step_input, Tensor):
         raise TypeError(f"to_onnx: example_step_input must be a tensor, got {type(example_step_input).__name__}")
+    batch_axis = 1 if window else 0
+    if example_step_input.dim() <= batch_axis:
+        raise ValueError(f"to_onnx: example_step_input must be shaped {'[T, B, *]' if window else '[B, *]'}, got "
+                         f"shape {tuple(example_step_input.shape)}")
     path = Path(path)
     traced = reference_copy(model)
+    batch = torch.export.Dim("batch")
+    example = example_step_input
+    if example.shape[batch_axis] == 1:  # torch.export specialises a size-1 dimension: trace with two samples
+        example = torch.cat([example, example], dim=batch_axis)
     kwargs = {} if opset_version is None else {"opset_version": opset_version}
     if window:
         if binary_substeps:
             raise ONNXUnsupported("to_onnx: binary_substeps applies to a per-step export (window=False)")
-        graph, args, inputs, outputs = _WindowGraph(traced), (example_step_input,), ["x"], ["y"]
+        graph, args, inputs, outputs = _WindowGraph(traced), (example,), ["x"], ["y"]
         flat: list[Tensor] = []
+        axes: list[int | None] = []
+        dynamic_shapes: tuple = ({1: batch},)
     else:
         ok, which = streams(traced)
         if not ok:
             raise ONNXUnsupported(f"to_onnx: {which} does not stream (its output at t depends on later inputs), "
                                   f"so it has no per-step form; export its whole window with window=True")
         with torch.no_grad():
-            flat, structure = flatten_state(initial_state(traced, example_step_input))
+            flat, structure = flatten_state(initial_state(traced, example))
+        axes = _batch_axes(traced, example, flat)
         substeps = _integer_levels(traced) if binary_substeps else None
         graph = _StepGraph(traced, structure, substeps)
-        args = (example_step_input, *flat)
+        args = (example, *flat)
+        dynamic_shapes = ({0: batch}, tuple({} if a is None else {a: batch} for a in axes))
         inputs = ["x"] + [f"state_{i}" for i in range(len(flat))]
         outputs = ["y"] + [f"new_state_{i}" for i in range(len(flat))]
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter; errors still raise
         torch.onnx.export(graph, args, str(path), input_names=inputs, output_names=outputs, dynamo=True,
-                          external_data=False, verbose=False, **kwargs)
-    logger.info("exported %s to %s (%d state tensors)", type(model).__name__, path, len(flat))
-    return ONNXStep(path, "x", inputs[1:], "y", [t.detach().cpu().numpy() for t in flat], window,
-                    None if window or not binary_substeps else graph.substeps)
+                          external_data=False, verbose=False, dynamic_shapes=dynamic_shapes, **kwargs)
+    logger.info("exported %s to %s (%d state tensors, dynamic batch)", type(model).__name__, path, len(flat))
+    info = ONNXStep(path, "x", inputs[1:], "y", [t.detach().cpu().numpy() for t in flat], window,
+                    None if window or not binary_substeps else graph.substeps, axes)
+    if example is not example_step_input:  # the resting state for the caller's batch size
+        info.initial_state = info.state_for(example_step_input.shape[batch_axis])
+    return info

@@ -73,8 +73,10 @@ class LazyEngine:
     def why_not(self, *args) -> str | None:
         """Why the engine cannot run a call (None when it can): not importable, or its ``unsupported_reason``."""
         if self.package == "numba" and torch.compiler.is_compiling():
-            # Dynamo cannot trace into numba; "auto" then takes the next engine (the fused one)
-            return "torch.compile cannot trace numba kernels (backend='auto' uses the fused engine while compiling)"
+            # Dynamo cannot trace into numba; "auto" then takes the next engine (the fused one). LIF and ALIF do
+            # not ask: their custom ops resolve the engine when they run (ops/lif/compiled.py)
+            return ("torch.compile cannot trace numba kernels (backend='auto' uses the fused engine while "
+                    "compiling; LIF and ALIF run numba inside their custom ops)")
         engine = self.load()
         return self.import_error if engine is None else engine.unsupported_reason(*args)
 

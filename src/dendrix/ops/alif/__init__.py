@@ -72,6 +72,12 @@ def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0:
                              f"{tuple(u0.shape)}") from None
         coeffs.append(value)
     alpha, rho = coeffs
+    if compiling() and compiled.supports(sg) and (backend in ("numba", "fused") or
+                                                  (backend == "auto" and xs.device.type == "cpu")):
+        # While compiling: the engine eager mode runs (numba on CPU, else fused) as one custom op, resolved when
+        # it runs (traced, the fused engine's time loops would be unrolled; numba cannot be traced).
+        spikes, u, a = compiled.alif_sequence_op(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg, backend)
+        return spikes.to(x.dtype), u, a
     backend = resolve_backend(backend, xs, u0, sg)
     if backend == "reference":
         spikes, u, a = alif_sequence_reference(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
@@ -82,7 +88,7 @@ def alif_sequence(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha, rho, b0:
         engine = NUMBA_ENGINE.load()
         spikes, u, a = engine.ALIFNumbaFunction.apply(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
     else:
-        # While compiling: the same engine as one custom op (traced, its time loops would be unrolled).
+        # compiling here: a CUDA call without Triton (one custom op), or a surrogate of the user's own (traced)
         function = compiled.alif_sequence_op if compiling() and compiled.supports(sg) else ALIFFunction.apply
         spikes, u, a = function(xs, u0, a0, s0, alpha, rho, float(b0), float(beta), sg)
     return spikes.to(x.dtype), u, a

@@ -96,6 +96,13 @@ def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_thresho
     bias = _coefficient("bias", bias, v0s, dtype)
     v_threshold = float(v_threshold)
     v_reset = None if v_reset is None else float(v_reset)
+    if compiling() and compiled.supports(sg) and (backend in ("numba", "fused") or
+                                                  (backend == "auto" and xs.device.type == "cpu")):
+        # While compiling: the engine eager mode runs (numba on CPU, else fused), as one custom op that resolves
+        # it when it runs (traced, the fused engine's time loops would be unrolled; numba cannot be traced).
+        spikes, h, v_last = compiled.leaky_sequence_op(xs, v0s, leak, gain, bias, v_threshold, v_reset,
+                                                       bool(detach_reset), sg, backend)
+        return spikes.to(x.dtype), h, v_last
     backend = resolve_backend(backend, xs, v0s, sg)
     if backend == "reference":
         spikes, h, v_last = leaky_sequence_reference(xs, v0s, leak, gain, bias, v_threshold, v_reset,
@@ -107,7 +114,7 @@ def leaky_sequence(x: Tensor, v0: Tensor, leak, gain=1.0, bias=0.0, *, v_thresho
         spikes, h, v_last = NUMBA_ENGINE.load().LeakyNumbaFunction.apply(xs, v0s, leak, gain, bias, v_threshold,
                                                                         v_reset, bool(detach_reset), sg)
     else:
-        # While compiling: the same engine as one custom op (traced, its time loops would be unrolled).
+        # compiling here: a CUDA call without Triton (one custom op), or a surrogate of the user's own (traced)
         function = compiled.leaky_sequence_op if compiling() and compiled.supports(sg) else LeakyFunction.apply
         spikes, h, v_last = function(xs, v0s, leak, gain, bias, v_threshold, v_reset, bool(detach_reset), sg)
     return spikes.to(x.dtype), h, v_last
