@@ -2,8 +2,9 @@
 
 While ``torch.compile`` traces, :func:`~dendrix.ops.alif.alif_sequence` calls :func:`alif_sequence_op` instead of
 :class:`~dendrix.ops.alif.fused.ALIFFunction` (traced, its time loops would be unrolled into the graph). The op
-returns the adaptation sequence ``a [T, *]`` beside the three public outputs: the engine's backward reads it, and
-a custom op carries saved tensors only as inputs or outputs.
+returns the adaptation sequence ``a [T, *]`` beside the three public outputs (under the numba engine: its
+checkpoints in the first rows): the engine's backward reads it, and a custom op carries saved tensors only as
+inputs or outputs.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ def _forward(x: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha: Tensor, rho: 
              surrogate: str, surrogate_params: list[float], engine: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     sg = surrogate_from_args(surrogate, surrogate_params)
     if resolve_engine(engine, x, u0, sg) == "numba":
-        # the numba backward recomputes the adaptation: the fourth output is a zero placeholder of its shape
-        spikes, u_seq, a_last = _numba_function().forward(EngineContext((False,) * 6), x, u0, a0, s0, alpha, rho,
-                                                          b0, beta, sg)
+        # the numba backward recomputes the adaptation from checkpoints kept every SEGMENT steps
+        # ([ceil(T / SEGMENT), M], M = u0.numel()): the fourth output carries them in its first rows
+        ctx = EngineContext((True,) * 6)
+        spikes, u_seq, a_last = _numba_function().forward(ctx, x, u0, a0, s0, alpha, rho, b0, beta, sg)
+        a_kept = ctx.saved_tensors[-1]
         a_seq = torch.zeros_like(x)
+        a_seq.view(x.shape[0], -1)[:a_kept.shape[0]].copy_(a_kept)
     else:
         ctx = EngineContext()
         spikes, u_seq, a_last = ALIFFunction.forward(ctx, x, u0, a0, s0, alpha, rho, b0, beta, sg)
@@ -62,7 +66,10 @@ def _grad(g_spikes: Tensor, g_u: Tensor, g_alast: Tensor, x: Tensor, u_seq: Tens
     sg = surrogate_from_args(surrogate, surrogate_params)
     if resolve_engine(engine, x, u0, sg) == "numba":
         function = _numba_function()
-        ctx = EngineContext(needs, (x if needs[4] else None, u_seq, u0, a0, s0, alpha, rho))
+        from ..numba_common import SEGMENT, segments  # numba is optional: only where its engine runs
+        a_kept = a_seq.reshape(x.shape[0], -1)[:segments(x.shape[0], SEGMENT)]
+        ctx = EngineContext(needs, (x if needs[4] else None, u_seq, u0, a0, s0, alpha, rho, a_kept))
+        ctx.segment = SEGMENT
     else:
         function = ALIFFunction
         ctx = EngineContext(needs, (x, u_seq, a_seq, u0, a0, s0, alpha, rho))
