@@ -25,7 +25,8 @@ from numba import njit
 from numba.core import types as nb_types
 from numba.extending import intrinsic, overload
 
-__all__ = ["BLOCK", "PARALLEL_MIN_ELEMENTS", "workers_for", "numba_threads", "fma", "exp_like", "surrogate_derivatives",
+__all__ = ["BLOCK", "PARALLEL_MIN_ELEMENTS", "workers_for", "numba_threads", "fma", "non_finite", "exp_like",
+           "surrogate_derivatives",
            "surrogate_arguments", "as_numpy_dtype", "as_array", "step_array", "unsupported_reason"]
 
 BLOCK = 256  # neurons per block: 1 kB of float32 per row of a [T, M] tensor, several blocks per thread
@@ -55,6 +56,19 @@ def fma(typingctx, a, b, c):
     def codegen(context, builder, signature, args):
         return builder.fma(*args)
     return a(a, b, c), codegen
+
+
+@intrinsic
+def non_finite(typingctx, one):
+    """``(+inf, nan)`` in the float type of ``one``: the quiet NaN's bits are those of ``torch.nan`` (0x7fc00000
+    in float32), so a NaN spike written by a kernel equals the fused engines' bit for bit."""
+    if not isinstance(one, numba.types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        llty = args[0].type
+        return ir.Constant(ir.ArrayType(llty, 2), [ir.Constant(llty, float("inf")), ir.Constant(llty, float("nan"))])
+    return nb_types.UniTuple(one, 2)(one), codegen
 
 
 @intrinsic

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import reduce_to
-from ..numba_common import (BLOCK, as_array, as_numpy_dtype, fma, step_array, surrogate_arguments,
+from ..numba_common import (BLOCK, non_finite, as_array, as_numpy_dtype, fma, step_array, surrogate_arguments,
                             surrogate_derivatives, numba_threads, workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["ALIFNumbaFunction", "unsupported_reason"]
@@ -36,6 +36,7 @@ def unsupported_reason(x: Tensor, u0: Tensor, surrogate) -> str | None:
 def _forward(x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, one, spikes, u_seq, a_last):
     n_steps, m = x.shape
     zero = one - one
+    inf, nan = non_finite(one)
     for blk in prange((m + BLOCK - 1) // BLOCK):
         lo = blk * BLOCK
         hi = min(m, lo + BLOCK)
@@ -54,7 +55,7 @@ def _forward(x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, one, spikes, u_seq, 
                 sj = one if uj >= thr else zero
                 a[j], u[j], s[j] = aj, uj, sj
                 ut[j] = uj
-                st[j] = sj
+                st[j] = sj if uj > -inf else nan                # NaN where U is NaN or -Inf, as fused.py
         for j in range(n):
             a_last[lo + j] = a[j]
 

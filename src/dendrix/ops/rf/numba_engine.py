@@ -17,7 +17,7 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
-from ..numba_common import (BLOCK, as_array, as_numpy_dtype, step_array, surrogate_arguments, surrogate_derivatives,
+from ..numba_common import (BLOCK, non_finite, as_array, as_numpy_dtype, step_array, surrogate_arguments, surrogate_derivatives,
                             numba_threads, workers_for, unsupported_reason as _unsupported)
 from .fused import _sum_to
 
@@ -35,6 +35,7 @@ def unsupported_reason(x: Tensor, omega, b0, u0, v0, q0, surrogate) -> str | Non
 def _forward(x, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, one, spikes, u_seq, v_last, q_last):
     n_steps, m = x.shape
     zero = one - one
+    inf, nan = non_finite(one)
     for blk in prange((m + BLOCK - 1) // BLOCK):
         lo = blk * BLOCK
         hi = min(m, lo + BLOCK)
@@ -56,7 +57,7 @@ def _forward(x, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, one, spikes
                 else:
                     sj = one if u_next - theta >= zero else zero
                 ut[j] = u_next
-                st[j] = sj
+                st[j] = sj if u_next > -inf else nan      # NaN where U is NaN or -Inf, as fused.py
         for j in range(n):
             v_last[lo + j] = v[j]
             q_last[lo + j] = q[j]
