@@ -133,6 +133,10 @@ class RunLock:
                 except FileNotFoundError:
                     pass
                 continue
+            except KeyboardInterrupt:  # Ctrl-C/SIGTERM right after the link: do not leave our lock behind
+                if _holder(self.path) == (os.getpid(), socket.gethostname()):
+                    self.path.unlink(missing_ok=True)
+                raise
             except OSError as err:
                 if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                     raise RunFolderError(f"cannot write into run folder {self.folder}: {err.strerror}") from None
