@@ -22,7 +22,7 @@ PACKAGE = Path(dendrix.__file__).parent
 # What each part of the package must never import (top-level names under ``dendrix``).
 _ABOVE_MODELS = {"train", "analysis", "export", "cli"}
 FORBIDDEN = {
-    "validation": {"*"}, "dtypes": {"*"}, "_lazy": {"*"}, "surrogate": {"*"},
+    "validation": {"*"}, "dtypes": {"*"}, "_lazy": {"*"}, "surrogate": {"*"}, "files": {"*"},
     "ops": {"contract", "registry", "recording", "neurons", "layers", "models", "data", *_ABOVE_MODELS},
     "contract": {"registry", "recording", "neurons", "layers", "models", "data", *_ABOVE_MODELS},
     "recording": {"registry", "neurons", "layers", "models", "data", *_ABOVE_MODELS},
@@ -36,7 +36,7 @@ FORBIDDEN = {
 # The registry builds SpikingLinear (layers/spiking.py) inside spiking_layer, on use: the one import from below
 # layers/ into it, kept inside a function so that neuron modules can import the registry at load time.
 REGISTRY_LAZY = {"dendrix.layers.spiking"}
-UTILITIES = {"validation", "dtypes", "_lazy", "surrogate"}  # usable from everywhere
+UTILITIES = {"validation", "dtypes", "_lazy", "surrogate", "files"}  # usable from everywhere
 
 
 def _module_name(path: Path) -> str:

@@ -56,8 +56,12 @@ __all__ = [
 
 
 def heaviside(x: Tensor) -> Tensor:
-    """Θ(x) = 1 for x ≥ 0, else 0, in the dtype of ``x``."""
-    return (x >= 0).to(x.dtype)
+    """Θ(x) = 1 for x ≥ 0, else 0, in the dtype of ``x``; NaN where ``x`` is NaN or -Inf.
+
+    A NaN or -Inf potential gives a visible NaN spike rather than silence (a -Inf potential never recovers: it
+    would silence the neuron for the rest of the sequence); +Inf is above every threshold and fires. Every
+    fused, numba and Triton engine follows the same rule (docs/reliability.md, "Non-finite values")."""
+    return torch.where(x > -math.inf, (x >= 0).to(x.dtype), math.nan)
 
 
 class _SpikeFunction(torch.autograd.Function):

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import dendrix
+from test_non_finite_engines import assert_spikes_follow_the_policy
 
 T, B, IN, OUT = 5, 2, 4, 3
 KINDS = dendrix.available()
@@ -318,7 +319,8 @@ def test_checks_on_refuse_a_non_finite_state(case):
 @pytest.mark.parametrize("value", list(NONFINITE))
 def test_checks_off_pass_non_finite_values_through_visibly(case, value):
     """Checks off (the default): nothing is looked at; the bad value reaches the potential (recorded "v") at its
-    step, and the spikes are NaN for the kinds in NAN_SPIKES (docs/reliability.md lists what each kind does)."""
+    step, and the spikes are NaN where that potential is NaN or -Inf (docs/reliability.md lists what each kind
+    does)."""
     x = _with_bad_value(case, NONFINITE[value])
     model = torch.nn.Sequential(case.module)
     if case.kind == "dlif" and case.build == "layer":  # the sparse synapses refuse non-binary input themselves
@@ -337,6 +339,12 @@ def test_checks_off_pass_non_finite_values_through_visibly(case, value):
     assert not bool(torch.isfinite(v[2, 1]).all()), f"{case.kind}: the bad value did not reach the potential"
     if case.kind in NAN_SPIKES:
         assert bool(torch.isnan(y[2, 1]).any()), f"{case.kind}: no NaN spike at the bad step"
+    # every kind: NaN spikes where the compared potential is NaN or -Inf, +Inf fires (test_non_finite_engines.py
+    # checks the same in every engine)
+    recorded = rec.states["0"]
+    assert_spikes_follow_the_policy(case.kind, y, v - recorded["threshold"] if "threshold" in recorded else v)
+    if value == "nan":
+        assert bool(torch.isnan(y[2, 1][~torch.isfinite(v[2, 1])]).all()), f"{case.kind}: no NaN spike at the bad step"
 
 
 def test_checks_off_cost_no_tensor_reduction(case, monkeypatch):

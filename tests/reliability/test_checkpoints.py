@@ -199,3 +199,70 @@ def test_load_run_names_the_bad_file(tmp_path, reference):
     (run / "best.safetensors").unlink()
     assert load_run(run).weights.name == "model.safetensors"  # newest intact checkpoint instead
     assert intact_checkpoint(run)[0] == 3
+
+
+# -- every file through the one atomic writer (dendrix.files) -----------------------------------------------------
+_WRITE_METHODS = {"write_text", "write_bytes", "savefig", "savez", "savez_compressed", "fdopen", "to_csv"}
+_WRITE_CALLS = {("torch", "save"), ("np", "save"), ("numpy", "save"), ("json", "dump"), ("nir", "write"),
+                ("onnx", "export"), ("shutil", "copy"), ("shutil", "copyfile"), ("shutil", "copy2")}
+
+
+def _writes_a_mode(call) -> bool:
+    import ast
+
+    modes = [a for a in call.args[1:2]] + [k.value for k in call.keywords if k.arg == "mode"]
+    return any(isinstance(m, ast.Constant) and isinstance(m.value, str) and set(m.value) & set("wax+")
+               for m in modes)
+
+
+def _direct_writes(path) -> list[str]:
+    """Calls in ``path`` that write a file, outside a writer handed to ``atomic_write`` (which writes the
+    temporary path it is given)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    local_functions = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    allowed: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "atomic_write":
+            for arg in node.args[1:2]:
+                body = arg if isinstance(arg, ast.Lambda) else local_functions.get(getattr(arg, "id", None))
+                allowed |= {id(n) for n in ast.walk(body)} if body is not None else set()
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or id(node) in allowed:
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        owner = getattr(func.value, "id", getattr(func.value, "attr", None)) if isinstance(func, ast.Attribute) else None
+        write = ((isinstance(func, ast.Attribute) and name in _WRITE_METHODS) or (owner, name) in _WRITE_CALLS
+                 or (name in ("open", "ZipFile") and _writes_a_mode(node))
+                 or (owner == "os" and name == "open" and "O_CREAT" in ast.unparse(node)))
+        if write:
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_no_module_writes_a_file_directly():
+    """issue 15: every file the package writes (run folders, reports, plots, JSON, Markdown, CSV, exports, data
+    caches, lock files) goes through dendrix.files.atomic_write; only that module opens files for writing."""
+    from pathlib import Path
+
+    import dendrix
+
+    package = Path(dendrix.__file__).parent
+    found = [w for p in sorted(package.rglob("*.py")) if p.name != "files.py" or p.parent != package
+             for w in _direct_writes(p)]
+    assert not found, "files written without dendrix.files.atomic_write:\n" + "\n".join(found)
+
+
+def test_the_write_scan_finds_direct_writes(tmp_path):
+    """The scan is not vacuous: each form of a direct write is found, a writer given to atomic_write is not."""
+    source = tmp_path / "sample.py"
+    source.write_text("import json, os, numpy as np, torch\n"
+                      "open(p, 'w')\nPath(p).write_text('x')\nfig.savefig(p)\nnp.savez(p, a=1)\ntorch.save(x, p)\n"
+                      "json.dump(d, f)\nos.open(p, os.O_WRONLY | os.O_CREAT)\nopen(p)\n"
+                      "atomic_write(p, lambda tmp: fig.savefig(tmp))\n"
+                      "def w(tmp):\n    open(tmp, 'wb')\natomic_write(p, w)\nwrite_text(p, 'x')\n")
+    lines = [w.split(":")[1] for w in _direct_writes(source)]
+    assert lines == ["2", "3", "4", "5", "6", "7", "8"], lines

@@ -324,3 +324,63 @@ def test_unknown_flags_are_one_line_for_every_sub_command(command, capsys):
     assert exit_.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "--no-such-flag" in line or "required" in line
+
+
+# -- folders that cannot be written (the tests run as root, so chmod would not stop a write) ----------------------
+def _full_disk(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _permission_denied(*args, **kwargs):
+    raise PermissionError(13, "Permission denied")
+
+
+UNWRITABLE = [
+    (["train", "--config", "{tmp}/tiny.json", "--out", "{tmp}/new-run"], "train"),
+    (["eval", "{run}"], "eval"),
+    (["export", "{run}", "--format", "onnx", "--out", "{tmp}/exported.onnx"], "export"),
+    (["compare", "--config", "{tmp}/tiny.json", "--kinds", "lif", "--out", "{tmp}/new-cmp"], "compare"),
+]
+
+
+@pytest.mark.parametrize("failure", [_full_disk, _permission_denied], ids=["ENOSPC", "EACCES"])
+@pytest.mark.parametrize("argv, command", UNWRITABLE, ids=[c for _, c in UNWRITABLE])
+def test_a_write_that_fails_is_one_line_and_changes_no_existing_run(world, argv, command, failure, monkeypatch,
+                                                                   capsys):
+    """Every rename onto a final name fails (a full disk, a folder that refuses writes): one clear line, a
+    non-zero exit, no traceback, and the finished run (and every other folder) exactly as before."""
+    import json
+
+    (world["tmp"] / "tiny.json").write_text(json.dumps(tiny_config(1)))
+    before = _runs(world)
+    monkeypatch.setattr("dendrix.files.os.replace", failure)
+    code = main([a.replace("/new-", f"/new{failure.__name__}-") for a in _fill(argv, world)])
+    monkeypatch.undo()
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code not in (0, None), captured
+    assert "Traceback" not in captured.err + captured.out
+    assert lines and all(line.startswith(f"dendrix {command}") or "FAILED" in line for line in lines), captured.err
+    assert any(("No space left" in line or "Permission denied" in line) for line in lines), captured.err
+    after = _runs(world)
+    assert all(after[name] == files for name, files in before.items()), "an existing folder changed"
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["train", "--config", "{tmp}/tiny.json", "--out", "{file}/run"], "train"),
+    (["compare", "--config", "{tmp}/tiny.json", "--kinds", "lif", "--out", "{file}/cmp"], "compare"),
+    (["export", "{run}", "--format", "onnx", "--out", "{file}/model.onnx"], "export"),
+    (["demo", "--kinds", "lif", "--epochs", "1", "--seeds", "1", "--out", "{file}/demo"], "demo"),
+], ids=["train", "compare", "export", "demo"])
+def test_a_file_where_a_folder_is_expected_is_one_line(world, argv, command, capsys):
+    import json
+
+    (world["tmp"] / "tiny.json").write_text(json.dumps(tiny_config(1)))
+    before = _runs(world)
+    code = main(_fill(argv, world))
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code not in (0, None) and len(lines) == 1 and lines[0].startswith(f"dendrix {command}"), captured
+    assert "Traceback" not in captured.err + captured.out and _runs(world) == before

@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .._optional import require
+from ..files import atomic_write
 
 __all__ = ["pareto_front", "plot_tradeoff", "plot_accuracy_intervals", "plot_robustness_curves",
            "plot_seed_learning_curves", "plot_split_accuracy"]
@@ -36,10 +37,7 @@ def _pyplot():
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    tmp.replace(path)  # a reader never sees half a PNG
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))  # a reader never sees half a PNG
     return path
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .._optional import require
+from ..files import atomic_write, write_text
 from ..validation import check_choice, check_int, check_nonnegative, check_range
 from .attacks import ATTACKS, attack, resolve_input_kind
 from .noise import SPIKE_NOISE_MODES, current_noise, gaussian_noise, spike_noise
@@ -113,16 +114,18 @@ class RobustnessReport:
         fig.suptitle(f"overall robustness {self.overall_robustness:.3f} ± {self.overall_std:.3f}")
         fig.tight_layout()
         path = Path(path)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        try:
+            atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        finally:
+            plt.close(fig)
         return path
 
     def save(self, folder: str | Path, stem: str = "robustness") -> dict[str, Path]:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=2))
-        paths["md"].write_text(self.to_markdown())
+        write_text(paths["json"], json.dumps(self.to_dict(), indent=2))
+        write_text(paths["md"], self.to_markdown())
         self.plot(paths["png"])
         return paths
 

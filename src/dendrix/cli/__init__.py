@@ -9,9 +9,12 @@ The library reports through :mod:`logging` (logger ``dendrix``); the command sho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 # sub-command -> (module, one-line help)
 COMMANDS = {
@@ -28,6 +31,37 @@ COMMANDS = {
 
 class UserError(Exception):
     """An error caused by the user's input; printed as one line and exit code 2."""
+
+
+SIGINT_EXIT, SIGTERM_EXIT = 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that a command unwinds exactly as for Ctrl-C."""
+
+
+def interrupt_exit_code(err: KeyboardInterrupt) -> int:
+    return SIGTERM_EXIT if isinstance(err, Terminated) else SIGINT_EXIT
+
+
+def interrupt_name(err: KeyboardInterrupt) -> str:
+    return "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -122,11 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             args.quiet = True  # the global --quiet also silences the sub-command's own output
         configure_logging(quiet=args.log_quiet or getattr(args, "quiet", False), verbose=args.log_verbose)
         return int(args._main(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if args.debug:
             raise
-        print(f"dendrix {args.command}: interrupted", file=sys.stderr)
-        return 130
+        line, cause = getattr(err, "line", None), getattr(err, "cause", err)  # a command that saved its work
+        print(f"dendrix {args.command}: {line or interrupt_name(cause)}", file=sys.stderr)
+        return interrupt_exit_code(cause)
     except Exception as err:  # noqa: BLE001 - the command's contract: one line, never a traceback
         if args.debug:
             raise

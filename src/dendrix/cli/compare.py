@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import UserError
+from . import UserError, interrupt_name, sigterm_as_interrupt
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: b
                    overwrite: bool = False, splits: list[str] | None = None,
                    split_kinds: dict[str, list[str]] | None = None) -> list[dict]:
     """Check the input, train every kind (``seeds`` times, at the ``match`` budget), write and log the report."""
-    from ..train.compare import compare_kinds
+    from ..train.compare import ComparisonInterrupted, compare_kinds
     from ..train.report import write_report
     from ..train.runfolder import RunFolderError, RunLock
 
@@ -177,27 +177,24 @@ def run_comparison(config, kinds, out_dir: Path, overrides, title: str, quiet: b
     budget = matched_budget(config, kinds, overrides, match, reference)
     kind_overrides = ({k: [f"model.hidden=[{','.join(map(str, w))}]"] for k, w in budget["widths"].items()}
                       if budget else None)
-    rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None,
-                                    workers=workers, seeds=seed_values, kind_overrides=kind_overrides,
-                                    overwrite=overwrite, splits=splits, split_kinds=split_kinds)
+    try:
+        rows, histories = compare_kinds(config, kinds, out_dir, overrides, progress=False if quiet else None,
+                                        workers=workers, seeds=seed_values, kind_overrides=kind_overrides,
+                                        overwrite=overwrite, splits=splits, split_kinds=split_kinds)
+    except ComparisonInterrupted as stop:
+        _save_interrupted(stop, out_dir, title, budget, time.perf_counter() - start, workers)
+        raise
     wall = time.perf_counter() - start
-    command = "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    import platform
-
-    import torch
-
     grid = (f"{len(kinds)} kind(s) × {seeds} seed(s)" if not splits else
             " + ".join(f"{len((split_kinds or {}).get(s, kinds))} kind(s) × {seeds} seed(s) on {s}" for s in splits))
-    notes = [f"{grid} in {wall:.0f} s wall time, {workers} run(s) at a time; "
-             f"{platform.machine()} {os.cpu_count()} CPU(s), torch {torch.__version__}, "
-             f"{datetime.now():%Y-%m-%d %H:%M}."]
+    notes = [_machine_note(grid, wall, workers)]
     if splits and "speaker" in splits:
         from ..train.batches import dataset_options_for
 
         held = dataset_options_for({**kind_config_data(config, kinds[0], overrides), "split": "speaker"})
         notes.append(f"Speaker split: trained on the other speakers, tested on every recording of the held-out "
                      f"speaker {held.get('test_speaker')!r} (data.options.test_speaker).")
-    table = write_report(out_dir, rows, histories, title, command=command, notes=notes, budget=budget)
+    table = write_report(out_dir, rows, histories, title, command=_command(), notes=notes, budget=budget)
     logger.info("\n%s", table)
     logger.info("\n%s in %.0f s; report: %s", grid, wall, out_dir / "report.md")
     failed = [r["neuron"] + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
@@ -214,7 +211,52 @@ def kind_config_data(config, kind: str, overrides) -> dict:
     return dict(kind_config(config, kind, overrides)["data"])
 
 
+def _command() -> str:
+    return "dendrix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _machine_note(what: str, wall: float, workers: int) -> str:
+    import platform
+
+    import torch
+
+    return (f"{what} in {wall:.0f} s wall time, {workers} run(s) at a time; {platform.machine()} "
+            f"{os.cpu_count()} CPU(s), torch {torch.__version__}, {datetime.now():%Y-%m-%d %H:%M}.")
+
+
+class ComparisonStopped(KeyboardInterrupt):
+    """A comparison stopped by Ctrl-C/SIGTERM after saving what was done; ``line`` says what and how to go on."""
+
+    def __init__(self, line: str, cause: KeyboardInterrupt):
+        super().__init__(line)
+        self.line, self.cause = line, cause
+
+
+def _save_interrupted(stop, out_dir: Path, title: str, budget, wall: float, workers: int) -> None:
+    """Write the report of the finished runs (if any) and raise the one line that says how to go on."""
+    from ..train.checkpoint import checkpoint_folders
+    from ..train.report import write_report
+
+    done = f"{len(stop.rows)} of {stop.total} run(s) finished"
+    parts = [f"{interrupt_name(stop.cause)} with {done}"]
+    if stop.rows:
+        write_report(out_dir, stop.rows, stop.histories, f"{title} (interrupted: {done})", command=_command(),
+                     notes=[_machine_note(f"interrupted: {done}", wall, workers)], budget=budget)
+        parts.append(f"their report is {out_dir / 'report.md'}")
+    resumable = [d for d in stop.unfinished if d.is_dir() and checkpoint_folders(d)]
+    if resumable:
+        parts.append("resume the unfinished run with: " + "; ".join(f"dendrix train --resume {d}" for d in resumable))
+    parts.append(f"or start the comparison again with --out {out_dir} --overwrite")
+    raise ComparisonStopped("; ".join(parts), stop.cause) from None
+
+
 def main(args) -> int:
+    """SIGTERM is handled like Ctrl-C: the finished runs are reported, one line says how to go on (143/130)."""
+    with sigterm_as_interrupt():
+        return _main(args)
+
+
+def _main(args) -> int:
     kinds = parse_kinds(args.kinds)
     splits, split_kinds = parse_splits(args.splits, kinds, args.speaker_kinds)
     overrides = list(args.overrides)

@@ -17,7 +17,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from . import UserError
+from . import UserError, sigterm_as_interrupt
 from .compare import add_split_arguments, add_statistics_arguments, parse_kinds, parse_splits, run_comparison
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,12 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    """SIGTERM is handled like Ctrl-C (see ``dendrix compare``): finished runs reported, one line, 143/130."""
+    with sigterm_as_interrupt():
+        return _main(args)
+
+
+def _main(args) -> int:
     from ..train.config import packaged_config
 
     if args.all and args.kinds:

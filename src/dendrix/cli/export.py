@@ -31,6 +31,7 @@ def main(args) -> int:
 
     from .._optional import require
     from ..export import ExportError, to_nir, to_onnx
+    from ..files import atomic_write
     from ..train import load_run
 
     run_dir, out = Path(args.run_dir), Path(args.out)
@@ -51,11 +52,13 @@ def main(args) -> int:
         if args.format == "onnx":
             info = to_onnx(run.model, window if args.window else window[0], out, window=args.window)
             if info.state_names:  # the resting state that starts the streaming loop
-                np.savez(out.with_suffix(".state.npz"), **dict(zip(info.state_names, info.initial_state)))
+                state = dict(zip(info.state_names, info.initial_state))
+                atomic_write(out.with_suffix(".state.npz"), lambda tmp: np.savez(tmp, **state))
             what = "the whole window" if info.window else f"one step, {len(info.state_names)} state tensors"
         else:
             nir = require("nir", needed_by="dendrix export --format nir")
-            nir.write(str(out), to_nir(run.model, window, dt=args.dt))
+            graph = to_nir(run.model, window, dt=args.dt)
+            atomic_write(out, lambda tmp: nir.write(tmp, graph))
             what = f"dt={args.dt:g} s"
     except ExportError as err:
         raise UserError(f"{args.format.upper()} cannot carry this run: {err}") from None

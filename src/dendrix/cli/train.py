@@ -8,16 +8,11 @@ resume command is printed.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
-from . import UserError
-
-SIGTERM_EXIT = 143
+from . import UserError, interrupt_exit_code, interrupt_name, sigterm_as_interrupt
 
 
 def add_arguments(parser) -> None:
@@ -33,25 +28,6 @@ def add_arguments(parser) -> None:
                         help="with --resume: apply edited optimisation keys of RUN_DIR/config.json (train.lr, "
                              "train.epochs, ...; see docs/training.md) instead of refusing them")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or epoch lines")
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is so that the trainer unwinds exactly as for Ctrl-C."""
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise _Terminated()
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _load_resume_config(run_dir: Path) -> dict:
@@ -72,7 +48,7 @@ def _load_resume_config(run_dir: Path) -> dict:
 
 
 def main(args) -> int:
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         return _main(args)
 
 
@@ -143,10 +119,9 @@ def _main(args) -> int:
         return 1
     except KeyboardInterrupt as err:
         if ctx.is_main and trainer is not None:
-            how = "terminated (SIGTERM)" if isinstance(err, _Terminated) else "interrupted"
-            print(f"dendrix train: {how} during epoch {trainer.epoch + 1}; the last finished epoch is "
-                  f"saved. Resume with: dendrix train --resume {run_dir}", file=sys.stderr)
-            return SIGTERM_EXIT if isinstance(err, _Terminated) else 130
+            print(f"dendrix train: {interrupt_name(err)} during epoch {trainer.epoch + 1}; the last finished epoch "
+                  f"is saved. Resume with: dendrix train --resume {run_dir}", file=sys.stderr)
+            return interrupt_exit_code(err)
         raise
     finally:
         teardown(ctx)

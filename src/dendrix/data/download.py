@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..files import atomic_write
 from .base import DatasetError, data_root
 
 __all__ = ["SHD_BASE_URL", "SHD_FILES", "EVENT_FILES", "md5_file", "sha256_file", "file_digest", "read_manifest",
@@ -98,20 +99,19 @@ def fetch(url: str, dest: str | Path, md5: str | None = None, sha256: str | None
     dest = Path(dest)
     if dest.is_file() and file_digest(dest, algorithm) == digest.lower():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r, open(part, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
-    except (urllib.error.URLError, OSError) as err:
-        part.unlink(missing_ok=True)
-        raise DatasetError(f"download of {url} failed: {err}; fetch it by hand into {str(dest.parent)!r}") from None
-    got = file_digest(part, algorithm)
-    if got != digest.lower():
-        part.unlink(missing_ok=True)
-        raise DatasetError(f"checksum mismatch for {url}: {algorithm} {got}, expected {digest.lower()}; "
-                           f"the download was deleted")
-    part.replace(dest)
+
+    def fetch(part: str) -> None:  # the checksum is checked before the file takes its name
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, open(part, "wb") as f:
+                shutil.copyfileobj(r, f, 1 << 20)
+        except (urllib.error.URLError, OSError) as err:
+            raise DatasetError(f"download of {url} failed: {err}; fetch it by hand into "
+                               f"{str(dest.parent)!r}") from None
+        got = file_digest(part, algorithm)
+        if got != digest.lower():
+            raise DatasetError(f"checksum mismatch for {url}: {algorithm} {got}, expected {digest.lower()}; "
+                               f"the download was deleted")
+    atomic_write(dest, fetch)
     return dest
 
 
@@ -120,14 +120,15 @@ def gunzip_verified(src: str | Path, dest: str | Path | None = None) -> Path:
     length; a truncated or corrupt archive raises :class:`DatasetError` and leaves no output."""
     src = Path(src)
     dest = Path(dest) if dest is not None else src.with_suffix("")
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with gzip.open(src, "rb") as fin, open(part, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        part.unlink(missing_ok=True)
-        raise DatasetError(f"{str(src)!r} is not a valid gzip file ({err}); delete it and download it again") from None
-    part.replace(dest)
+
+    def unpack(part: str) -> None:
+        try:
+            with gzip.open(src, "rb") as fin, open(part, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            raise DatasetError(f"{str(src)!r} is not a valid gzip file ({err}); delete it and download it "
+                               "again") from None
+    atomic_write(dest, unpack)
     return dest
 
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..files import atomic_write
 from .base import DatasetError, data_root
 
 __all__ = ["SPLIT_BY", "events_to_frames", "frame_size", "cache_key", "cached_frames"]
@@ -112,8 +112,6 @@ def cached_frames(source: str | Path, params: dict, compute: Callable[[], np.nda
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
     frames = compute()
-    folder.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f"{path.stem}.{os.getpid()}.part.npz")
-    np.savez_compressed(part, frames=_smallest_uint(frames))
-    part.replace(path)
+    stored = _smallest_uint(frames)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, frames=stored))
     return frames

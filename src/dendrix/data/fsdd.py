@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .._optional import require
+from ..files import atomic_write
 from .audio import CochleaEncoder
 from .base import ArrayDataset, DatasetError, DatasetInfo, check_split, select_split
 
@@ -111,17 +112,16 @@ def encode_recordings(paths: Iterable[str | Path], encoder: CochleaEncoder = FSD
 
 def _write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Like ``np.savez_compressed`` but with fixed zip timestamps, so equal content gives equal bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for name in sorted(arrays):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue(), compresslevel=9)
-    tmp.replace(path)
+    def write(tmp: str) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            for name in sorted(arrays):
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, buf.getvalue(), compresslevel=9)
+    atomic_write(path, write)
 
 
 def build_fsdd(source: str | Path, out: str | Path, encoder: CochleaEncoder = FSDD_ENCODER,

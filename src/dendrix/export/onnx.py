@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._optional import require
+from ..files import atomic_write
 from ..neurons.ssf import SSF, expand_integer_spikes
 from .errors import ExportError, ONNXUnsupported
 from .step import flatten_state, initial_state, reference_copy, step_model, streams, unflatten_state
@@ -191,8 +192,9 @@ def to_onnx(model: nn.Module, example_step_input: Tensor, path: str | Path, *, w
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter; errors still raise
-        torch.onnx.export(graph, args, str(path), input_names=inputs, output_names=outputs, dynamo=True,
-                          external_data=False, verbose=False, dynamic_shapes=dynamic_shapes, **kwargs)
+        atomic_write(path, lambda tmp: torch.onnx.export(
+            graph, args, tmp, input_names=inputs, output_names=outputs, dynamo=True, external_data=False,
+            verbose=False, dynamic_shapes=dynamic_shapes, **kwargs))
     logger.info("exported %s to %s (%d state tensors, dynamic batch)", type(model).__name__, path, len(flat))
     info = ONNXStep(path, "x", inputs[1:], "y", [t.detach().cpu().numpy() for t in flat], window,
                     None if window or not binary_substeps else graph.substeps, axes)

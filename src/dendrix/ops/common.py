@@ -7,10 +7,13 @@ explains the measurements behind it).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK_ELEMENTS", "chunk_steps", "reduce_to", "as_python_scalar", "axpy_", "result_dtype"]
+__all__ = ["CHUNK_ELEMENTS", "chunk_steps", "reduce_to", "as_python_scalar", "axpy_", "result_dtype",
+           "mark_dead_spikes_"]
 
 # Elements per chunk: below ATen's parallel grain size (32768), so chunk operators stay single-threaded and
 # cache-resident (2 x 128 KB for float32).
@@ -56,3 +59,20 @@ def result_dtype(a: Tensor | float, b: Tensor | float) -> torch.dtype:
     def stand_in(t):
         return t if not isinstance(t, Tensor) else t.new_zeros(() if t.dim() == 0 else (1,))
     return (stand_in(a) + stand_in(b)).dtype
+
+
+def mark_dead_spikes_(spikes: Tensor, potential: Tensor, last: Tensor) -> Tensor:
+    """NaN spikes where the potential compared with the threshold is NaN or -Inf, in place (the NaN/Inf policy
+    of docs/reliability.md: a bad value gives a visible NaN spike, never silence; +Inf is above every threshold
+    and fires). The numba and Triton engines apply the same rule per element (``s if potential > -inf else
+    nan``), so the spikes agree bit for bit.
+
+    ``last`` is the recurrence's final state (``[*]``): in every engine that calls this, a NaN or -Inf potential
+    keeps the state non-finite to the end of the sequence (NaN and -Inf survive the leak, the reset and the
+    input), so a finite ``last`` proves there is nothing to mark. On CPU that one small sum is the whole cost
+    of the normal path (the loops stay as they were); elsewhere the mask is applied without the test, which
+    would wait for the device.
+    """
+    if last.device.type == "cpu" and math.isfinite(float(last.sum())):  # an overflowing sum only costs a pass
+        return spikes
+    return spikes.masked_fill_(~(potential > -math.inf), math.nan)

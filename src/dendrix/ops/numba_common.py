@@ -31,7 +31,7 @@ from numba.core import types as nb_types
 from numba.extending import intrinsic, overload
 
 __all__ = ["kernel", "Kernel", "BLOCK_MAX", "SEGMENT", "PARALLEL_MIN_ELEMENTS", "MIN_PARALLEL_NEURONS", "block_size",
-           "segments", "workers_for", "numba_threads", "fma", "exp_like", "surrogate_derivatives", "surrogate_arguments",
+           "segments", "workers_for", "numba_threads", "fma", "non_finite", "exp_like", "surrogate_derivatives", "surrogate_arguments",
            "as_numpy_dtype", "as_array", "step_array", "KernelArguments", "unsupported_reason"]
 
 # Neurons per block at most: a block's state and per-neuron coefficients (a few [BLOCK_MAX] arrays, 16 kB each in
@@ -109,6 +109,19 @@ def fma(typingctx, a, b, c):
     def codegen(context, builder, signature, args):
         return builder.fma(*args)
     return a(a, b, c), codegen
+
+
+@intrinsic
+def non_finite(typingctx, one):
+    """``(+inf, nan)`` in the float type of ``one``: the quiet NaN's bits are those of ``torch.nan`` (0x7fc00000
+    in float32), so a NaN spike written by a kernel equals the fused engines' bit for bit."""
+    if not isinstance(one, numba.types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        llty = args[0].type
+        return ir.Constant(ir.ArrayType(llty, 2), [ir.Constant(llty, float("inf")), ir.Constant(llty, float("nan"))])
+    return nb_types.UniTuple(one, 2)(one), codegen
 
 
 @intrinsic

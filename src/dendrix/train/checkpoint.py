@@ -18,15 +18,11 @@ name read from a file must be ``epoch-NNNN`` inside ``checkpoints/``.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +31,7 @@ import torch
 from torch import nn
 
 from .._optional import require
+from ..files import atomic_write, write_csv, write_json, write_text
 
 _safetensors = require("safetensors.torch", needed_by="dendrix.train (checkpoints)")
 load_file, save_file = _safetensors.load_file, _safetensors.save_file
@@ -53,59 +50,7 @@ class CheckpointError(ValueError):
     """A checkpoint or weights file that is missing, truncated, corrupt or does not fit the model (one line)."""
 
 
-# -- atomic files ---------------------------------------------------------------------------------------------
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, writer: Callable[[str], None]) -> None:
-    """Call ``writer(tmp_path)``, fsync the result, then move it onto ``path`` atomically (no partial files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically (non-JSON values as their ``str``)."""
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def write_csv(path: str | Path, rows: list[dict]) -> None:
-    """Write ``rows`` (dicts; the union of their keys in first-seen order as columns) to ``path`` as CSV, atomically."""
-    fields: list[str] = []
-    for row in rows:
-        fields += [k for k in row if k not in fields]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
+# -- atomic files: dendrix.files (atomic_write, write_text, write_json, write_csv are re-exported here)
 
 
 # -- weights --------------------------------------------------------------------------------------------------

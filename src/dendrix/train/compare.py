@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import write_text
 from ..recording import record
 from .batches import Batches
 from .config import deep_merge, load_config, parse_overrides, resolve_config
@@ -42,7 +43,21 @@ from .distributed import DistContext, resolve_device
 from .report import make_row, plot_raster
 from .runfolder import RunLock
 
-__all__ = ["compare_kinds", "train_kind", "first_layer_raster", "kind_config", "test_correctness"]
+__all__ = ["compare_kinds", "train_kind", "first_layer_raster", "kind_config", "test_correctness",
+           "ComparisonInterrupted"]
+
+
+class ComparisonInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during :func:`compare_kinds`: what was finished, so the caller can save it.
+
+    ``rows``/``histories`` as :func:`compare_kinds` returns them, for the finished runs only; ``unfinished``: the
+    run folders of the runs that were started but not finished (their last finished epoch is checkpointed);
+    ``total``: how many runs the comparison has; ``cause``: the original KeyboardInterrupt (or subclass)."""
+
+    def __init__(self, cause: KeyboardInterrupt, rows: list, histories: dict, unfinished: list[Path], total: int):
+        super().__init__(str(cause))
+        self.cause, self.rows, self.histories, self.unfinished, self.total = cause, rows, histories, unfinished, total
+
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +98,8 @@ def _run_name(kind: str, seed: int | None, split: str | None = None) -> str:
 
 def _record_failure(out_dir: Path, name: str, err: BaseException, details: str) -> str:
     line = _one_line(err)
-    (out_dir / "errors").mkdir(parents=True, exist_ok=True)
     path = out_dir / "errors" / f"{name}.txt"
-    path.write_text(details)
+    write_text(path, details)
     logger.warning("  %s FAILED: %s (traceback in %s)", name, line, path)
     return line
 
@@ -258,18 +272,37 @@ def _compare(source, split_jobs, out_dir: Path, overrides, seed_list, *, log, ra
 
     results: dict[tuple[str, int | None, str | None], tuple[dict, list]] = {}
     verbose = log is not None
+
+    def run_dir(job) -> Path:
+        kind, seed, split = job
+        folder = out_dir / "runs" / (split or "") / kind
+        return folder / f"seed-{seed}" if per_seed_dirs else folder
+
+    def interrupted(err: KeyboardInterrupt, started) -> ComparisonInterrupted:
+        done = [job for job in jobs if job in results]
+        histories: dict = {split: {k: {} for k in kinds} for split, kinds in split_jobs}
+        for kind, seed, split in done:
+            histories[split][kind][seed] = results[kind, seed, split][1]
+        return ComparisonInterrupted(err, [results[job][0] for job in done],
+                                     histories[None] if first_split is None else histories,
+                                     [run_dir(job) for job in started if job not in results], len(jobs))
+
     if workers <= 1 or len(jobs) <= 1:
         for i, (kind, seed, split) in enumerate(jobs):
             if log:
                 log(f"[{i + 1}/{len(jobs)}] {_run_name(kind, seed if per_seed_dirs else None, split)}")
-            results[kind, seed, split] = train_kind(source, kind, out_dir, job_overrides(kind, seed, split),
-                                                    verbose=verbose, progress=progress,
-                                                    **job_kwargs(kind, seed, split))
+            try:
+                results[kind, seed, split] = train_kind(source, kind, out_dir, job_overrides(kind, seed, split),
+                                                        verbose=verbose, progress=progress,
+                                                        **job_kwargs(kind, seed, split))
+            except KeyboardInterrupt as err:
+                raise interrupted(err, [(kind, seed, split)]) from err
     else:
         # spawn: a fresh interpreter per worker (fork would copy this process's thread pools and locks)
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
         level = logging.getLogger("dendrix").getEffectiveLevel()
+        futures: dict = {}
         try:
             futures = {job: pool.submit(_worker_train_kind, level, str(source) if isinstance(source, Path)
                                         else source, job[0], str(out_dir), job_overrides(*job), verbose=verbose,
@@ -288,6 +321,10 @@ def _compare(source, split_jobs, out_dir: Path, overrides, seed_list, *, log, ra
                     status = (f"failed ({row['error']})" if row.get("error")
                               else f"test accuracy {100 * row['test_accuracy']:.1f}%")
                     log(f"[{i + 1}/{len(jobs)}] {name}: {status}")
+        except KeyboardInterrupt as err:
+            pool.shutdown(wait=False, cancel_futures=True)
+            started = [job for job in jobs if job not in results and job in futures and futures[job].running()]
+            raise interrupted(err, started) from err
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise

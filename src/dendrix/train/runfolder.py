@@ -19,6 +19,8 @@ import shutil
 import socket
 from pathlib import Path
 
+from ..files import write_text
+
 __all__ = ["RunFolderError", "RunLock", "is_run_folder", "clear_run_folder", "check_run_name", "LOCK_NAME"]
 
 _logger = logging.getLogger(__name__)
@@ -117,7 +119,8 @@ class RunLock:
         record = f"{os.getpid()} {socket.gethostname()}\n"
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                # complete the moment it appears (a hard link of a written file; fails if the lock exists)
+                write_text(self.path, record, exclusive=True)
             except FileExistsError:
                 pid = _in_use_by(self.path)
                 if pid is not None:
@@ -130,12 +133,14 @@ class RunLock:
                 except FileNotFoundError:
                     pass
                 continue
+            except KeyboardInterrupt:  # Ctrl-C/SIGTERM right after the link: do not leave our lock behind
+                if _holder(self.path) == (os.getpid(), socket.gethostname()):
+                    self.path.unlink(missing_ok=True)
+                raise
             except OSError as err:
                 if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                     raise RunFolderError(f"cannot write into run folder {self.folder}: {err.strerror}") from None
                 raise
-            with os.fdopen(fd, "w") as f:
-                f.write(record)
             self.held = True
             self._depth = 1
             return self

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ...files import write_text
+
 __all__ = ["ClaimResult", "CLAIMS", "claim", "verdict"]
 
 HOLDS = ("yes", "no", "partly")
@@ -37,7 +39,7 @@ class ClaimResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.name}.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=float))
+        write_text(path, json.dumps(self.to_dict(), indent=2, default=float))
         return path
 
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ...files import write_text
 from .rules import DEFAULT_DYNAMICS_MACS
 
 __all__ = ["LayerEnergy", "EnergyReport", "break_even"]
@@ -115,8 +116,8 @@ class EnergyReport:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md"}
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=2))
-        paths["md"].write_text(self.to_markdown())
+        write_text(paths["json"], json.dumps(self.to_dict(), indent=2))
+        write_text(paths["md"], self.to_markdown())
         return paths
 
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..common import chunk_steps, reduce_to
+from ..common import chunk_steps, mark_dead_spikes_, reduce_to
 
 __all__ = ["ALIFFunction"]
 
@@ -65,6 +65,10 @@ class ALIFFunction(torch.autograd.Function):
                 u_t.addcmul_(alpha, u_prev).addcmul_(threshold, s_prev, value=-1.0)
                 torch.ge(u_t, threshold, out=s_t)
                 u_prev, a_prev, s_prev = u_t, a_t, s_t
+        # NaN spikes where U is NaN or -Inf (a non-finite threshold makes U non-finite too), after the recurrence,
+        # which keeps using the comparison (the backward recomputes S from U the same way).
+        if n_steps:
+            mark_dead_spikes_(spikes, u_seq, u_seq[-1])
         a_last = a_seq[-1].clone()
 
         ctx.b0, ctx.beta, ctx.surrogate = float(b0), float(beta), surrogate

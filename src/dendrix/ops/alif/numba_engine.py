@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import reduce_to
-from ..numba_common import (kernel, SEGMENT, KernelArguments, block_size, fma, segments, surrogate_arguments,
+from ..numba_common import (kernel, SEGMENT, KernelArguments, block_size, fma, non_finite, segments, surrogate_arguments,
                             surrogate_derivatives, workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["ALIFNumbaFunction", "unsupported_reason"]
@@ -39,6 +39,7 @@ def _forward(x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, one, spikes, u_seq, 
     """Writes spikes, U [T, M], a[T-1] [M] and, when ``keep``, a before every ``segment``-th step [T/segment, M]."""
     n_steps, m = x.shape
     zero = one - one
+    inf, nan = non_finite(one)
     for blk in prange((m + block - 1) // block):
         lo = blk * block
         hi = min(m, lo + block)
@@ -59,7 +60,7 @@ def _forward(x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, one, spikes, u_seq, 
                 sj = one if uj >= thr else zero
                 a[j], u[j], s[j] = aj, uj, sj
                 ut[j] = uj
-                st[j] = sj
+                st[j] = sj if uj > -inf else nan                # NaN where U is NaN or -Inf, as fused.py
         for j in range(n):
             a_last[lo + j] = a[j]
 

@@ -89,7 +89,7 @@ def _alif_forward_kernel(x_ptr, u0_ptr, a0_ptr, s0_ptr, alpha_ptr, rho_ptr, para
         s = (u >= threshold).to(u.dtype)
         tl.store(u_ptrs, u, mask=mask)
         tl.store(a_ptrs, a, mask=mask)
-        tl.store(s_ptrs, s, mask=mask)
+        tl.store(s_ptrs, tl.where(u > -float("inf"), s, float("nan")), mask=mask)  # NaN where U is NaN or -Inf
         x_ptrs += M
         u_ptrs += M
         a_ptrs += M

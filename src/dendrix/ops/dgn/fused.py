@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ...surrogate import Surrogate
+from ..common import mark_dead_spikes_
 from ..threads import serial_on_cpu
 from .reference import apply_gate
 
@@ -141,6 +142,10 @@ def _membrane_forward(ctx, conductance: Tensor, current: Tensor, v0: Tensor, s0:
         rec_last = dr_seq[-1].clone()
     ctx.recurrent, ctx.dt, ctx.threshold, ctx.gate = recurrent, dt, threshold, gate
     ctx.surrogate, ctx.detach_reset, ctx.rec_decay = surrogate, detach_reset, rec_decay
+    # NaN spikes where V is NaN or -Inf (visible, not silent); the loops above keep the comparison, and the
+    # backward recomputes S from V.
+    if T:
+        mark_dead_spikes_(s_seq, v_seq, v_seq[-1])
     if recurrent:
         return s_seq, v_seq, rec_last
     return s_seq, v_seq

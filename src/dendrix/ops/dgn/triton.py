@@ -200,7 +200,7 @@ def _ff_forward_kernel(g_ptr, i_ptr, v0_ptr, s0_ptr, params_ptr, a_ptr, v_ptr, s
         s = (v >= theta).to(v_ptr.dtype.element_ty)
         tl.store(a_ptrs, a, mask=mask)
         tl.store(v_ptrs, v, mask=mask)
-        tl.store(s_ptrs, s, mask=mask)
+        tl.store(s_ptrs, tl.where(v > -float("inf"), s, float("nan")), mask=mask)  # NaN where V is NaN or -Inf
         g_ptrs += g_step
         i_ptrs += i_step
         a_ptrs += M
@@ -299,7 +299,7 @@ def _rec_forward_kernel(g_ptr, i_ptr, v0_ptr, s0_ptr, dr0_ptr, w_ptr, c_ptr, par
         s = (v >= theta).to(v_ptr.dtype.element_ty)
         tl.store(a_ptr + row + offs_n, a, mask=mask_n)
         tl.store(v_ptr + row + offs_n, v, mask=mask_n)
-        tl.store(s_ptr + row + offs_n, s, mask=mask_n)
+        tl.store(s_ptr + row + offs_n, tl.where(v > -float("inf"), s, float("nan")), mask=mask_n)  # V NaN/-Inf
         g_ptrs += g_step
         i_ptrs += i_step
         row += B * N

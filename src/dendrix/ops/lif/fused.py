@@ -6,6 +6,9 @@ Recurrence (``reference.py`` has the plain per-step version)::
     S[t] = Θ(H[t] - θ)
     V[t] = H[t] (1 - S[t]) + v_reset S[t]   (hard)   or   H[t] - θ S[t]   (soft, v_reset=None)
 
+The returned spikes are NaN where ``H`` is NaN or -Inf (``dendrix.ops.common.mark_dead_spikes_``: tested on the
+final ``V``, so the finite path costs one small sum per call); the loop itself uses the comparison.
+
 Design, from profiling on CPU (details in ``docs/neurons.md``):
 
 * Work is done in **time chunks** of a few steps (about 32k elements, ``dendrix.ops.common.chunk_steps``), so
@@ -30,7 +33,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...surrogate import Surrogate
-from ..common import as_python_scalar, axpy_, chunk_steps, reduce_to
+from ..common import as_python_scalar, axpy_, chunk_steps, mark_dead_spikes_, reduce_to
 
 __all__ = ["LeakyFunction"]
 
@@ -80,6 +83,7 @@ class LeakyFunction(torch.autograd.Function):
             torch.le(hc, neg_th, out=spikes[c0:c0 + chunk])
             hc.neg_()
         v_last = neg_v.neg_()
+        mark_dead_spikes_(spikes, h, v_last)   # NaN where H is NaN or -Inf (V then stays non-finite to the end)
 
         ctx.theta, ctx.v_reset, ctx.detach_reset, ctx.surrogate = theta, v_reset, detach_reset, surrogate
         # Parameter shapes for the reductions; Python-float coefficients travel on ctx, tensors are saved.

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import as_python_scalar, reduce_to
-from ..numba_common import (kernel, KernelArguments, block_size, fma, surrogate_arguments, surrogate_derivatives,
+from ..numba_common import (kernel, KernelArguments, block_size, fma, non_finite, surrogate_arguments, surrogate_derivatives,
                             workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["LeakyNumbaFunction", "unsupported_reason"]
@@ -37,6 +37,7 @@ def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, h
     """x, spikes, h: [T, M]; nv0 = -v0, leak, ngain = -gain, bias, v_last: [M]. Writes spikes, H and V[T-1]."""
     n_steps, m = x.shape
     zero = one - one
+    inf, nan = non_finite(one)
     for blk in prange((m + block - 1) // block):
         lo = blk * block
         hi = min(m, lo + block)
@@ -49,12 +50,12 @@ def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, h
                 if has_bias:
                     g = g - bs[j]
                 g = fma(lk[j], nv[j], g)              # -H
-                fired = g <= neg_theta                # H >= θ (false for NaN)
+                fired = g <= neg_theta                # H >= θ (false for NaN: the reset keeps the NaN)
                 if hard:
                     nv[j] = neg_reset if fired else g
                 else:
                     nv[j] = fma(theta, one if fired else zero, g)
-                st[j] = one if fired else zero
+                st[j] = (one if fired else zero) if g < inf else nan   # NaN where H is NaN or -Inf, as fused.py
                 ht[j] = -g
         for j in range(hi - lo):
             v_last[lo + j] = -nv[j]

@@ -78,7 +78,8 @@ def _leaky_forward_kernel(x_ptr, v0_ptr, leak_ptr, gain_ptr, bias_ptr, params_pt
         h = leak * v + gain * x_t + bias
         fired = h >= theta
         tl.store(h_ptrs, h, mask=mask)
-        tl.store(s_ptrs, fired.to(spikes_ptr.dtype.element_ty), mask=mask)
+        # A NaN spike where H is NaN or -Inf, as the fused and numba engines (the reset keeps using `fired`)
+        tl.store(s_ptrs, tl.where(h > -float("inf"), fired.to(spikes_ptr.dtype.element_ty), float("nan")), mask=mask)
         if HARD_RESET:
             v = tl.where(fired, v_reset, h)
         else:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..common import mark_dead_spikes_
+
 __all__ = ["RFFunction"]
 
 
@@ -50,6 +52,10 @@ class RFFunction(torch.autograd.Function):
                 q = 0.9 * q + s
                 qs[t] = q
             us[t], vs[t], spikes[t] = u, v, s
+        # NaN spikes where U is NaN or -Inf (a non-finite q makes U non-finite at the same step); the recurrence
+        # above keeps the comparison.
+        if T:
+            mark_dead_spikes_(spikes, us, us[-1])
         ctx.dt, ctx.theta, ctx.balanced, ctx.surrogate = dt, theta, balanced, surrogate
         ctx.shapes = (omega.shape, b0.shape, u0.shape, v0.shape, q0.shape)
         saved = [omega, b0, u0, v0, q0, us, vs] + ([qs] if balanced else [])

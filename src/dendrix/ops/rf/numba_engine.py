@@ -20,7 +20,7 @@ from numba import prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..numba_common import (kernel, SEGMENT, KernelArguments, block_size, segments, surrogate_arguments,
+from ..numba_common import (kernel, SEGMENT, KernelArguments, block_size, segments, non_finite, surrogate_arguments,
                             surrogate_derivatives, workers_for, unsupported_reason as _unsupported)
 from .fused import _sum_to
 
@@ -39,6 +39,7 @@ def _forward(x, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, one, spikes
     ``segment``-th step [T/segment, M]."""
     n_steps, m = x.shape
     zero = one - one
+    inf, nan = non_finite(one)
     for blk in prange((m + block - 1) // block):
         lo = blk * block
         hi = min(m, lo + block)
@@ -64,7 +65,7 @@ def _forward(x, omega, b0, u0, v0, q0, dt, theta, decay_q, balanced, one, spikes
                 else:
                     sj = one if u_next - theta >= zero else zero
                 ut[j] = u_next
-                st[j] = sj
+                st[j] = sj if u_next > -inf else nan      # NaN where U is NaN or -Inf, as fused.py
         for j in range(n):
             v_last[lo + j] = v[j]
             q_last[lo + j] = q[j]

@@ -83,7 +83,7 @@ def _rf_forward_kernel(x_ptr, u0_ptr, v0_ptr, q0_ptr, omega_ptr, b0_ptr, params_
             s = (u - theta >= 0).to(u.dtype)
         tl.store(u_ptr + row + offs, u, mask=mask)
         tl.store(v_ptr + row + offs, v, mask=mask)
-        tl.store(spikes_ptr + row + offs, s, mask=mask)
+        tl.store(spikes_ptr + row + offs, tl.where(u > -float("inf"), s, float("nan")), mask=mask)  # U NaN/-Inf
         row += M
         t += 1
     tl.store(v_last_ptr + offs, v, mask=mask)
