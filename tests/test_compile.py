@@ -86,3 +86,11 @@ def test_compiled_dlif_still_refuses_non_binary_input():
     torch._dynamo.reset()
     with pytest.raises(ValueError, match="binary spikes"):
         layer(spike_input("cpu") * 0.5 + 0.25)
+
+
+def test_dlif_conv2d_compiles_fullgraph_and_matches_the_eager_channel_engine():
+    """Eager CPU runs the channel-block engine (ops/bilinear/conv.py); the traced graph the sparse custom op."""
+    layer = dendrix.layers.DLIFConv2d(8, 6, 3, sparsity=0.5, seed=0, k_init=0.3)
+    x = (torch.rand(3, 2, 8, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    y = check_compiled_matches_eager(layer, x, **GRAD_TOL)
+    assert y.abs().sum() > 0
