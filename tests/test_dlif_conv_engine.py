@@ -72,8 +72,8 @@ def test_float32_current_close_to_float64():
     layout = build_layout(32, 16, 0.5, torch.Generator().manual_seed(1))
     values = torch.randn(layout.nnz, dtype=torch.float64) * 0.1
     s = spikes((5000, 32), 0.2, 3)
-    y64 = channel_bilinear(s, values, layout, "numba")
-    y32 = channel_bilinear(s.float(), values.float(), layout, "numba")
+    y64 = channel_bilinear(s, values, layout)
+    y32 = channel_bilinear(s.float(), values.float(), layout)
     torch.testing.assert_close(y32.double(), y64, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(y64, channel_bilinear_reference(s, channel_block(values, layout)), rtol=1e-12,
                                atol=1e-12)

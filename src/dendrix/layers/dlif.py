@@ -404,7 +404,7 @@ class DLIFConv2d(_Bilinear):
             layout = self.layout
             engine = resolve_backend(self.backend, rows.device, isinstance(layout, IndependentLayout))
             if uses_channel_engine(rows, layout, engine):
-                return channel_bilinear(rows, self.bilinear_values, layout, engine, self.check_input_spikes,
+                return channel_bilinear(rows, self.bilinear_values, layout, self.check_input_spikes,
                                         self._channel_index(layout))
         return self._bilinear(rows)
 

@@ -131,8 +131,8 @@ def uses_channel_engine(s: Tensor, layout: PairLayout | IndependentLayout, engin
             and n * n * out <= MAX_BLOCK_ELEMENTS and s.shape[0] > 0 and layout.nnz > 0)
 
 
-def channel_bilinear(s: Tensor, values: Tensor, layout: PairLayout | IndependentLayout, engine: str,
-                     check_input: bool = True, index: tuple[Tensor, Tensor] | None = None) -> Tensor:
+def channel_bilinear(s: Tensor, values: Tensor, layout: PairLayout | IndependentLayout, check_input: bool = True,
+                      index: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """``sᵀ K_o s`` for pixel rows ``s`` ``[R, C]`` on the dense channel block (call only where
     :func:`uses_channel_engine` is true; ``index`` as for :func:`channel_block`)."""
     Kc = channel_block(values.to(compute_dtype(values)), layout, index)
