@@ -116,3 +116,11 @@ def test_demo_mlp_compiles_without_graph_breaks_or_a_recompile_per_shape(kind):
         x = spike_input("cpu", shape=(steps, batch, 64))
         torch.nn.functional.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long)).backward()
     assert counter.frame_count <= MAX_FRAMES, f"{kind}: {counter.frame_count} graphs for shapes {shapes}"
+
+
+def test_dlif_conv2d_compiles_fullgraph_and_matches_the_eager_channel_engine():
+    """Eager CPU runs the channel-block engine (ops/bilinear/conv.py); the traced graph the sparse custom op."""
+    layer = dendrix.layers.DLIFConv2d(8, 6, 3, sparsity=0.5, seed=0, k_init=0.3)
+    x = (torch.rand(3, 2, 8, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    y = check_compiled_matches_eager(layer, x, **GRAD_TOL)
+    assert y.abs().sum() > 0

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from ..contract import Neuron
 from ..neurons.lif import LIF
 from ..ops.bilinear import (BACKENDS, MASKS, IndependentLayout, PairLayout, bilinear_form, build_mask,
-                            dense_matrix, low_rank_dense, low_rank_form, num_pairs)
+                            dense_matrix, low_rank_dense, low_rank_form, num_pairs, resolve_backend)
+from ..ops.bilinear.conv import block_index, channel_bilinear, uses_channel_engine
 from ..ops.lif import BACKENDS as LIF_BACKENDS
 from ..ops.lif import lif_sequence
 from ..registry import register
@@ -392,8 +393,31 @@ class DLIFConv2d(_Bilinear):
                              f"grid {tuple(pix.shape[-2:])} differ; use an odd kernel_size with the default padding")
         N, C, H, W = pix.shape
         rows = pix.permute(0, 2, 3, 1).reshape(-1, C)
-        bil = self._bilinear(rows).view(N, H, W, self.out_channels).permute(0, 3, 1, 2)
+        bil = self._pixel_bilinear(rows).view(N, H, W, self.out_channels).permute(0, 3, 1, 2)
         return conv + bil
+
+    def _pixel_bilinear(self, rows: Tensor) -> Tensor:
+        """``sᵀ K_o s`` at every pixel row ``[R, C]``: on CPU (numba) the dense channel-block engine
+        (:mod:`dendrix.ops.bilinear.conv`, input gradient one matrix product per active channel), else the
+        generic sparse engines."""
+        if self.rank is None:
+            layout = self.layout
+            engine = resolve_backend(self.backend, rows.device, isinstance(layout, IndependentLayout))
+            if uses_channel_engine(rows, layout, engine):
+                return channel_bilinear(rows, self.bilinear_values, layout, self.check_input_spikes,
+                                        self._channel_index(layout))
+        return self._bilinear(rows)
+
+    def _channel_index(self, layout: PairLayout | IndependentLayout) -> tuple[Tensor, Tensor]:
+        """:func:`~dendrix.ops.bilinear.conv.block_index` of the mask, cached until a mask buffer changes
+        (``load_state_dict`` replaces or rewrites them)."""
+        buffers = [b for b in self.buffers(recurse=False)]
+        key = tuple((b.data_ptr(), b._version, b.shape) for b in buffers)
+        cached = getattr(self, "_block_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, block_index(layout))
+            self._block_cache = cached
+        return cached[1]
 
     def input_current(self, s_t: Tensor) -> Tensor:
         """I[t] for one step ``s_t`` ``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``."""
