@@ -136,12 +136,13 @@ def test_sigterm_during_a_comparison_saves_the_finished_runs_and_says_how_to_go_
     """compare and demo handle SIGTERM like train: the finished runs stay and are reported, the unfinished run
     keeps its last finished epoch, one line says how to resume, exit code 143."""
     out = tmp_path / "cmp"
-    second = out / "runs" / "alif"
+    runs = out / "runs" if command == "compare" else out / "runs" / "official"  # demo: runs per split
+    second = runs / "alif"
     if command == "compare":  # SIGTERM after the second run's first epoch: it resumes from there
         args = ["compare", "--config", write_config(tmp_path, EPOCHS), "--kinds", "lif,alif"]
         started = second / "checkpoints" / "epoch-0001" / "state.json"
     else:  # SIGTERM as soon as the second run starts (the first one is finished)
-        args = ["demo", "--kinds", "lif,alif", "--epochs", "1", "--seeds", "1", "--workers", "1"]
+        args = ["demo", "--kinds", "lif,alif", "--epochs", "1", "--seeds", "1", "--workers", "1", "--splits", "official"]
         started = second / ".lock"
     proc = popen_cli(*args, "--out", out, "--quiet")
     _wait_for(started, proc, timeout=600)
@@ -153,7 +154,7 @@ def test_sigterm_during_a_comparison_saves_the_finished_runs_and_says_how_to_go_
     assert line.startswith(f"dendrix {command}: terminated (SIGTERM) with 1 of 2 run(s) finished"), line
     assert f"--out {out} --overwrite" in line
     assert (out / "report.md").exists() and "interrupted: 1 of 2 run(s) finished" in (out / "report.md").read_text()
-    assert load_run(out / "runs" / "lif").result is not None          # the finished run is intact
+    assert load_run(runs / "lif").result is not None                  # the finished run is intact
     if command == "compare":
         assert f"dendrix train --resume {second}" in line
         assert intact_checkpoint(second)[0] >= 1                     # the unfinished one resumes from there
