@@ -43,19 +43,18 @@ def test_model_with_dlif_compiles_fullgraph():
     check_compiled_matches_eager(model, spike_input("cpu"), spike_equal=False, **GRAD_TOL)
 
 
-def _cyclic_case(layout):
-    """The cyclic-window masks' op and its schema arguments after ``(s, values)``."""
-    return (torch.ops.dendrix.bilinear_form.default,
-            (layout.start, layout.extra_pair, [layout.in_features, layout.m, layout.out_features], "cyclic"))
+def _cyclic_layout_args(layout):
+    """``dendrix::bilinear_form``'s layout arguments after ``(s, values)`` for cyclic-window masks."""
+    return layout.start, layout.extra_pair, [layout.in_features, layout.m, layout.out_features], "cyclic"
 
 
-def _independent_case(layout):
-    """The independent masks' op and its schema arguments after ``(s, values)``."""
-    return (torch.ops.dendrix.bilinear_form.default,
-            (layout.ptr, layout.outputs, [layout.in_features, layout.out_features], "independent"))
+def _independent_layout_args(layout):
+    """``dendrix::bilinear_form``'s layout arguments after ``(s, values)`` for independent masks."""
+    return layout.ptr, layout.outputs, [layout.in_features, layout.out_features], "independent"
 
 
-BILINEAR_OPS = {"cyclic": (build_layout, _cyclic_case), "independent": (build_independent_layout, _independent_case)}
+BILINEAR_OPS = {"cyclic": (build_layout, _cyclic_layout_args),
+                "independent": (build_independent_layout, _independent_layout_args)}
 
 
 @pytest.mark.parametrize("masks", sorted(BILINEAR_OPS))
@@ -63,12 +62,11 @@ BILINEAR_OPS = {"cyclic": (build_layout, _cyclic_case), "independent": (build_in
 def test_bilinear_custom_op_passes_opcheck_and_matches_eager(masks, engine):
     if engine == "numba" and not dendrix.ops.bilinear.HAVE_NUMBA:
         pytest.skip("numba is not installed")
-    build, case = BILINEAR_OPS[masks]
+    build, layout_args = BILINEAR_OPS[masks]
     layout = build(12, 6, 0.4, torch.Generator().manual_seed(0))
     values = torch.randn(layout.nnz, dtype=torch.float64, requires_grad=True)
     s = spike_input("cpu", torch.float64, (5, 12)).requires_grad_(True)
-    op, layout_args = case(layout)
-    torch.library.opcheck(op, (s, values, *layout_args, engine, True))
+    torch.library.opcheck(torch.ops.dendrix.bilinear_form.default, (s, values, *layout_args(layout), engine, True))
     # and the op's gradients are the eager autograd function's
     y = sparse_bilinear(s, values, layout, engine, True)
     gs, gv = torch.autograd.grad(y.sum(), (s, values))
