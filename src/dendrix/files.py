@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["atomic_write", "write_text", "write_bytes", "write_json", "write_csv"]
+__all__ = ["atomic_write", "write_text", "write_bytes", "write_json", "write_csv", "read_json_mapping"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -87,3 +87,16 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buf.getvalue())
+
+
+def read_json_mapping(path: str | Path, error: type[Exception], consequence: str) -> dict:
+    """The JSON object in ``path``, or ``error`` in one line: the file, why, and ``consequence`` (what the
+    caller cannot do: "the run config cannot be read", "restore it to resume")."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise error(f"{path} is not valid JSON ({type(err).__name__}); {consequence}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} must hold a mapping, got {type(data).__name__}")
+    return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from typing import Any, Iterator
 
 import torch
@@ -79,6 +80,23 @@ def check_choice(name: str, value: Any, choices) -> Any:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(map(str, choices))}, got {value!r}")
     return value
+
+
+_REGISTRY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+def check_registration(function: str, name: Any, what: str, *, builtin, registered, overwrite: bool,
+                       error: type[Exception] = ValueError) -> str:
+    """``name`` if a user may register it: a word that starts with a letter, not a built-in, not taken (unless
+    ``overwrite``). ``function`` names the caller and ``what`` the thing registered, for the one-line error."""
+    if not isinstance(name, str) or not _REGISTRY_NAME.match(name):
+        raise error(f"{function}: name must start with a letter and hold letters, digits, '_', '.' or '-', "
+                    f"got {name!r}")
+    if name in builtin:
+        raise error(f"{function}: {name!r} is a built-in {what}; choose another name")
+    if name in registered and not overwrite:
+        raise error(f"{function}: {name!r} is already registered (pass overwrite=True to replace it)")
+    return name
 
 
 def check_sequence(x: Any, name: str = "x", *, min_rank: int = 3, features: int | None = None,

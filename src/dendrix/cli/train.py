@@ -8,10 +8,10 @@ resume command is printed.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from ..files import read_json_mapping
 from . import UserError, interrupt_exit_code, interrupt_name, sigterm_as_interrupt
 
 
@@ -38,13 +38,7 @@ def _load_resume_config(run_dir: Path) -> dict:
         raise UserError(f"{run_dir} is not a run folder to resume (no config.json)")
     if not checkpoint_folders(run_dir):
         raise UserError(f"{run_dir} has no checkpoint yet (no epoch finished); start it again instead")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not valid JSON ({type(err).__name__}); restore it to resume") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a mapping, got {type(data).__name__}")
-    return data
+    return read_json_mapping(path, UserError, "restore it to resume")
 
 
 def main(args) -> int:

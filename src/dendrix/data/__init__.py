@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 from typing import Callable
 
 from .augment import SpikeAugment
 from .base import (SPLITS, ArrayDataset, DatasetError, DatasetInfo, SequenceDataset, SequenceLoader,
                    TimeFirstDataLoader, data_root, make_loader)
 from .user import UserDataset, from_tonic
+from ..validation import check_registration
 
 __all__ = ["get_dataset", "make_loader", "list_datasets", "dataset_options", "DatasetInfo", "DatasetError",
            "SequenceDataset", "ArrayDataset", "SequenceLoader", "TimeFirstDataLoader", "SPLITS", "data_root",
@@ -62,7 +62,6 @@ _DATASETS: dict[str, tuple[str, str, str]] = {
 
 # name -> (factory, description, num_classes, input_kind): data sets registered by users (register_dataset)
 _USER_DATASETS: dict[str, tuple[Callable, str, int | None, str | None]] = {}
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
 def register_dataset(name: str, factory: Callable, *, description: str = "", num_classes: int | None = None,
@@ -80,13 +79,8 @@ def register_dataset(name: str, factory: Callable, *, description: str = "", num
             spikes).
         overwrite: replace an earlier registration of ``name``.
     """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise DatasetError(f"register_dataset: name must start with a letter and hold letters, digits, '_', '.' or "
-                           f"'-', got {name!r}")
-    if name in _DATASETS:
-        raise DatasetError(f"register_dataset: {name!r} is a built-in data set; choose another name")
-    if name in _USER_DATASETS and not overwrite:
-        raise DatasetError(f"register_dataset: {name!r} is already registered (pass overwrite=True to replace it)")
+    check_registration("register_dataset", name, "data set", builtin=_DATASETS, registered=_USER_DATASETS,
+                       overwrite=overwrite, error=DatasetError)
     if not callable(factory):
         raise DatasetError(f"register_dataset: factory must be callable, got {type(factory).__name__}")
     if "split" not in inspect.signature(factory).parameters and not _takes_kwargs(factory):

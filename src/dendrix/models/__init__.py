@@ -18,12 +18,12 @@ the CLI (a config's ``plugins:`` list names the module that registers it). See d
 from __future__ import annotations
 
 import inspect
-import re
 from typing import Any, Callable
 
 from torch import nn
 
 from ..registry import describe
+from ..validation import check_registration
 from .mlp import RecurrentSpikingLayer, SpikingMLP
 from .readout import READOUTS, apply_readout, per_step_loss
 from .seqimage import CausalConv1d, SeqImageNet
@@ -46,7 +46,6 @@ ARCH_OPTIONS: dict[str, tuple[str, ...]] = {
 BUILDER_ARGUMENTS = ("num_inputs", "num_classes", "kind", "neuron_kw", "time_steps", "input_shape")
 _BUILTIN_ARCHS = frozenset(ARCH_OPTIONS)
 _USER_ARCHS: dict[str, Callable[..., nn.Module]] = {}
-_ARCH_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
 def register_architecture(name: str, builder: Callable[..., nn.Module], options: tuple[str, ...] | None = None,
@@ -60,14 +59,8 @@ def register_architecture(name: str, builder: Callable[..., nn.Module], options:
     builder's other keyword parameters. It must return an ``nn.Module`` mapping ``x [T, B, ...]`` to logits
     ``[B, num_classes]``.
     """
-    if not isinstance(name, str) or not _ARCH_NAME.match(name):
-        raise ValueError(f"register_architecture: name must start with a letter and hold letters, digits, '_', '.' "
-                         f"or '-', got {name!r}")
-    if name in _BUILTIN_ARCHS:
-        raise ValueError(f"register_architecture: {name!r} is a built-in architecture; choose another name")
-    if name in _USER_ARCHS and not overwrite:
-        raise ValueError(f"register_architecture: {name!r} is already registered (pass overwrite=True to replace "
-                         f"it)")
+    check_registration("register_architecture", name, "architecture", builtin=_BUILTIN_ARCHS,
+                       registered=_USER_ARCHS, overwrite=overwrite)
     if not callable(builder):
         raise TypeError(f"register_architecture: builder must be callable, got {type(builder).__name__}")
     params = inspect.signature(builder).parameters

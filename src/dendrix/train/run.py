@@ -10,7 +10,6 @@ A folder that is not a run, or whose files are missing, corrupt or do not fit ea
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..files import read_json_mapping
 from ..models import build_model
 from .batches import Batches, open_dataset
 from .checkpoint import CheckpointError, intact_checkpoint, load_weights
@@ -59,13 +59,7 @@ class Run:
 
 
 def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is not valid JSON ({type(err).__name__}); the {what} cannot be read") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a mapping, got {type(data).__name__}")
-    return data
+    return read_json_mapping(path, CheckpointError, f"the {what} cannot be read")
 
 
 def _info(run_dir: Path, config: dict):
