@@ -32,7 +32,8 @@ from numba.extending import intrinsic, overload
 
 __all__ = ["kernel", "Kernel", "BLOCK_MAX", "SEGMENT", "PARALLEL_MIN_ELEMENTS", "MIN_PARALLEL_NEURONS", "block_size",
            "segments", "workers_for", "numba_threads", "fma", "non_finite", "exp_like", "surrogate_derivatives", "surrogate_arguments",
-           "as_numpy_dtype", "as_array", "step_array", "KernelArguments", "unsupported_reason"]
+           "SURROGATE_FUNCTIONS", "per_surrogate", "surrogate_constants",
+           "as_numpy_dtype", "as_array", "step_array", "KernelArguments", "sequence_reason", "unsupported_reason"]
 
 # Neurons per block at most: a block's state and per-neuron coefficients (a few [BLOCK_MAX] arrays, 16 kB each in
 # float32) and the backward's segment scratch (SEGMENT rows) stay in L2.
@@ -80,12 +81,12 @@ class Kernel:
     process CPU time against 3.5-8 ms of the calling thread's, loaded AMD EPYC machine)."""
 
     def __init__(self, py_func: Callable):
-        self.parallel = njit(parallel=True, cache=True)(py_func)
+        self.parallel = njit(parallel=True, cache=True, error_model="numpy")(py_func)
         serial = types.FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + "_serial",
                                     py_func.__defaults__, py_func.__closure__)
         serial.__qualname__ = py_func.__qualname__ + "_serial"     # its own cache files
         serial.__module__ = py_func.__module__
-        self.serial = njit(cache=True)(serial)
+        self.serial = njit(cache=True, error_model="numpy")(serial)
         self.__doc__ = py_func.__doc__
 
     def __call__(self, workers: int, *args):
@@ -139,7 +140,7 @@ def _float32_from_bits(typingctx, bits):
     return nb_types.float32(bits), codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _exp_float32(x):
     """exp(x) in float32 from a degree-6 polynomial on [-ln2/2, ln2/2] and an exponent built from bits
     (Cephes' expf scheme; within 2 ulp of libm's expf, tested). Unlike a call to libm's expf, LLVM vectorises it:
@@ -162,14 +163,14 @@ def exp_like(x):
     return np.exp(x)
 
 
-@overload(exp_like, jit_options={"cache": True})
+@overload(exp_like, jit_options={"cache": True, "error_model": "numpy"})
 def _exp_like(x):
     if x == nb_types.float32:
         return lambda x: _exp_float32(x)
     return lambda x: np.exp(x)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def surrogate_derivatives(kind, c, values, shift, out):
     """``out[j] = σ'(values[j] - shift)`` for a block, for the surrogate whose ``numba_kind`` is ``kind`` with its
     ``numba_constants`` in ``c`` (:func:`surrogate_arguments`). The branches mirror
@@ -204,6 +205,97 @@ def surrogate_derivatives(kind, c, values, shift, out):
             zp = c[2] * (u - c[0])
             zm = c[2] * (u + c[0])
             out[j] = c[3] * exp_like(-half * (z0 * z0)) - c[4] * (exp_like(-half * (zp * zp)) + exp_like(-half * (zm * zm)))
+
+
+# One scalar σ'(u) per surrogate kind, for kernels compiled once per surrogate (:func:`per_surrogate`): the
+# whole backward step stays one vectorised loop instead of a pass per operation through scratch rows. ``c`` is
+# the tuple of :func:`surrogate_constants`: constants read from an array inside the loop are reloaded every
+# iteration (the output might alias them), which kept the double Gaussian unvectorised, 9x slower (measured).
+@njit(cache=True, inline="always")
+def surrogate_constants(sc):
+    """The 7 constants of :func:`surrogate_arguments` as a tuple (registers, not memory, inside a loop)."""
+    return (sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6])
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _d_atan(c, u):
+    z = c[0] * u
+    return c[1] / (c[5] + z * z)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _d_sigmoid(c, u):
+    s = c[5] / (c[5] + exp_like(-(c[0] * u)))
+    return c[0] * s * (c[5] - s)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _d_triangle(c, u):
+    return max(c[5] - abs(u) * c[0], c[5] - c[5]) * c[0]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _d_fast_sigmoid(c, u):
+    d = c[5] + c[0] * abs(u)
+    return c[5] / (d * d)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _d_rectangular(c, u):
+    return c[1] if abs(u) < c[0] else c[5] - c[5]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _d_double_gaussian(c, u):
+    z0 = c[1] * u
+    zp = c[2] * (u - c[0])
+    zm = c[2] * (u + c[0])
+    return c[3] * exp_like(-c[6] * (z0 * z0)) - c[4] * (exp_like(-c[6] * (zp * zp)) + exp_like(-c[6] * (zm * zm)))
+
+
+# by numba_kind: the same formulas as the branches of surrogate_derivatives, in the same order
+SURROGATE_FUNCTIONS = (_d_atan, _d_sigmoid, _d_triangle, _d_fast_sigmoid, _d_rectangular, _d_double_gaussian)
+
+
+def _copy(py_func: Callable, suffix: str, scope: dict, like: Callable) -> Callable:
+    """A compiled, disk-cached copy of ``py_func`` with globals ``scope``, named after ``like`` plus ``suffix``
+    (its own cache files)."""
+    copy = types.FunctionType(py_func.__code__, scope, like.__name__ + suffix, py_func.__defaults__,
+                              py_func.__closure__)
+    copy.__qualname__ = like.__qualname__ + suffix
+    copy.__module__ = like.__module__
+    return njit(cache=True, error_model="numpy")(copy)
+
+
+def _call_by_kind(kind, args):
+    """``sweep_<kind>(*args)``; the names are bound by :func:`per_surrogate` (a copy per surrogate-specialised
+    function)."""
+    if kind == 0:
+        sweep_0(*args)  # noqa: F821
+    elif kind == 1:
+        sweep_1(*args)  # noqa: F821
+    elif kind == 2:
+        sweep_2(*args)  # noqa: F821
+    elif kind == 3:
+        sweep_3(*args)  # noqa: F821
+    elif kind == 4:
+        sweep_4(*args)  # noqa: F821
+    else:
+        sweep_5(*args)  # noqa: F821
+
+
+def per_surrogate(py_func: Callable) -> Callable:
+    """``call(kind, args)``, a compiled function that runs ``py_func(*args)`` specialised for the surrogate whose
+    ``numba_kind`` is ``kind``: one compiled copy of ``py_func`` per surrogate, in each of which the global name
+    ``dsg`` is that kind's scalar σ'(c, u) (``SURROGATE_FUNCTIONS``; ``c`` from :func:`surrogate_constants`),
+    inlined into the caller's loops.
+
+    Numba would take the derivative as a first-class function argument only with an experimental feature that
+    also stops its on-disk cache; a copy of the function with ``dsg`` bound in its globals is an ordinary global
+    call, so each copy compiles once and is cached under its own name."""
+    copies = {f"sweep_{kind}": _copy(py_func, dsg.__name__[2:], dict(py_func.__globals__, dsg=dsg), py_func)
+              for kind, dsg in enumerate(SURROGATE_FUNCTIONS)}
+    return _copy(_call_by_kind, "_by_kind", dict(_call_by_kind.__globals__, **copies), py_func)
 
 
 def surrogate_arguments(surrogate, dtype: torch.dtype) -> tuple[int, np.ndarray]:
@@ -269,6 +361,19 @@ def numba_threads(workers: int) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+def sequence_reason(sequence: torch.Tensor, others, name: str, min_dim: int = 1) -> str | None:
+    """Why a numba engine cannot take ``sequence`` ``[T, ...]`` (None when it can): it and ``others`` (None
+    entries skipped) on CPU, ``sequence`` float32 or float64, at least one step and ``min_dim`` dimensions."""
+    if any(t is not None and t.device.type != "cpu" for t in [sequence, *others]):
+        return "the numba engine runs on CPU tensors only"
+    if sequence.dtype not in (torch.float32, torch.float64):
+        return f"the numba engine needs a float32 or float64 {name}, got {sequence.dtype}"
+    if sequence.dim() < min_dim or sequence.shape[0] < 1:
+        return (f"the numba engine needs a {name} of at least {min_dim} dimension(s) and one time step, "
+                f"got shape {tuple(sequence.shape)}")
+    return None
 
 
 def unsupported_reason(tensors, surrogate) -> str | None:

@@ -21,8 +21,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import as_python_scalar, reduce_to
-from ..numba_common import (kernel, KernelArguments, block_size, fma, non_finite, surrogate_arguments, surrogate_derivatives,
-                            workers_for, unsupported_reason as _unsupported)
+from ..numba_common import (kernel, KernelArguments, block_size, fma, non_finite, per_surrogate, surrogate_arguments,
+                            surrogate_constants, workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["LeakyNumbaFunction", "unsupported_reason"]
 
@@ -61,87 +61,94 @@ def _forward(x, nv0, leak, ngain, bias, has_bias, neg_theta, theta, neg_reset, h
             v_last[lo + j] = -nv[j]
 
 
+def _sweep_block(h, x, v0, leak, gain, theta, v_reset, hard, detach, sc, g_spikes, has_gs, g_h, has_gh,
+                 g_vlast, has_gv, g_x, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias,
+                 g_v0, lo, hi):
+    """The reverse sweep of neurons ``lo:hi`` with the surrogate derivative ``dsg`` (one compiled copy per
+    surrogate, :func:`per_surrogate`): one loop per
+    step computes σ', dV/dH, the adjoint and the input gradient; the flags are loop-invariant, so LLVM unswitches
+    them and each version is a straight vectorised loop. The parameter sums run after it, only when asked."""
+    n_steps = h.shape[0]
+    one = sc[5]
+    zero = one - one
+    cst = surrogate_constants(sc)
+    n = hi - lo
+    carry = np.empty(n, dtype=h.dtype)               # dL/dV[t] of the step being processed
+    for j in range(n):
+        carry[j] = g_vlast[lo + j] if has_gv else zero
+    need_sums = need_leak or need_gain or need_bias
+    a_leak = np.zeros(n, dtype=h.dtype)
+    a_gain = np.zeros(n, dtype=h.dtype)
+    a_bias = np.zeros(n, dtype=h.dtype)
+    gHs = np.zeros(n, dtype=h.dtype)
+    lk, gn = leak[lo:hi], gain[lo:hi]
+    for t in range(n_steps - 1, -1, -1):
+        ht, gst, ght, gxt = h[t, lo:hi], g_spikes[t, lo:hi], g_h[t, lo:hi], g_x[t, lo:hi]
+        for j in range(n):
+            hv = ht[j]
+            sg = dsg(cst, hv - theta)
+            below = one if hv < theta else zero
+            gH = gst[j] * sg if has_gs else zero       # direct terms gS σ' + gH_ext
+            if has_gh:
+                gH = gH + ght[j]
+            if hard:                                   # dV/dH (1 for a soft, detached reset)
+                dvdh = below if detach else (v_reset - hv) * sg + below
+            else:
+                dvdh = one if detach else one - theta * sg
+            gH = gH + dvdh * carry[j]                  # the adjoint recurrence
+            carry[j] = lk[j] * gH
+            if need_x:
+                gxt[j] = gH * gn[j]
+            if need_sums:
+                gHs[j] = gH
+        if need_leak:                                  # dH/dleak = V[t-1], recomputed from H[t-1]
+            if t > 0:
+                hp = h[t - 1, lo:hi]
+                if hard:
+                    for j in range(n):
+                        a_leak[j] += gHs[j] * (v_reset if hp[j] >= theta else hp[j])
+                else:
+                    for j in range(n):
+                        a_leak[j] += gHs[j] * (hp[j] - theta if hp[j] >= theta else hp[j])
+            else:
+                for j in range(n):
+                    a_leak[j] += gHs[j] * v0[lo + j]
+        if need_gain:                                  # dH/dgain = X[t]
+            xt = x[t, lo:hi]
+            for j in range(n):
+                a_gain[j] += gHs[j] * xt[j]
+        if need_bias:
+            for j in range(n):
+                a_bias[j] += gHs[j]
+    for j in range(n):
+        g_v0[lo + j] = carry[j]
+        if need_leak:
+            acc_leak[lo + j] = a_leak[j]
+        if need_gain:
+            acc_gain[lo + j] = a_gain[j]
+        if need_bias:
+            acc_bias[lo + j] = a_bias[j]
+
+
+_sweep = per_surrogate(_sweep_block)
+
+
 @kernel
 def _backward(h, x, v0, leak, gain, theta, v_reset, hard, detach, kind, sc,
               g_spikes, has_gs, g_h, has_gh, g_vlast, has_gv,
               g_x, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0, block):
-    """Reverse sweep: writes g_x [T, M] (times gain), the per-neuron sums acc_* [M] and g_v0 [M] (= leak gH[0])."""
-    n_steps, m = h.shape
-    one = sc[5]
-    zero = one - one
+    """Reverse sweep: writes g_x [T, M] (times gain), the per-neuron sums acc_* [M] and g_v0 [M] (= leak gH[0]).
+    An absent g_spikes / g_h / g_x is a [1, 1] placeholder: it is sliced but never read or written."""
+    m = h.shape[1]
     for blk in prange((m + block - 1) // block):
         lo = blk * block
         hi = min(m, lo + block)
-        n = hi - lo
-        carry = np.empty(n, dtype=h.dtype)           # dL/dV[t] of the step being processed
-        for j in range(n):
-            carry[j] = g_vlast[lo + j] if has_gv else zero
-        a_leak = np.zeros(n, dtype=h.dtype)
-        a_gain = np.zeros(n, dtype=h.dtype)
-        a_bias = np.zeros(n, dtype=h.dtype)
-        sgs = np.empty(n, dtype=h.dtype)
-        gHs = np.zeros(n, dtype=h.dtype)
-        dvdh = np.ones(n, dtype=h.dtype)              # stays 1 for a soft, detached reset
-        lk, gn = leak[lo:hi], gain[lo:hi]
-        # Every branch below is on a flag, outside its loop: each loop is a straight vectorisable one.
-        for t in range(n_steps - 1, -1, -1):
-            ht = h[t, lo:hi]
-            surrogate_derivatives(kind, sc, ht, theta, sgs)
-            if has_gs:                                # direct terms gS σ' + gH_ext
-                gst = g_spikes[t, lo:hi]
-                for j in range(n):
-                    gHs[j] = gst[j] * sgs[j]
-            else:
-                gHs[:] = zero
-            if has_gh:
-                ght = g_h[t, lo:hi]
-                for j in range(n):
-                    gHs[j] = gHs[j] + ght[j]
-            if hard:                                  # dV/dH
-                if detach:
-                    for j in range(n):
-                        dvdh[j] = one if ht[j] < theta else zero
-                else:
-                    for j in range(n):
-                        dvdh[j] = (v_reset - ht[j]) * sgs[j] + (one if ht[j] < theta else zero)
-            elif not detach:
-                for j in range(n):
-                    dvdh[j] = one - theta * sgs[j]
-            for j in range(n):                        # the adjoint recurrence
-                gH = gHs[j] + dvdh[j] * carry[j]
-                gHs[j] = gH
-                carry[j] = lk[j] * gH
-            if need_x:
-                gxt = g_x[t, lo:hi]
-                for j in range(n):
-                    gxt[j] = gHs[j] * gn[j]
-            if need_leak:                             # dH/dleak = V[t-1], recomputed from H[t-1]
-                if t > 0:
-                    hp = h[t - 1, lo:hi]
-                    if hard:
-                        for j in range(n):
-                            a_leak[j] += gHs[j] * (v_reset if hp[j] >= theta else hp[j])
-                    else:
-                        for j in range(n):
-                            a_leak[j] += gHs[j] * (hp[j] - theta if hp[j] >= theta else hp[j])
-                else:
-                    for j in range(n):
-                        a_leak[j] += gHs[j] * v0[lo + j]
-            if need_gain:                             # dH/dgain = X[t]
-                xt = x[t, lo:hi]
-                for j in range(n):
-                    a_gain[j] += gHs[j] * xt[j]
-            if need_bias:
-                for j in range(n):
-                    a_bias[j] += gHs[j]
-        for j in range(n):
-            g_v0[lo + j] = carry[j]
-            if need_leak:
-                acc_leak[lo + j] = a_leak[j]
-            if need_gain:
-                acc_gain[lo + j] = a_gain[j]
-            if need_bias:
-                acc_bias[lo + j] = a_bias[j]
+        gs_rows = g_spikes if has_gs else h           # an absent one: any [T, M] array (never read)
+        gh_rows = g_h if has_gh else h
+        gx_rows = g_x if need_x else h
+        args = (h, x, v0, leak, gain, theta, v_reset, hard, detach, sc, gs_rows, has_gs, gh_rows, has_gh, g_vlast,
+                has_gv, gx_rows, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0, lo, hi)
+        _sweep(kind, args)
 
 
 class LeakyNumbaFunction(torch.autograd.Function):

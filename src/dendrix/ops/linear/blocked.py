@@ -14,7 +14,9 @@ multiply-adds the modal form needs. Here time is cut into J blocks of L steps an
 The input is put time last by one 2-D transpose (``[T, M·H] -> [M·H, T]``, a tiled copy) and the output back by
 another; between them each product is one ``bmm`` with the block rows on the left and the channel's small matrix
 (transposed) on the right, over the H channels (with autograd) or over the M·H (sample, channel) pairs (without,
-for T >= 3L²/4). Autograd differentiates the products as such (no per-step graph). It is exact up to rounding, which is elementwise-relative like a direct sum (the FFT's is relative to the
+for T >= 3L²/4). Autograd differentiates the products as such (no per-step graph). Without autograd on CPU, with
+numba installed, the time loop runs compiled instead (``numba_modal.py``: one read of the input, one write of the
+output). It is exact up to rounding, which is elementwise-relative like a direct sum (the FFT's is relative to the
 largest output). The plain reference is :func:`dendrix.ops.linear.sequential_recurrence`.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..dispatch import LazyEngine
 from .fft import mode_powers
 from .scan import loop_recurrence
 
@@ -31,6 +34,9 @@ __all__ = ["blocked_modal_response", "DEFAULT_BLOCK"]
 # 32 steps per block: the L×L in-block product (L multiply-adds per sample) and the 6N of the state products
 # balance for N = 4 modes (docs/benchmarks.md, "PMSN, D-RF and sliding PSN against their authors' code").
 DEFAULT_BLOCK = 32
+# Without autograd on CPU, the compiled time loop (numba_modal.py) when numba imports
+NUMBA_ENGINE = LazyEngine("dendrix.ops.linear.numba_modal", package="numba",
+                          install="pip install numba, or dendrix[fast]")
 # Without autograd, from T >= 0.75·L² the products run per (sample, channel) pair (see blocked_modal_response)
 _PER_SAMPLE_FACTOR = 0.75
 
@@ -49,6 +55,9 @@ def blocked_modal_response(u: Tensor, decay: Tensor, bbar: Tensor, c: Tensor, z0
     Returns:
         ``(y [T, *, H] in u's dtype, z[T-1] or None)``.
     """
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, decay, bbar, c, z0))
+    if not grad and u.device.type == "cpu" and NUMBA_ENGINE.why_not(u, decay, z0) is None:
+        return NUMBA_ENGINE.load().modal_response_numba(u, decay, bbar, c, z0, want_state)
     T, H, N = u.shape[0], u.shape[-1], decay.shape[-1]
     lead = u.shape[1:-1]
     M = 1
@@ -77,7 +86,6 @@ def blocked_modal_response(u: Tensor, decay: Tensor, bbar: Tensor, c: Tensor, z0
     # sample (M·H·L² values); over the H channels, the rows of a channel are gathered instead (two copies of the
     # M·H·T values): the first moves less data once T >= 3L²/4, but only without autograd (the backward of M·H
     # tiny products costs more than the copies it saves; docs/benchmarks.md)
-    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, decay, bbar, c, z0))
     per_sample = not grad and T >= _PER_SAMPLE_FACTOR * L * L
     xt = x.t().contiguous()
     xb = xt.reshape(M * H, J, L) if per_sample else xt.reshape(M, H, J * L).transpose(0, 1).reshape(H, M * J, L)

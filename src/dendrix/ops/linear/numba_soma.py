@@ -13,21 +13,14 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
-from ..numba_common import as_array, block_size, kernel, workers_for
+from ..numba_common import as_array, block_size, kernel, sequence_reason, workers_for
 
 __all__ = ["cumulative_numba_soma", "unsupported_reason"]
 
 
 def unsupported_reason(drive: Tensor, residual0: Tensor | None) -> str | None:
     """Why this engine cannot run a call (None when it can): CPU tensors, float32 or float64 drive, rank >= 1."""
-    tensors = [drive] if residual0 is None else [drive, residual0]
-    if any(t.device.type != "cpu" for t in tensors):
-        return "the numba engine runs on CPU tensors only"
-    if drive.dtype not in (torch.float32, torch.float64):
-        return f"the numba engine needs a float32 or float64 drive, got {drive.dtype}"
-    if drive.dim() < 1 or drive.shape[0] < 1:
-        return f"the numba engine needs at least one time step, got shape {tuple(drive.shape)}"
-    return None
+    return sequence_reason(drive, [residual0], "drive")
 
 
 @njit(cache=True, inline="always")
