@@ -9,7 +9,7 @@ from dendrix.neurons import ALIF
 from dendrix.neurons.alif import ALIFState
 from dendrix.ops.alif import alif_sequence
 from dendrix.ops.alif.fused import ALIFFunction
-from dendrix.surrogate import Surrogate
+from surrogate_support import ZeroSurrogate
 
 T, B, N = 40, 3, 5
 
@@ -57,21 +57,6 @@ def test_fused_equals_reference_with_state_and_parameter_gradients(chunking, sur
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
-class _ZeroSurrogate(Surrogate):
-    """Zero spike derivative: the backward is then the exact derivative of the piecewise-smooth forward."""
-
-    name, param_name = "zero", "scale"
-
-    def __init__(self):
-        super().__init__(1.0)
-
-    def primitive(self, x):
-        return torch.zeros_like(x)
-
-    def derivative(self, x):
-        return torch.zeros_like(x)
-
-
 def test_gradcheck_fused_function(chunking):
     torch.manual_seed(5)
     t, b, n = 7, 2, 3
@@ -81,7 +66,7 @@ def test_gradcheck_fused_function(chunking):
     s0 = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64, requires_grad=True)
     alpha = torch.tensor([0.8, 0.9, 0.95], dtype=torch.float64, requires_grad=True)
     rho = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
-    surrogate = _ZeroSurrogate()
+    surrogate = ZeroSurrogate()
     spikes, u, _ = ALIFFunction.apply(x, u0, a0, s0, alpha, rho, 0.01, 1.8, surrogate)
     assert 0 < spikes.mean() < 1
 

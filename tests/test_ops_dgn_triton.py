@@ -268,7 +268,7 @@ def test_auto_uses_fused_on_cpu_and_forced_triton_never_falls_back_silently():
     x = torch.zeros(4, 2, 3)
     assert resolve_backend("auto", {"conductance": x}, get_surrogate("atan")) == "fused"
     assert resolve_backend("fused", {"conductance": x}, get_surrogate("atan")) == "fused"
-    assert dgn_ops.BACKENDS == ("auto", "fused", "triton", "reference")
+    assert dgn_ops.BACKENDS == ("auto", "fused", "triton", "numba", "reference")
     if RUNS_KERNELS:
         assert resolve_backend("triton", {"conductance": x.to(DEVICE)}, get_surrogate("atan")) == "triton"
     else:  # no triton, or CPU tensors without the interpreter: a clear error, not the fused engine

@@ -8,7 +8,8 @@ import torch
 import dendrix.ops.common as ops_common
 from dendrix.ops.lif import leaky_sequence, lif_sequence
 from dendrix.ops.lif.fused import LeakyFunction
-from dendrix.surrogate import Surrogate, get_surrogate
+from dendrix.surrogate import get_surrogate
+from surrogate_support import ZeroSurrogate
 
 T, B, N = 23, 3, 5
 
@@ -104,22 +105,6 @@ def test_leaky_sequence_with_learnable_leak_gain_bias(chunking, v_reset):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
-class _ZeroSurrogate(Surrogate):
-    """Θ'(x) = 0 away from the threshold: the backward is then the exact derivative of the (piecewise smooth)
-    forward, which gradcheck can verify by finite differences."""
-
-    name, param_name = "zero", "scale"
-
-    def __init__(self):
-        super().__init__(1.0)
-
-    def primitive(self, x):
-        return torch.zeros_like(x)
-
-    def derivative(self, x):
-        return torch.zeros_like(x)
-
-
 @pytest.mark.parametrize("v_reset", [0.0, -0.2, None])
 @pytest.mark.parametrize("detach_reset", [False, True])
 def test_gradcheck_fused_function(chunking, v_reset, detach_reset):
@@ -130,7 +115,7 @@ def test_gradcheck_fused_function(chunking, v_reset, detach_reset):
     leak = torch.tensor([0.5, 0.7, 0.9], dtype=torch.float64, requires_grad=True)
     gain = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
     bias = torch.tensor([0.1, 0.0, -0.1], dtype=torch.float64, requires_grad=True)
-    surrogate = _ZeroSurrogate()
+    surrogate = ZeroSurrogate()
     _, h, _ = LeakyFunction.apply(x, v0, leak, gain, bias, 1.0, v_reset, detach_reset, surrogate)
     assert (h - 1.0).abs().min() > 1e-3, "test inputs too close to the threshold for finite differences"
     assert 0 < (h >= 1.0).double().mean() < 1

@@ -17,28 +17,9 @@ from dendrix.ops.alif import alif_sequence
 from dendrix.ops.lif import leaky_sequence, lif_sequence
 from dendrix.ops.rf import divergence_boundary, rf_sequence
 from dendrix.surrogate import SURROGATES, Surrogate, get_surrogate
+from surrogate_support import ZeroNumbaSurrogate
 
 pytest.importorskip("numba")
-
-
-class _ZeroNumbaSurrogate(Surrogate):
-    """Zero spike derivative, with a numba form (the rectangular branch of width 0): the backward is then the
-    exact derivative of the piecewise-smooth forward, which gradcheck can verify."""
-
-    name, param_name = "zero", "scale"
-    numba_kind = 4
-
-    def __init__(self):
-        super().__init__(1.0)
-
-    def primitive(self, x):
-        return torch.zeros_like(x)
-
-    def derivative(self, x):
-        return torch.zeros_like(x)
-
-    def numba_constants(self):
-        return [0.0, 0.0]
 
 
 def _poison(x):
@@ -242,7 +223,7 @@ def test_alif_rf_numba_gradients_equal_reference_and_gradcheck_in_float64(monkey
     for a, c in zip(expected, got):
         torch.testing.assert_close(c, a, rtol=1e-9, atol=1e-11)
     leaves = [p.clone().requires_grad_() for p in base]
-    zero = _call(op, _ZeroNumbaSurrogate())
+    zero = _call(op, ZeroNumbaSurrogate())
     assert 0 < zero(*leaves, backend="numba")[0].mean() < 1
     assert torch.autograd.gradcheck(lambda *a: zero(*a, backend="numba"), leaves, eps=1e-7, atol=1e-6)
 

@@ -72,7 +72,8 @@ class DGNLinear(Neuron):
         detach_reset: cut the gradient through the reset term (default False).
         bias: add a learnable constant current b_o to I (default False: the paper's counts have no biases).
         reversal_init: initial E_o for S-DGN (default 1.0).
-        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` (CUDA) | ``"reference"`` (see :mod:`dendrix.ops.dgn`).
+        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` (CUDA) | ``"numba"`` (CPU; the recurrent membrane
+            compiled) | ``"reference"`` (see :mod:`dendrix.ops.dgn`).
 
     Initialisation: W (and W_rec) uniform in ±1/√fan_in like ``nn.Linear``; DGN's C (and C_rec) uniform in
     [0, 1/fan_in] (non-negative conductances that keep ρ near 1 − dt·g_l at typical input rates); S-DGN's C

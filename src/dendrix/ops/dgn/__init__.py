@@ -11,11 +11,17 @@ Equations (SPEC.md "DGN and S-DGN"; G and I are computed by the caller from the 
 
 Backends: ``"fused"`` (one autograd.Function per op over the whole sequence, hand-written backward),
 ``"triton"`` (Triton GPU kernels that run the whole time loop in one launch forward and one backward,
-``triton.py``; optional, needs the ``triton`` package and CUDA tensors), ``"reference"`` (a plain per-step loop
+``triton.py``; optional, needs the ``triton`` package and CUDA tensors), ``"numba"`` (the CPU engine: the
+recurrent membrane's time loop compiled, one call forward and one backward, ``numba_recurrent.py``; optional,
+needs the ``numba`` package; the synaptic trace and the feed-forward membrane have no numba kernel, their loops
+being whole-sequence operators already, and run the fused engine), ``"reference"`` (a plain per-step loop
 differentiated by autograd) and ``"auto"``: ``"triton"`` for CUDA tensors when Triton imports and the case is
 supported (float32/float64, built-in surrogate, recurrent layers up to ``AUTO_MAX_RECURRENT_FEATURES``
-neurons), else ``"fused"``. A forced backend is always used as asked, or fails with an error saying why
-(``dendrix.ops.dispatch.resolve``).
+neurons), ``"numba"`` for the recurrent membrane on CPU when numba imports and the case is supported
+(float32/float64 tensors of one dtype, a surrogate with a numba form, not while ``torch.compile`` traces), else
+``"fused"``. A forced backend is always used as asked, or fails with an error saying why
+(``dendrix.ops.dispatch.resolve``): a forced ``"numba"`` needs CPU tensors and numba for every DGN op, and for
+the membrane also the dtype and surrogate conditions above.
 """
 
 from __future__ import annotations
@@ -31,20 +37,24 @@ from ...surrogate import Surrogate, SurrogateLike, get_surrogate
 from ...validation import check_choice, check_nonnegative, check_positive
 from ..custom_ops import compiling
 from ..dispatch import LazyEngine, cuda_first, resolve
+from ..threads import serial_on_cpu
 from . import compiled
 from .fused import DGNMembraneFunction, SynapticTraceFunction, exponential_filter
 from .reference import GATES, apply_gate, dgn_membrane_reference, gate_derivative, synaptic_trace_reference
 
 __all__ = ["MembraneOptions", "membrane_options", "check_finite", "synaptic_trace", "trace_linear", "SPARSE_MAX_DENSITY", "dgn_membrane", "apply_gate", "gate_derivative", "GATES", "BACKENDS",
-           "resolve_backend", "AUTO_MAX_RECURRENT_FEATURES"]
+           "resolve_backend", "AUTO_MAX_RECURRENT_FEATURES", "NUMBA_RECURRENT_ENGINE"]
 
-BACKENDS = ("auto", "fused", "triton", "reference")
+BACKENDS = ("auto", "fused", "triton", "numba", "reference")
 # "auto" keeps recurrent layers wider than this on the fused engine: the Triton kernel re-reads the 2·out²
 # recurrent weights every step from one program per batch row (see triton.py).
 AUTO_MAX_RECURRENT_FEATURES = 1024
 
 TRITON_ENGINE = LazyEngine("dendrix.ops.dgn.triton")  # imported on first use (optional, slow to import)
 NUMBA_ENGINE = LazyEngine("dendrix.ops.dgn.numba_engine", package="numba", install="pip install numba, or dendrix[fast]")
+# the recurrent membrane's compiled time loop (backend "numba"; "auto" on CPU)
+NUMBA_RECURRENT_ENGINE = LazyEngine("dendrix.ops.dgn.numba_recurrent", package="numba",
+                                    install="pip install numba, or dendrix[fast]")
 # trace_linear's sparse path runs while at most this fraction of the input is non-zero: its multiply-adds
 # then stay below a fifth of the dense product's (SHD-like inputs have about 5 % spikes).
 SPARSE_MAX_DENSITY = 0.2
@@ -84,8 +94,9 @@ def check_finite(name: str, value: float) -> float:
 def resolve_backend(backend: str, tensors: dict[str, Tensor | None], surrogate=None,
                     recurrent_features: int | None = None) -> str:
     """The engine that runs: ``"auto"`` becomes ``"triton"`` (first tensor on CUDA, Triton importable, case
-    supported, and for a recurrent layer at most ``AUTO_MAX_RECURRENT_FEATURES`` neurons) or ``"fused"``; a
-    forced ``"triton"`` that cannot run raises ``RuntimeError`` saying why.
+    supported, and for a recurrent layer at most ``AUTO_MAX_RECURRENT_FEATURES`` neurons), ``"numba"`` (a
+    recurrent membrane on CPU, numba importable, case supported) or ``"fused"``; a forced ``"triton"`` or
+    ``"numba"`` that cannot run raises ``RuntimeError`` saying why.
 
     ``tensors``: name -> tensor (None entries ignored), all of which the kernels would read; ``surrogate`` a
     :class:`dendrix.surrogate.Surrogate` (None for the trace); ``recurrent_features``: ``out`` of a recurrent
@@ -93,9 +104,11 @@ def resolve_backend(backend: str, tensors: dict[str, Tensor | None], surrogate=N
     """
     first = next(t for t in tensors.values() if t is not None)
     narrow = recurrent_features is None or recurrent_features <= AUTO_MAX_RECURRENT_FEATURES
+    cpu = ("numba", "fused") if recurrent_features is not None else ("fused",)
     return resolve(backend, BACKENDS, auto=cuda_first(first.device, ("triton", "fused") if narrow else ("fused",),
-                                                        ("fused",)),
-                   checks={"triton": TRITON_ENGINE.check(tensors, surrogate)})
+                                                        cpu),
+                   checks={"triton": TRITON_ENGINE.check(tensors, surrogate),
+                           "numba": NUMBA_RECURRENT_ENGINE.check(tensors, surrogate)})
 
 
 def synaptic_trace(z: Tensor, decay: float, d0: Tensor | None = None, *, backend: str = "auto") -> Tensor:
@@ -127,8 +140,8 @@ def synaptic_trace(z: Tensor, decay: float, d0: Tensor | None = None, *, backend
 
 def _sparse_input_reason(backend: str, z: Tensor, weight: Tensor) -> str | None:
     """Why :func:`trace_linear` takes the dense path (None: the sparse numba kernel runs)."""
-    if backend != "auto":
-        return f"backend={backend!r} (the sparse kernel is chosen by 'auto' only)"
+    if backend not in ("auto", "numba"):
+        return f"backend={backend!r} (the sparse kernel is chosen by 'auto' and 'numba' only)"
     if compiling():
         return "torch.compile traces the dense path"
     if torch.is_grad_enabled() and z.requires_grad:
@@ -150,7 +163,7 @@ def trace_linear(z: Tensor, weight: Tensor, bias: Tensor | None, decay: float, d
     """``F.linear(D, weight, bias)`` of the synaptic traces ``D = synaptic_trace(z, decay, d0)``, and ``D[-1]``.
 
     ``z`` [T, B, in], ``weight`` [out, in], ``d0`` [B, in]. The plain form computes the traces and one matmul.
-    With ``backend="auto"`` on CPU, numba installed, an input that needs no gradient and at most
+    With ``backend="auto"`` or ``"numba"`` on CPU, numba installed, an input that needs no gradient and at most
     ``SPARSE_MAX_DENSITY`` of it non-zero (presynaptic spikes), the trace filter moves behind the matmul
     (linear: ``W·D = filter(W·z)``, started from ``W·d0``) and the matmul and its weight gradient visit only the
     non-zeros of ``z`` (``numba_engine.py``); equal to the plain form up to rounding.
@@ -158,17 +171,22 @@ def trace_linear(z: Tensor, weight: Tensor, bias: Tensor | None, decay: float, d
     if _sparse_input_reason(backend, z, weight) is not None:
         trace = synaptic_trace(z, decay, d0, backend=backend)
         return F.linear(trace, weight, bias), trace[-1]
-    engine = NUMBA_ENGINE.load()
-    y = engine.spike_linear(z, weight)
-    out = synaptic_trace(y, decay, F.linear(d0, weight), backend="fused")
-    if bias is not None:
-        out = out + bias
-    T = z.shape[0]
-    powers = torch.pow(torch.full((T,), float(decay), dtype=z.dtype, device=z.device),
-                       torch.arange(T - 1, -1, -1, dtype=z.dtype, device=z.device))
-    with torch.no_grad():  # z needs no gradient; d0's part of the last trace stays differentiable below
-        last = torch.tensordot(powers, z, dims=([0], [0]))
-    return out, last + d0 * float(decay) ** T
+    # One intra-op thread for the sparse path's forward (serial kernels, a per-step filter of [B, out] rows and
+    # a few whole-sequence operators): with two torch threads on the loaded 2-core CPU each of its operators
+    # waited for a descheduled worker, and the recurrent DGN layer's forward+backward took 160 ms of CPU time
+    # instead of 128 ms (benchmarks/bench_margins.py --threads 2; docs/benchmarks.md, "Margins").
+    with serial_on_cpu(z.device, 0):
+        engine = NUMBA_ENGINE.load()
+        y = engine.spike_linear(z, weight)
+        out = synaptic_trace(y, decay, F.linear(d0, weight), backend="fused")
+        if bias is not None:
+            out = out + bias
+        T = z.shape[0]
+        powers = torch.pow(torch.full((T,), float(decay), dtype=z.dtype, device=z.device),
+                           torch.arange(T - 1, -1, -1, dtype=z.dtype, device=z.device))
+        with torch.no_grad():  # z needs no gradient; d0's part of the last trace stays differentiable below
+            last = torch.tensordot(powers, z, dims=([0], [0]))
+        return out, last + d0 * float(decay) ** T
 
 
 def dgn_membrane(conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor, *, dt: float, threshold: float,
@@ -181,7 +199,7 @@ def dgn_membrane(conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor, *
         conductance: G_ff [T, *] (leak included: g_l + C·D).  current: I_ff [T, *] (W·D, plus a bias if any).
         v0, s0: membrane and previous spike [*] before the first step.
         dt, threshold: the Euler step and θ.  gate: ``"clamp"`` | ``"sigmoid"``.  surrogate: name or object.
-        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` | ``"reference"`` (module docstring).
+        backend: ``"auto"`` | ``"fused"`` | ``"triton"`` | ``"numba"`` | ``"reference"`` (module docstring).
         detach_reset: cut the gradient through the soft-reset term −θ·S[t-1].
         recurrent_weight, recurrent_conductance: W_rec, C_rec [out, out] for the recurrent variant (both or
             neither); then inputs must be [T, B, out], ``rec_trace0`` [B, out] and ``recurrent_decay`` = λ.
@@ -218,6 +236,8 @@ def dgn_membrane(conductance: Tensor, current: Tensor, v0: Tensor, s0: Tensor, *
                                       recurrent_decay=recurrent_decay, rec_trace0=rec_trace0)
     if engine == "triton":
         function = TRITON_ENGINE.load().DGNMembraneTritonFunction.apply
+    elif engine == "numba" and recurrent:  # (never while compiling: the engine's check refuses then)
+        function = NUMBA_RECURRENT_ENGINE.load().DGNMembraneNumbaFunction.apply
     elif compiling() and compiled.supports(sg):  # one custom op (traced, its time loops would be unrolled)
         function = compiled.dgn_membrane_op
     else:
