@@ -55,8 +55,8 @@ def _forward_fake(x, u0, a0, s0, alpha, rho, b0, beta, surrogate, surrogate_para
     return torch.empty_like(x), torch.empty_like(x), torch.empty_like(u0), torch.empty_like(x)
 
 
-def _grad(g_spikes: Tensor, g_u: Tensor, g_alast: Tensor, x: Tensor, u_seq: Tensor, a_seq: Tensor, u0: Tensor,
-          a0: Tensor, s0: Tensor, alpha: Tensor, rho: Tensor, b0: float, beta: float, surrogate: str,
+def _grad(g_spikes: Tensor | None, g_u: Tensor | None, g_alast: Tensor | None, x: Tensor, u_seq: Tensor,
+          a_seq: Tensor, u0: Tensor, a0: Tensor, s0: Tensor, alpha: Tensor, rho: Tensor, b0: float, beta: float, surrogate: str,
           surrogate_params: list[float], needs: list[bool], engine: str
           ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(dL/dx, dL/du0, dL/da0, dL/ds0, dL/dalpha, dL/drho)``; an empty tensor for each ``needs`` leaves out.
@@ -92,6 +92,7 @@ _alif_grad = define_op("alif_sequence_grad", _grad, fake=_grad_fake)
 def _setup_context(ctx, inputs, output) -> None:
     x, u0, a0, s0, alpha, rho, b0, beta, surrogate, surrogate_params, engine = inputs
     ctx.save_for_backward(x, output[1], output[3], u0, a0, s0, alpha, rho)
+    ctx.set_materialize_grads(False)   # an output the loss does not use gets None, not a zero tensor to read
     ctx.args, ctx.engine = (b0, beta, surrogate, surrogate_params), engine
 
 

@@ -60,10 +60,10 @@ def _forward_fake(x, v0, leak_t, gain_t, bias_t, leak_f, gain_f, bias_f, v_thres
     return torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0)
 
 
-def _grad(g_spikes: Tensor, g_h: Tensor, g_vlast: Tensor, h: Tensor, v0: Tensor, x: Tensor, leak_t: Tensor | None,
-          gain_t: Tensor | None, bias_t: Tensor | None, leak_f: float, gain_f: float, v_threshold: float,
-          v_reset: float | None, detach_reset: bool, surrogate: str, surrogate_params: list[float],
-          needs: list[bool], engine: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _grad(g_spikes: Tensor | None, g_h: Tensor | None, g_vlast: Tensor | None, h: Tensor, v0: Tensor, x: Tensor,
+          leak_t: Tensor | None, gain_t: Tensor | None, bias_t: Tensor | None, leak_f: float, gain_f: float,
+          v_threshold: float, v_reset: float | None, detach_reset: bool, surrogate: str,
+          surrogate_params: list[float], needs: list[bool], engine: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(dL/dx, dL/dv0, dL/dleak, dL/dgain, dL/dbias)``; an empty tensor for each that ``needs`` leaves out.
 
     Rebuilds the ``ctx`` that the forward of the engine :func:`resolve_engine` picks fills (same attributes,
@@ -103,6 +103,7 @@ def _setup_context(ctx, inputs, output) -> None:
     (x, v0, leak_t, gain_t, bias_t, leak_f, gain_f, _, v_threshold, v_reset, detach_reset, sg, sg_params,
      engine) = inputs
     ctx.save_for_backward(output[1], v0, x, leak_t, gain_t, bias_t)
+    ctx.set_materialize_grads(False)   # an output the loss does not use gets None, not a zero tensor to read
     ctx.args = (leak_f, gain_f, v_threshold, v_reset, detach_reset, sg, sg_params)
     ctx.engine = engine
 
