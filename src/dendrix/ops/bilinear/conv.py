@@ -106,7 +106,7 @@ class ChannelBilinear(torch.autograd.Function):
             grad_k = (2.0 * upper).to(ctx.k_dtype)
         if ctx.needs_input_grad[0]:
             C = ctx.channels
-            start, rows = _ckernels.bucket_rows(aptr, aidx, C)
+            start, rows, _ = _kernels.bucket_by_input(aptr, aidx, C, 0, R)  # the rows where each d fires
             weight = (2.0 * kd).transpose(1, 2).contiguous()  # [d, out, c]: row-major operand of each product
             gn = g.numpy()
             gs = torch.zeros(R, C, dtype=dtype)

@@ -31,8 +31,8 @@ from numba.extending import intrinsic
 U = numba.uint64
 PREFETCH_AHEAD = 2  # visits ahead: one visit (~17 pairs) takes about as long as an L3 fetch
 
-__all__ = ["active_lists", "forward", "forward_serial", "grad_values", "grad_values_serial", "grad_input",
-           "grad_input_serial", "num_threads"]
+__all__ = ["active_lists", "bucket_by_input", "forward", "forward_serial", "grad_values", "grad_values_serial",
+           "grad_input", "grad_input_serial", "num_threads"]
 
 
 def num_threads() -> int:
@@ -94,7 +94,7 @@ def active_lists(s):
 
 
 @njit(cache=True)
-def _bucket_by_input(aptr, aidx, n, r0, r1):
+def bucket_by_input(aptr, aidx, n, r0, r1):
     """(row, position) of every active entry of rows [r0, r1), bucketed by input index (rows ascending)."""
     start = np.zeros(n + 1, np.int64)
     for x in range(aptr[r0], aptr[r1]):
@@ -134,7 +134,7 @@ def _fold_rows(out, out_features, m, scale, r0, r1):
 
 @njit(fastmath=True, cache=True)
 def _forward_rows(aptr, aidx, n, m, start_, main_val, extra_val, flat, width, r0, r1):
-    start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+    start, rows, pos = bucket_by_input(aptr, aidx, n, r0, r1)
     mu = U(m)
     wu = U(width)
     visits = start[n]
@@ -213,7 +213,7 @@ def grad_values(aptr, aidx, n, m, start_, g, gm, chunks):
     """
     R = aptr.shape[0] - 1
     gx = np.zeros(n * (n - 1) // 2, g.dtype)
-    start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
+    start, rows, pos = bucket_by_input(aptr, aidx, n, 0, R)
     flat = g.reshape(-1)
     for c in prange(chunks):
         _grad_values_inputs(aptr, aidx, n, m, start_, flat, g.shape[1], start, rows, pos, gm, gx, c, chunks)
@@ -224,7 +224,7 @@ def grad_values(aptr, aidx, n, m, start_, g, gm, chunks):
 def grad_values_serial(aptr, aidx, n, m, start_, g, gm):
     R = aptr.shape[0] - 1
     gx = np.zeros(n * (n - 1) // 2, g.dtype)
-    start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
+    start, rows, pos = bucket_by_input(aptr, aidx, n, 0, R)
     _grad_values_inputs(aptr, aidx, n, m, start_, g.reshape(-1), g.shape[1], start, rows, pos, gm, gx, 0, 1)
     return gx
 
@@ -239,7 +239,7 @@ def _window_dot(flat, o, main_val, kb, mu, extra):
 
 @njit(fastmath=True, cache=True)
 def _grad_input_rows(aptr, aidx, n, m, start_, main_val, extra_val, flat, width, gs, r0, r1):
-    start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+    start, rows, pos = bucket_by_input(aptr, aidx, n, r0, r1)
     mu = U(m)
     wu = U(width)
     visits = start[n]

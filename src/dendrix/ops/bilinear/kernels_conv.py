@@ -8,8 +8,9 @@ Rows are pixels (``R = T·B·H·W``); ``aptr, aidx`` are their active channels (
 
 * forward:     ``y[r] = 2 Σ_{c<d active in r} Kc[c, d]``                  rows × active pairs × out adds
 * grad_pairs:  ``U[c, d] = Σ_r g[r] over rows where c < d are both active``  the same count (upper triangle only)
-* bucket_rows: the rows where each channel fires, for the input gradient (``conv.py``: one matrix product
-  per channel, ``gs[rows of d] += g[rows of d] · 2 Kc[d]ᵀ``, rows × active channels × C × out MACs)
+* gather_rows / scatter_add_rows: the operand and result of the input gradient's products (``conv.py``: the rows
+  where each channel fires, bucketed by ``kernels.bucket_by_input``, then one matrix product per channel,
+  ``gs[rows of d] += g[rows of d] · 2 Kc[d]ᵀ``, rows × active channels × C × out MACs)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["forward", "grad_pairs", "bucket_rows", "gather_rows", "scatter_add_rows"]
+__all__ = ["forward", "grad_pairs", "gather_rows", "scatter_add_rows"]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -63,25 +64,6 @@ def grad_pairs(aptr, aidx, g, C, blocks):
     for b in range(1, blocks):
         out += parts[b]
     return out
-
-
-@njit(cache=True)
-def bucket_rows(aptr, aidx, C):
-    """The rows where each channel is active, bucketed by channel: rows ``rows[start[d]:start[d + 1]]``
-    (ascending) fire channel d."""
-    start = np.zeros(C + 1, np.int64)
-    for x in range(aidx.shape[0]):
-        start[aidx[x] + 1] += 1
-    for d in range(C):
-        start[d + 1] += start[d]
-    rows = np.empty(aidx.shape[0], np.int64)
-    fill = start[:C].copy()
-    for r in range(aptr.shape[0] - 1):
-        for x in range(aptr[r], aptr[r + 1]):
-            d = aidx[x]
-            rows[fill[d]] = r
-            fill[d] += 1
-    return start, rows
 
 
 @njit(fastmath=True, cache=True)

@@ -7,7 +7,7 @@ shape (8000 rows, 35 active of 700 inputs, 12.8 kept outputs per pair), so what 
 
 The row-by-row kernels (``kernels.py``, ``kernels_independent.py``) do one scalar gather ``g[r, o]`` per
 multiply-add. These kernels instead take the rows where one input a fires in **groups of 16** (the rows are
-bucketed by active input, ``kernels._bucket_by_input``), gather the group's gradient rows transposed into
+bucketed by active input, ``kernels.bucket_by_input``), gather the group's gradient rows transposed into
 ``gt[o, 0:16]`` (16 contiguous floats per output, a few kB that stay in L1), and then for every partner b
 accumulate ``Σ_o K_o,ab · gt[o, :]`` into 16 register accumulators: one 16-lane multiply-add per kept value
 (one AVX-512 instruction, or two AVX2 ones) instead of 16 scalar gathers. The 16 sums are then added to their
@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .kernels import _bucket_by_input
+from .kernels import bucket_by_input
 
 __all__ = ["grad_input_window", "grad_input_csr", "GROUP"]
 
@@ -86,7 +86,7 @@ def _csr_partner(gt, values, ptr, outputs, p, acc):
 
 @njit(fastmath=True, cache=True)
 def _window_rows(aptr, aidx, n, m, start_, main_val, extra_val, g, gs, r0, r1):
-    start, rows, _ = _bucket_by_input(aptr, aidx, n, r0, r1)
+    start, rows, _ = bucket_by_input(aptr, aidx, n, r0, r1)
     gt = np.empty(g.shape[1] * GROUP, g.dtype)
     acc = np.empty(GROUP, g.dtype)
     for a in range(n):
@@ -103,7 +103,7 @@ def _window_rows(aptr, aidx, n, m, start_, main_val, extra_val, g, gs, r0, r1):
 
 @njit(fastmath=True, cache=True)
 def _csr_rows(aptr, aidx, n, ptr, outputs, values, g, gs, r0, r1):
-    start, rows, _ = _bucket_by_input(aptr, aidx, n, r0, r1)
+    start, rows, _ = bucket_by_input(aptr, aidx, n, r0, r1)
     gt = np.empty(g.shape[1] * GROUP, g.dtype)
     acc = np.empty(GROUP, g.dtype)
     for a in range(n):

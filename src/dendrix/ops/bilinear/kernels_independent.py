@@ -15,7 +15,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .kernels import _bucket_by_input
+from .kernels import bucket_by_input
 
 __all__ = ["forward", "grad_values", "grad_input"]
 
@@ -31,7 +31,7 @@ def _pair(i, j, n):
 def _forward_rows(aptr, aidx, n, ptr, outputs, values, out, r0, r1):
     # by first input (as kernels.py): the values of the pairs (i, ·) are one contiguous region, which stays in
     # cache while every row of the block where i fires is served
-    start, rows, pos = _bucket_by_input(aptr, aidx, n, r0, r1)
+    start, rows, pos = bucket_by_input(aptr, aidx, n, r0, r1)
     flat = out.reshape(-1)
     width = U(out.shape[1])
     for i in range(n):
@@ -64,7 +64,7 @@ def grad_values(aptr, aidx, n, ptr, outputs, g, nnz, chunks):
     """``grad[k] = Σ_r g[r, outputs[k]]`` over the rows where value k's pair is active. The pairs (i, ·) own
     one contiguous range of values, so workers that take distinct first inputs i never write the same entry."""
     R = aptr.shape[0] - 1
-    start, rows, pos = _bucket_by_input(aptr, aidx, n, 0, R)
+    start, rows, pos = bucket_by_input(aptr, aidx, n, 0, R)
     grad = np.zeros(nnz, g.dtype)
     flat = g.reshape(-1)
     width = U(g.shape[1])
@@ -88,7 +88,7 @@ def grad_input(aptr, aidx, n, ptr, outputs, values, g, blocks):
     gs = np.zeros((R, n), values.dtype)
     for blk in prange(blocks):
         r0, r1 = R * blk // blocks, R * (blk + 1) // blocks
-        start, rows, _ = _bucket_by_input(aptr, aidx, n, r0, r1)
+        start, rows, _ = bucket_by_input(aptr, aidx, n, r0, r1)
         for a in range(n):  # by active input: the pairs containing a are reused by every row where a fires
             for q in range(start[a], start[a + 1]):
                 r = rows[q]
