@@ -268,7 +268,7 @@ def _shared_reversal_neuron(n: int, **kw) -> DGN:
 
 register("dgn", DGNLinear, family="gated", layer=True, neuron=_gated_neuron, own_recurrence=True,
          description="dynamic-conductance gated neuron layer (W and C per synapse; recurrent=True optional)",
-         cpu_engine="fused sequence kernel (ops.dgn)", gpu_engine="Triton kernels (ops.dgn)")
+         cpu_engine="fused sequence kernel, numba recurrent membrane (ops.dgn)", gpu_engine="Triton kernels (ops.dgn)")
 register("sdgn", DGNLinear, family="gated", layer=sdgn_linear, neuron=_shared_reversal_neuron, own_recurrence=True,
          description="DGN with one shared reversal potential per neuron (W = E·C; ≈ LIF's parameter count)",
-         cpu_engine="fused sequence kernel (ops.dgn)", gpu_engine="Triton kernels (ops.dgn)")
+         cpu_engine="fused sequence kernel, numba recurrent membrane (ops.dgn)", gpu_engine="Triton kernels (ops.dgn)")

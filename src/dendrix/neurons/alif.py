@@ -96,4 +96,4 @@ class ALIF(Neuron):
 
 register("alif", ALIF, family="lif", width="channels",
          description="adaptive-threshold LIF with learnable per-channel tau_m, tau_adp (Yin et al. 2021)",
-         cpu_engine="fused sequence kernel (ops.alif)", gpu_engine="Triton kernel (ops.alif)")
+         cpu_engine="numba time loop (ops.alif; fused kernel without numba)", gpu_engine="Triton kernel (ops.alif)")

@@ -162,4 +162,4 @@ class DALIF(Neuron):
 
 register("dalif", DALIF, family="lif", width="channels", per_channel=True,
          description="dual adaptive LIF: learned input (alpha) and leak (beta) decays (Zhang et al. 2025)",
-         cpu_engine="fused sequence kernel (ops.lif)", gpu_engine="Triton kernel (ops.lif)")
+         cpu_engine="numba time loop (ops.lif; fused kernel without numba)", gpu_engine="Triton kernel (ops.lif)")

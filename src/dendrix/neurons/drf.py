@@ -352,4 +352,4 @@ register("drf", DRF, family="resonator", width="channels",
          description="Dendritic resonate-and-fire: complex resonating branches (S4D-Lin init), FFT-parallel "
                      "training, adaptive threshold of past pre-spikes, no reset",
          defaults={"branches": 4, "threshold_window": 4},
-         cpu_engine="blocked modal response (ops.linear)", gpu_engine="FFT (ops.linear)")
+         cpu_engine="blocked modal response (ops.linear; numba loop for inference)", gpu_engine="FFT (ops.linear)")

@@ -163,8 +163,8 @@ class PLIF(_LIFBase):
 register("lif", LIF, family="lif",
          description="leaky integrate-and-fire, SpikingJelly LIFNode conventions, fused sequence engine",
          defaults={"tau": 2.0},
-         cpu_engine="fused sequence kernel (ops.lif)", gpu_engine="Triton kernel (ops.lif)", nir=True)
+         cpu_engine="numba time loop (ops.lif; fused kernel without numba)", gpu_engine="Triton kernel (ops.lif)", nir=True)
 register("plif", PLIF, family="lif", width="channels", per_channel=True,
          description="parametric LIF with learnable 1/tau = sigmoid(w) (Fang et al. 2021)",
          defaults={"init_tau": 2.0},
-         cpu_engine="fused sequence kernel (ops.lif)", gpu_engine="Triton kernel (ops.lif)", nir=True)
+         cpu_engine="numba time loop (ops.lif; fused kernel without numba)", gpu_engine="Triton kernel (ops.lif)", nir=True)

@@ -218,4 +218,4 @@ class PMSN(Neuron):
 
 register("pmsn", PMSN, family="dendritic", width="channels",
          description="PMSN (Chen et al. 2024): multi-compartment eigenbasis SSM (FFT) with cumulative-sum reset",
-         cpu_engine="blocked modal response, numba soma (ops.linear)", gpu_engine="FFT (ops.linear)")
+         cpu_engine="blocked modal response (numba loop for inference), numba soma (ops.linear)", gpu_engine="FFT (ops.linear)")

@@ -143,7 +143,7 @@ def euler_input_gain(neuron: RF) -> float:
 
 register("rf", RF, family="resonator", width="channels", weight_gain=euler_input_gain,
          description="Izhikevich resonate-and-fire (damped oscillator, explicit Euler dt=0.01, no reset), fused BPTT",
-         cpu_engine="fused sequence kernel (ops.rf)", gpu_engine="Triton kernel (ops.rf)")
+         cpu_engine="numba time loop (ops.rf; fused kernel without numba)", gpu_engine="Triton kernel (ops.rf)")
 register("brf", BRF, family="resonator", width="channels", weight_gain=euler_input_gain,
          description="Balanced RF (Higuchi et al. 2024): divergence boundary p(ω), refractory q, fused BPTT",
-         cpu_engine="fused sequence kernel (ops.rf)", gpu_engine="Triton kernel (ops.rf)")
+         cpu_engine="numba time loop (ops.rf; fused kernel without numba)", gpu_engine="Triton kernel (ops.rf)")
