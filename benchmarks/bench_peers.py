@@ -128,7 +128,7 @@ class ReleasedBiRF(nn.Module):
         lam = -torch.exp(self.log_A_real) + 1j * self.A_imag
         dtlam = lam * dt.unsqueeze(-1)
         c = torch.view_as_complex(self.C) * (torch.exp(dtlam) - 1.0) / lam
-        return torch.einsum("hn,hnl->hl", c, torch.exp(dtlam.unsqueeze(-1) * torch.arange(L))).real
+        return torch.einsum("hn,hnl->hl", c, torch.exp(dtlam.unsqueeze(-1) * torch.arange(L, device=dtlam.device))).real
 
     def forward(self, u: Tensor) -> Tensor:
         L = u.shape[-1]
@@ -137,9 +137,14 @@ class ReleasedBiRF(nn.Module):
 
 
 # -- pairs ---------------------------------------------------------------------------------------------------
-def make_pair(kind: str, T: int, B: int, N: int, seed: int = 0):
-    """(ours, peer, x_ours, x_peer, to_ours_layout): modules with equal parameters and inputs in each one's
-    native layout; ``to_ours_layout`` maps the peer's output to ours ``[T, B, N]``."""
+def make_pair(kind: str, T: int, B: int, N: int, seed: int = 0, device: str = "cpu"):
+    """(ours, peer, x_ours, x_peer, to_ours_layout) on ``device``: modules with equal parameters and inputs in
+    each one's native layout; ``to_ours_layout`` maps the peer's output to ours ``[T, B, N]``."""
+    ours, peer, x_ours, x_peer, to_ours = _make_pair(kind, T, B, N, seed)
+    return ours.to(device), peer.to(device), x_ours.to(device), x_peer.to(device), to_ours
+
+
+def _make_pair(kind: str, T: int, B: int, N: int, seed: int):
     torch.manual_seed(seed)
     x = torch.randn(T, B, N)
     if kind == "pmsn":
@@ -181,15 +186,19 @@ def _task(module, x: Tensor, backward: bool):
     return fwd_bwd
 
 
-def _time_interleaved(fn_a, fn_b, rounds: int, warmup: int = 1, clock=time.perf_counter) -> tuple[list[float], list[float]]:
+def _time_interleaved(fn_a, fn_b, rounds: int, warmup: int = 1, clock=time.perf_counter,
+                      sync=lambda: None) -> tuple[list[float], list[float]]:
+    """Times of ``fn_a`` and ``fn_b`` in ms, alternating which runs first; ``sync`` waits for the device."""
     for _ in range(warmup):
         fn_a(), fn_b()
     ta, tb = [], []
     for r in range(rounds):
         order = ((fn_a, ta), (fn_b, tb)) if r % 2 == 0 else ((fn_b, tb), (fn_a, ta))
         for fn, out in order:
+            sync()
             t0 = clock()
             fn()
+            sync()
             out.append(1e3 * (clock() - t0))
     return ta, tb
 
@@ -206,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--kinds", nargs="+", default=["pmsn", "drf", "sliding_psn"])
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (timed after torch.cuda.synchronize)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall: time.perf_counter; cpu: time.process_time (CPU seconds of this process: with "
                         "--threads 1, far less disturbed by other processes on a loaded machine)")
@@ -213,18 +223,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.B}, N={args.N}, "
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    print(f"# torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, B={args.B}, N={args.N}, "
           f"rounds={args.rounds}, {args.clock} clock; times in ms, median (min–max); ratio = dendrix / peer")
     print("| kind | T | pass | dendrix ms | peer ms | ratio | spikes differing | load 1 min before/after |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for kind in args.kinds:
         for T in args.T:
-            ours, peer, x_ours, x_peer, to_ours = make_pair(kind, T, args.B, args.N)
+            ours, peer, x_ours, x_peer, to_ours = make_pair(kind, T, args.B, args.N, device=args.device)
             differ = _agreement(ours, peer, x_ours, x_peer, to_ours)
             for backward in (False, True):
                 load0 = os.getloadavg()[0]
                 ta, tb = _time_interleaved(_task(ours, x_ours, backward), _task(peer, x_peer, backward),
-                                           args.rounds, clock=clock)
+                                           args.rounds, clock=clock, sync=sync)
                 ratio = statistics.median(ta) / statistics.median(tb)
                 print(f"| {kind} | {T} | {'fwd+bwd' if backward else 'fwd'} | {_fmt(ta)} | {_fmt(tb)} | "
                       f"{ratio:.2f} | {differ:.2e} | {load0:.1f}/{os.getloadavg()[0]:.1f} |", flush=True)
