@@ -164,7 +164,7 @@ def test_dlif_layer_on_triton_equals_reference_backend():
     results = []
     for backend in ("triton", "reference"):
         torch.manual_seed(0)  # same synaptic weights for both layers
-        layer = DLIFLinear(15, 6, sparsity=0.7, backend=backend, seed=3).double().to(DEVICE)
+        layer = DLIFLinear(15, 6, sparsity=0.7, mask="cyclic", backend=backend, seed=3).double().to(DEVICE)
         layer.bilinear_values.data.mul_(20.0)  # a K large enough to change spikes
         cur = layer._bilinear(x.reshape(-1, 15))
         y = layer(x)
