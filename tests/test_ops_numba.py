@@ -310,3 +310,14 @@ def test_float32_exponential_of_the_kernels_is_within_two_ulp():
     run(values, out)
     exact = np.exp(values.astype(np.float64))
     assert np.max(np.abs(out - exact) / exact) < 2 * 2.0 ** -24
+
+
+def test_per_surrogate_dispatchers_have_their_own_cache_names():
+    """The by-kind dispatcher's code lives in numba_common.py, where numba names its cache files: each module's copy
+    needs its own name, or two modules' compiled dispatchers would share one cache index."""
+    from dendrix.ops.alif import numba_engine as alif_engine
+    from dendrix.ops.dgn import numba_recurrent
+    from dendrix.ops.lif import numba_engine as lif_engine
+    names = [f.py_func.__qualname__ for f in (lif_engine._sweep, alif_engine._sweep, numba_recurrent._BACKWARD)]
+    assert len(set(names)) == 3, names
+    assert all("_by_kind_dendrix_ops_" in name for name in names)

@@ -295,7 +295,10 @@ def per_surrogate(py_func: Callable) -> Callable:
     call, so each copy compiles once and is cached under its own name."""
     copies = {f"sweep_{kind}": _copy(py_func, dsg.__name__[2:], dict(py_func.__globals__, dsg=dsg), py_func)
               for kind, dsg in enumerate(SURROGATE_FUNCTIONS)}
-    return _copy(_call_by_kind, "_by_kind", dict(_call_by_kind.__globals__, **copies), py_func)
+    # the dispatcher's code lives in this file, so its cache files are named here: the caller's module in the
+    # name keeps the copies of different modules apart
+    suffix = "_by_kind_" + py_func.__module__.replace(".", "_")
+    return _copy(_call_by_kind, suffix, dict(_call_by_kind.__globals__, **copies), py_func)
 
 
 def surrogate_arguments(surrogate, dtype: torch.dtype) -> tuple[int, np.ndarray]:
