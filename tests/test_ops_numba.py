@@ -313,11 +313,17 @@ def test_float32_exponential_of_the_kernels_is_within_two_ulp():
 
 
 def test_per_surrogate_dispatchers_have_their_own_cache_names():
-    """The by-kind dispatcher's code lives in numba_common.py, where numba names its cache files: each module's copy
-    needs its own name, or two modules' compiled dispatchers would share one cache index."""
+    """The by-kind dispatcher's and the block sweep's code live in numba_common.py, where numba names its cache
+    files: each module's copy needs its own name, or two modules' compiled copies would share one cache index."""
     from dendrix.ops.alif import numba_engine as alif_engine
     from dendrix.ops.dgn import numba_recurrent
     from dendrix.ops.lif import numba_engine as lif_engine
-    names = [f.py_func.__qualname__ for f in (lif_engine._sweep, alif_engine._sweep, numba_recurrent._BACKWARD)]
-    assert len(set(names)) == 3, names
-    assert all("_by_kind_dendrix_ops_" in name for name in names)
+    dispatchers = [numba_recurrent._BACKWARD.py_func.__qualname__] + [
+        k.parallel.py_func.__globals__["by_kind"].py_func.__qualname__ for k in (lif_engine._backward,
+                                                                                  alif_engine._backward)]
+    assert len(set(dispatchers)) == 3, dispatchers
+    assert all("_by_kind_dendrix_ops_" in name for name in dispatchers)
+    sweeps = [f.__qualname__ for k in (lif_engine._backward, alif_engine._backward)
+              for f in (k.parallel.py_func, k.serial.py_func)]
+    assert len(set(sweeps)) == 4, sweeps
+    assert all("_blocks_dendrix_ops_" in name for name in sweeps)

@@ -26,13 +26,13 @@ import numba
 import numpy as np
 import torch
 from llvmlite import ir
-from numba import njit
+from numba import njit, prange
 from numba.core import types as nb_types
 from numba.extending import intrinsic, overload
 
 __all__ = ["kernel", "Kernel", "BLOCK_MAX", "SEGMENT", "PARALLEL_MIN_ELEMENTS", "MIN_PARALLEL_NEURONS", "block_size",
            "segments", "workers_for", "numba_threads", "fma", "non_finite", "exp_like", "surrogate_derivatives", "surrogate_arguments",
-           "SURROGATE_FUNCTIONS", "per_surrogate", "surrogate_constants",
+           "SURROGATE_FUNCTIONS", "per_surrogate", "per_surrogate_blocks", "surrogate_constants",
            "as_numpy_dtype", "as_array", "step_array", "KernelArguments", "sequence_reason", "unsupported_reason"]
 
 # Neurons per block at most: a block's state and per-neuron coefficients (a few [BLOCK_MAX] arrays, 16 kB each in
@@ -170,43 +170,6 @@ def _exp_like(x):
     return lambda x: np.exp(x)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def surrogate_derivatives(kind, c, values, shift, out):
-    """``out[j] = σ'(values[j] - shift)`` for a block, for the surrogate whose ``numba_kind`` is ``kind`` with its
-    ``numba_constants`` in ``c`` (:func:`surrogate_arguments`). The branches mirror
-    ``dendrix.ops.triton_common.surrogate_derivative`` (a new surrogate adds one); the branch on ``kind`` sits
-    outside the loops, so each loop is a straight vectorisable one."""
-    n = out.shape[0]
-    one = c[5]
-    zero = one - one
-    half = c[6]
-    if kind == 0:
-        for j in range(n):
-            z = c[0] * (values[j] - shift)
-            out[j] = c[1] / (one + z * z)
-    elif kind == 1:
-        for j in range(n):
-            s = one / (one + exp_like(-(c[0] * (values[j] - shift))))
-            out[j] = c[0] * s * (one - s)
-    elif kind == 2:
-        for j in range(n):
-            out[j] = max(one - abs(values[j] - shift) * c[0], zero) * c[0]
-    elif kind == 3:
-        for j in range(n):
-            d = one + c[0] * abs(values[j] - shift)
-            out[j] = one / (d * d)
-    elif kind == 4:
-        for j in range(n):
-            out[j] = c[1] if abs(values[j] - shift) < c[0] else zero
-    else:
-        for j in range(n):
-            u = values[j] - shift
-            z0 = c[1] * u
-            zp = c[2] * (u - c[0])
-            zm = c[2] * (u + c[0])
-            out[j] = c[3] * exp_like(-half * (z0 * z0)) - c[4] * (exp_like(-half * (zp * zp)) + exp_like(-half * (zm * zm)))
-
-
 # One scalar σ'(u) per surrogate kind, for kernels compiled once per surrogate (:func:`per_surrogate`): the
 # whole backward step stays one vectorised loop instead of a pass per operation through scratch rows. ``c`` is
 # the tuple of :func:`surrogate_constants`: constants read from an array inside the loop are reloaded every
@@ -253,8 +216,36 @@ def _d_double_gaussian(c, u):
     return c[3] * exp_like(-c[6] * (z0 * z0)) - c[4] * (exp_like(-c[6] * (zp * zp)) + exp_like(-c[6] * (zm * zm)))
 
 
-# by numba_kind: the same formulas as the branches of surrogate_derivatives, in the same order
+# by numba_kind (the order of surrogate_derivatives' branches)
 SURROGATE_FUNCTIONS = (_d_atan, _d_sigmoid, _d_triangle, _d_fast_sigmoid, _d_rectangular, _d_double_gaussian)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def surrogate_derivatives(kind, c, values, shift, out):
+    """``out[j] = σ'(values[j] - shift)`` for a block, for the surrogate whose ``numba_kind`` is ``kind`` with its
+    ``numba_constants`` in ``c`` (:func:`surrogate_arguments`). The branches mirror
+    ``dendrix.ops.triton_common.surrogate_derivative`` (a new surrogate adds one); the branch on ``kind`` sits
+    outside the loops, so each loop is a straight vectorisable one."""
+    n = out.shape[0]
+    cst = surrogate_constants(c)
+    if kind == 0:
+        for j in range(n):
+            out[j] = _d_atan(cst, values[j] - shift)
+    elif kind == 1:
+        for j in range(n):
+            out[j] = _d_sigmoid(cst, values[j] - shift)
+    elif kind == 2:
+        for j in range(n):
+            out[j] = _d_triangle(cst, values[j] - shift)
+    elif kind == 3:
+        for j in range(n):
+            out[j] = _d_fast_sigmoid(cst, values[j] - shift)
+    elif kind == 4:
+        for j in range(n):
+            out[j] = _d_rectangular(cst, values[j] - shift)
+    else:
+        for j in range(n):
+            out[j] = _d_double_gaussian(cst, values[j] - shift)
 
 
 def _copy(py_func: Callable, suffix: str, scope: dict, like: Callable) -> Callable:
@@ -282,6 +273,25 @@ def _call_by_kind(kind, args):
         sweep_4(*args)  # noqa: F821
     else:
         sweep_5(*args)  # noqa: F821
+
+
+def _sweep_blocks(kind, m, block, args):
+    """``by_kind(kind, args + (lo, hi))`` for every block ``lo:hi`` of ``block`` of the ``m`` neurons, blocks in
+    parallel (``by_kind`` is bound by :func:`per_surrogate_blocks`)."""
+    for blk in prange((m + block - 1) // block):
+        lo = blk * block
+        by_kind(kind, args + (lo, min(m, lo + block)))  # noqa: F821
+
+
+def per_surrogate_blocks(py_func: Callable) -> Kernel:
+    """A :class:`Kernel` ``(workers, kind, m, block, args)`` that runs ``py_func(*args, lo, hi)`` for every block of
+    neurons ``lo:hi``, specialised for surrogate ``kind`` as :func:`per_surrogate` does (the engines' reverse
+    sweeps: one prange over blocks of neurons, each block walking all T steps)."""
+    scope = dict(_sweep_blocks.__globals__, by_kind=per_surrogate(py_func))
+    name = py_func.__name__ + "_blocks_" + py_func.__module__.replace(".", "_")   # cache files named here
+    blocks = types.FunctionType(_sweep_blocks.__code__, scope, name, None, None)
+    blocks.__qualname__, blocks.__module__ = name, py_func.__module__
+    return Kernel(blocks)
 
 
 def per_surrogate(py_func: Callable) -> Callable:

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import reduce_to
-from ..numba_common import (kernel, SEGMENT, KernelArguments, block_size, fma, non_finite, per_surrogate, segments,
+from ..numba_common import (kernel, SEGMENT, KernelArguments, block_size, fma, non_finite, per_surrogate_blocks, segments,
                             surrogate_arguments, surrogate_constants, workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["ALIFNumbaFunction", "unsupported_reason"]
@@ -174,22 +174,8 @@ def _sweep_block(u_seq, x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, sc, a_kep
             acc_rho[lo + j] = acc_r[j]
 
 
-_sweep = per_surrogate(_sweep_block)
-
-
-@kernel
-def _backward(u_seq, x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, kind, sc, a_kept, segment, block,
-              g_spikes, has_gs, g_u, has_gu, g_alast, has_ga, g_x, need_x, acc_alpha, need_alpha, acc_rho, need_rho,
-              g_u0, g_a0, g_s0):
-    """Reverse sweep by blocks of neurons (``_sweep_block``, compiled per surrogate ``kind``)."""
-    m = u_seq.shape[1]
-    for blk in prange((m + block - 1) // block):
-        lo = blk * block
-        hi = min(m, lo + block)
-        args = (u_seq, x, u0, a0, s0, alpha, oma, rho, omr, beta, b0, sc, a_kept, segment, g_spikes, has_gs,
-                g_u, has_gu, g_alast, has_ga, g_x, need_x, acc_alpha, need_alpha, acc_rho, need_rho,
-                g_u0, g_a0, g_s0, lo, hi)
-        _sweep(kind, args)
+# Reverse sweep by blocks of neurons: _backward(workers, kind, m, block, args)
+_backward = per_surrogate_blocks(_sweep_block)
 
 
 class ALIFNumbaFunction(torch.autograd.Function):
@@ -232,12 +218,13 @@ class ALIFNumbaFunction(torch.autograd.Function):
         g_u0, g_a0, g_s0 = (torch.empty(u0.shape, dtype=dtype) for _ in range(3))
         coefs = [k.step(c, u0) for c in (alpha, 1.0 - alpha, rho, 1.0 - rho)]
         workers = workers_for(u_seq.numel(), m)
-        _backward(workers, k.rows(u_seq), k.rows(x), k.flat(u0), k.flat(a0), k.flat(s0), *coefs, k.scalar(ctx.beta),
-                  k.scalar(ctx.b0), kind, sc, a_kept.numpy(), ctx.segment, block_size(m, workers),
-                  k.rows(g_spikes), g_spikes is not None, k.rows(g_u), g_u is not None,
-                  k.flat(None if g_alast is None else g_alast.expand(u0.shape)), g_alast is not None,
-                  k.rows(g_x), need_x, k.flat(acc_alpha), need_alpha, k.flat(acc_rho), need_rho,
-                  k.flat(g_u0), k.flat(g_a0), k.flat(g_s0))
+        _backward(workers, kind, m, block_size(m, workers),
+                  (k.rows(u_seq), k.rows(x), k.flat(u0), k.flat(a0), k.flat(s0), *coefs, k.scalar(ctx.beta),
+                   k.scalar(ctx.b0), sc, a_kept.numpy(), ctx.segment,
+                   k.rows(g_spikes), g_spikes is not None, k.rows(g_u), g_u is not None,
+                   k.flat(None if g_alast is None else g_alast.expand(u0.shape)), g_alast is not None,
+                   k.rows(g_x), need_x, k.flat(acc_alpha), need_alpha, k.flat(acc_rho), need_rho,
+                   k.flat(g_u0), k.flat(g_a0), k.flat(g_s0)))
         return (g_x, g_u0 if need_u0 else None, g_a0 if need_a0 else None, g_s0 if need_s0 else None,
                 reduce_to(acc_alpha, alpha.shape) if need_alpha else None,
                 reduce_to(acc_rho, rho.shape) if need_rho else None, None, None, None)

@@ -21,8 +21,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..common import as_python_scalar, reduce_to
-from ..numba_common import (kernel, KernelArguments, block_size, fma, non_finite, per_surrogate, surrogate_arguments,
-                            surrogate_constants, workers_for, unsupported_reason as _unsupported)
+from ..numba_common import (kernel, KernelArguments, block_size, fma, non_finite, per_surrogate_blocks,
+                            surrogate_arguments, surrogate_constants, workers_for, unsupported_reason as _unsupported)
 
 __all__ = ["LeakyNumbaFunction", "unsupported_reason"]
 
@@ -130,25 +130,9 @@ def _sweep_block(h, x, v0, leak, gain, theta, v_reset, hard, detach, sc, g_spike
             acc_bias[lo + j] = a_bias[j]
 
 
-_sweep = per_surrogate(_sweep_block)
-
-
-@kernel
-def _backward(h, x, v0, leak, gain, theta, v_reset, hard, detach, kind, sc,
-              g_spikes, has_gs, g_h, has_gh, g_vlast, has_gv,
-              g_x, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0, block):
-    """Reverse sweep: writes g_x [T, M] (times gain), the per-neuron sums acc_* [M] and g_v0 [M] (= leak gH[0]).
-    An absent g_spikes / g_h / g_x is a [1, 1] placeholder: it is sliced but never read or written."""
-    m = h.shape[1]
-    for blk in prange((m + block - 1) // block):
-        lo = blk * block
-        hi = min(m, lo + block)
-        gs_rows = g_spikes if has_gs else h           # an absent one: any [T, M] array (never read)
-        gh_rows = g_h if has_gh else h
-        gx_rows = g_x if need_x else h
-        args = (h, x, v0, leak, gain, theta, v_reset, hard, detach, sc, gs_rows, has_gs, gh_rows, has_gh, g_vlast,
-                has_gv, gx_rows, need_x, acc_leak, need_leak, acc_gain, need_gain, acc_bias, need_bias, g_v0, lo, hi)
-        _sweep(kind, args)
+# Reverse sweep by blocks of neurons: _backward(workers, kind, m, block, args); an absent g_spikes / g_h / g_x
+# is any [T, M] array (H), sliced but never read or written.
+_backward = per_surrogate_blocks(_sweep_block)
 
 
 class LeakyNumbaFunction(torch.autograd.Function):
@@ -197,13 +181,16 @@ class LeakyNumbaFunction(torch.autograd.Function):
         accs = [torch.empty(v0.shape, dtype=dtype) if need else None for need in (need_leak, need_gain, need_bias)]
         g_v0 = torch.empty(v0.shape, dtype=dtype)
         workers = workers_for(h.numel(), m)
-        _backward(workers, k.rows(h), k.rows(x), k.flat(v0), k.step(leak_v, v0), k.step(gain_v, v0),
-                  k.scalar(ctx.theta), k.scalar(0.0 if ctx.v_reset is None else ctx.v_reset), ctx.v_reset is not None,
-                  bool(ctx.detach_reset), kind, sc,
-                  k.rows(g_spikes), g_spikes is not None, k.rows(g_h), g_h is not None,
-                  k.flat(None if g_vlast is None else g_vlast.expand(v0.shape)), g_vlast is not None,
-                  k.rows(g_x), need_x, k.flat(accs[0]), need_leak, k.flat(accs[1]), need_gain,
-                  k.flat(accs[2]), need_bias, k.flat(g_v0), block_size(m, workers))
+        rows_h = k.rows(h)
+        present = lambda t: rows_h if t is None else k.rows(t)  # noqa: E731 - an absent gradient: H (never read)
+        _backward(workers, kind, m, block_size(m, workers),
+                  (rows_h, k.rows(x), k.flat(v0), k.step(leak_v, v0), k.step(gain_v, v0),
+                   k.scalar(ctx.theta), k.scalar(0.0 if ctx.v_reset is None else ctx.v_reset),
+                   ctx.v_reset is not None, bool(ctx.detach_reset), sc,
+                   present(g_spikes), g_spikes is not None, present(g_h), g_h is not None,
+                   k.flat(None if g_vlast is None else g_vlast.expand(v0.shape)), g_vlast is not None,
+                   present(g_x), need_x, k.flat(accs[0]), need_leak, k.flat(accs[1]), need_gain,
+                   k.flat(accs[2]), need_bias, k.flat(g_v0)))
         leak_shape, gain_shape, bias_shape = ctx.shapes
         g_leak = reduce_to(accs[0], leak_shape) if need_leak else None
         g_gain = reduce_to(accs[1], gain_shape) if need_gain else None
