@@ -318,12 +318,12 @@ def test_per_surrogate_dispatchers_have_their_own_cache_names():
     from dendrix.ops.alif import numba_engine as alif_engine
     from dendrix.ops.dgn import numba_recurrent
     from dendrix.ops.lif import numba_engine as lif_engine
+    from dendrix.ops.rf import numba_engine as rf_engine
+    blocks = (lif_engine._backward, alif_engine._backward, rf_engine._backward)
     dispatchers = [numba_recurrent._BACKWARD.py_func.__qualname__] + [
-        k.parallel.py_func.__globals__["by_kind"].py_func.__qualname__ for k in (lif_engine._backward,
-                                                                                  alif_engine._backward)]
-    assert len(set(dispatchers)) == 3, dispatchers
+        k.parallel.py_func.__globals__["by_kind"].py_func.__qualname__ for k in blocks]
+    assert len(set(dispatchers)) == 4, dispatchers
     assert all("_by_kind_dendrix_ops_" in name for name in dispatchers)
-    sweeps = [f.__qualname__ for k in (lif_engine._backward, alif_engine._backward)
-              for f in (k.parallel.py_func, k.serial.py_func)]
-    assert len(set(sweeps)) == 4, sweeps
+    sweeps = [f.__qualname__ for k in blocks for f in (k.parallel.py_func, k.serial.py_func)]
+    assert len(set(sweeps)) == 6, sweeps
     assert all("_blocks_dendrix_ops_" in name for name in sweeps)

@@ -12,7 +12,7 @@ owns every form of its derivative, so a new surrogate is one class (see :class:`
   (``dendrix.ops.triton_common.surrogate_derivative``) and the constants that branch reads. ``None`` (the
   default) means no Triton kernel: ``backend="auto"`` then runs the fused engine, a forced ``"triton"`` refuses.
 * ``numba_kind`` and ``numba_constants()``: the same for the numba CPU kernels
-  (``dendrix.ops.numba_common.surrogate_derivatives``; by default the constants of the Triton branch). ``None``
+  (``dendrix.ops.numba_common.SURROGATE_FUNCTIONS``; by default the constants of the Triton branch). ``None``
   means no numba kernel: ``backend="auto"`` then runs the fused engine, a forced ``"numba"`` refuses.
 
 A subclass that redefines ``derivative`` without redefining ``derivative_`` / ``triton_kind`` / ``numba_kind`` does not inherit
@@ -90,7 +90,7 @@ class Surrogate:
     param_name: str = "alpha"
     #: Branch of the Triton kernels' σ' (``dendrix.ops.triton_common.surrogate_derivative``); None = no kernel.
     triton_kind: ClassVar[int | None] = None
-    #: Branch of the numba kernels' σ' (``dendrix.ops.numba_common.surrogate_derivatives``); None = no kernel.
+    #: Index of the numba kernels' σ' (``dendrix.ops.numba_common.SURROGATE_FUNCTIONS``); None = no kernel.
     numba_kind: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs):

@@ -31,7 +31,7 @@ from numba.core import types as nb_types
 from numba.extending import intrinsic, overload
 
 __all__ = ["kernel", "Kernel", "BLOCK_MAX", "SEGMENT", "PARALLEL_MIN_ELEMENTS", "MIN_PARALLEL_NEURONS", "block_size",
-           "segments", "workers_for", "numba_threads", "fma", "non_finite", "exp_like", "surrogate_derivatives", "surrogate_arguments",
+           "segments", "workers_for", "numba_threads", "fma", "non_finite", "exp_like", "surrogate_arguments",
            "SURROGATE_FUNCTIONS", "per_surrogate", "per_surrogate_blocks", "surrogate_constants",
            "as_numpy_dtype", "as_array", "step_array", "KernelArguments", "sequence_reason", "unsupported_reason"]
 
@@ -216,36 +216,8 @@ def _d_double_gaussian(c, u):
     return c[3] * exp_like(-c[6] * (z0 * z0)) - c[4] * (exp_like(-c[6] * (zp * zp)) + exp_like(-c[6] * (zm * zm)))
 
 
-# by numba_kind (the order of surrogate_derivatives' branches)
+# by numba_kind: a new surrogate adds one, mirroring ``dendrix.ops.triton_common.surrogate_derivative``
 SURROGATE_FUNCTIONS = (_d_atan, _d_sigmoid, _d_triangle, _d_fast_sigmoid, _d_rectangular, _d_double_gaussian)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def surrogate_derivatives(kind, c, values, shift, out):
-    """``out[j] = σ'(values[j] - shift)`` for a block, for the surrogate whose ``numba_kind`` is ``kind`` with its
-    ``numba_constants`` in ``c`` (:func:`surrogate_arguments`). The branches mirror
-    ``dendrix.ops.triton_common.surrogate_derivative`` (a new surrogate adds one); the branch on ``kind`` sits
-    outside the loops, so each loop is a straight vectorisable one."""
-    n = out.shape[0]
-    cst = surrogate_constants(c)
-    if kind == 0:
-        for j in range(n):
-            out[j] = _d_atan(cst, values[j] - shift)
-    elif kind == 1:
-        for j in range(n):
-            out[j] = _d_sigmoid(cst, values[j] - shift)
-    elif kind == 2:
-        for j in range(n):
-            out[j] = _d_triangle(cst, values[j] - shift)
-    elif kind == 3:
-        for j in range(n):
-            out[j] = _d_fast_sigmoid(cst, values[j] - shift)
-    elif kind == 4:
-        for j in range(n):
-            out[j] = _d_rectangular(cst, values[j] - shift)
-    else:
-        for j in range(n):
-            out[j] = _d_double_gaussian(cst, values[j] - shift)
 
 
 def _copy(py_func: Callable, suffix: str, scope: dict, like: Callable) -> Callable:
@@ -312,7 +284,8 @@ def per_surrogate(py_func: Callable) -> Callable:
 
 
 def surrogate_arguments(surrogate, dtype: torch.dtype) -> tuple[int, np.ndarray]:
-    """``(kind, constants)`` for :func:`surrogate_derivatives`: the constants padded to 5, then 1 and ½, so the
+    """``(kind, constants)`` for the kernels' σ' (``SURROGATE_FUNCTIONS[kind]`` with :func:`surrogate_constants`
+    of the constants): the constants padded to 5, then 1 and ½, so the
     kernels compute in the array dtype without float64 literals."""
     consts = list(surrogate.numba_constants())
     consts = consts + [0.0] * (5 - len(consts)) + [1.0, 0.5]
